@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { UnauthorizedError } from '@/server/errors';
+import { readCookie, SESSION_COOKIE } from '@/server/http/auth';
+import { parseJsonBody } from '@/server/http/body';
+import { apiRoute, jsonResponse } from '@/server/http/route';
+import { createSession, deleteSession, findPrincipalByToken } from '@/server/registry/tokens';
+
+export const dynamic = 'force-dynamic';
+
+const SignInBody = z.object({ token: z.string().min(1).max(512) }).strict();
+
+function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): string {
+  return `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
+}
+
+/** The signed-in principal: the console shows its name and scopes. */
+export const GET = apiRoute({ scope: null }, async ({ principal }) => {
+  if (principal.via === 'anonymous' && principal.scopes.size === 0) throw new UnauthorizedError('Not signed in.', false);
+  return jsonResponse({ name: principal.name, scopes: [...principal.scopes].sort(), via: principal.via });
+});
+
+/** Exchanges an API token for an httpOnly, SameSite=Strict session cookie. */
+export const POST = apiRoute({ scope: null }, async ({ request, app }) => {
+  const { token } = await parseJsonBody(request, SignInBody);
+  const principal = await findPrincipalByToken(app.db, token);
+  if (!principal?.tokenId) throw new UnauthorizedError('The token is unknown or has been revoked.', true);
+  const session = await createSession(app.db, principal.tokenId, app.settings.SESSION_TTL_SECONDS);
+  const secure = new URL(request.url).protocol === 'https:';
+  return jsonResponse({ name: principal.name, scopes: [...principal.scopes].sort(), expires_at: session.expiresAt.toISOString() }, 201, {
+    'Set-Cookie': sessionCookie(session.sessionId, app.settings.SESSION_TTL_SECONDS, secure),
+  });
+});
+
+export const DELETE = apiRoute({ scope: null }, async ({ request, app }) => {
+  const sessionId = readCookie(request, SESSION_COOKIE);
+  if (sessionId) await deleteSession(app.db, sessionId);
+  return new Response(null, { status: 204, headers: { 'Set-Cookie': sessionCookie('', 0, false) } });
+});

@@ -1,0 +1,20 @@
+import type { NextConfig } from 'next';
+
+const nextConfig: NextConfig = {
+  // Separate build directories let several checkouts of tests build side by side (NEXT_DIST_DIR=.next-a).
+  distDir: process.env.NEXT_DIST_DIR || '.next',
+  // Native and WebAssembly modules load from node_modules at run time instead of being bundled.
+  serverExternalPackages: [
+    '@electric-sql/pglite',
+    '@napi-rs/blake-hash',
+    '@tus/server',
+    '@tus/file-store',
+    'pg',
+    'pino',
+    'busboy',
+  ],
+  poweredByHeader: false,
+  reactStrictMode: true,
+};
+
+export default nextConfig;

@@ -1,0 +1,69 @@
+import type { Logger } from 'pino';
+import { connectDatabase, type Database, type DatabaseConnection } from '@/db/client';
+import { getLogger } from './logger';
+import { getSettings, type Settings } from './settings';
+import type { Backend } from './storage/backend';
+import { FilesystemBackend } from './storage/filesystem';
+import { EventHub } from './registry/event-hub';
+import { loadRetentionClasses, syncRetentionClasses, type RetentionClass } from './registry/retention-classes';
+
+/** Everything a request needs, created once per process. */
+export interface AppContext {
+  settings: Settings;
+  connection: DatabaseConnection;
+  db: Database;
+  log: Logger;
+  /** The backend that receives new blobs. */
+  primaryBackend: Backend;
+  backends: Map<string, Backend>;
+  eventHub: EventHub;
+  retentionClasses: RetentionClass[];
+}
+
+const globalForApp = globalThis as typeof globalThis & { artifactStoreApp?: Promise<AppContext> };
+
+/**
+ * Returns the process's context, creating it on first use: connects the database and applies migrations,
+ * loads the retention classes, opens the storage backend and removes temporary files a crash left behind.
+ * The promise lives on globalThis so Next.js dev reloads and separate route bundles share one instance.
+ */
+export function getAppContext(): Promise<AppContext> {
+  globalForApp.artifactStoreApp ??= createAppContext().catch((error: unknown) => {
+    globalForApp.artifactStoreApp = undefined;
+    throw error;
+  });
+  return globalForApp.artifactStoreApp;
+}
+
+async function createAppContext(): Promise<AppContext> {
+  const settings = getSettings();
+  const log = getLogger();
+  const retentionClasses = loadRetentionClasses(settings.RETENTION_CLASSES_FILE);
+
+  const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
+  log.info({ database: connection.kind }, 'database connected and migrations applied');
+  await syncRetentionClasses(connection.db, retentionClasses);
+
+  const primaryBackend = new FilesystemBackend({ id: 'fs-primary', root: settings.storageRoot });
+  const removed = await primaryBackend.recoverTemporaryFiles();
+  for (const file of removed) log.warn({ backend_id: primaryBackend.id, file }, 'removed a temporary file left by an interrupted write');
+
+  const eventHub = await EventHub.start(connection, log);
+  return {
+    settings,
+    connection,
+    db: connection.db,
+    log,
+    primaryBackend,
+    backends: new Map([[primaryBackend.id, primaryBackend]]),
+    eventHub,
+    retentionClasses,
+  };
+}
+
+/** Closes the database; used by tests and command-line tools that create a context. */
+export async function closeAppContext(): Promise<void> {
+  const pending = globalForApp.artifactStoreApp;
+  globalForApp.artifactStoreApp = undefined;
+  if (pending) await (await pending).connection.close();
+}

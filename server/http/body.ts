@@ -1,0 +1,86 @@
+import type { z } from 'zod';
+import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError, type ValidationIssue } from '../errors';
+
+const DEFAULT_MAX_JSON_BYTES = 1024 * 1024;
+
+/**
+ * Reads a JSON request body of at most `maxBytes`, then validates it with the schema. Throws 415 for
+ * another content type, 413 past the limit, and 400 naming each invalid field.
+ */
+export async function parseJsonBody<Schema extends z.ZodType>(
+  request: Request,
+  schema: Schema,
+  maxBytes = DEFAULT_MAX_JSON_BYTES,
+): Promise<z.infer<Schema>> {
+  const contentType = request.headers.get('content-type') ?? '';
+  if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(contentType)) {
+    throw new UnsupportedMediaTypeError(`The request body must be application/json, not ${JSON.stringify(contentType || '(none)')}.`);
+  }
+
+  const text = await readTextWithLimit(request, maxBytes);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ValidationError('The request body is not valid JSON.', [
+      { field: '(body)', rule: 'json', message: (error as Error).message },
+    ]);
+  }
+  return parseWithSchema(schema, value, 'The request body is invalid.');
+}
+
+/** Validates a value with a zod schema, mapping every issue to a field path and rule. */
+export function parseWithSchema<Schema extends z.ZodType>(schema: Schema, value: unknown, detail: string): z.infer<Schema> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw new ValidationError(detail, zodIssues(parsed.error));
+}
+
+export function zodIssues(error: z.ZodError): ValidationIssue[] {
+  return error.issues.map((issue) => ({
+    field: formatPath(issue.path),
+    rule: issue.code,
+    message: issue.message,
+  }));
+}
+
+function formatPath(path: PropertyKey[]): string {
+  if (path.length === 0) return '(body)';
+  return path
+    .map((segment, index) => (typeof segment === 'number' ? `[${segment}]` : index === 0 ? String(segment) : `.${String(segment)}`))
+    .join('');
+}
+
+async function readTextWithLimit(request: Request, maxBytes: number): Promise<string> {
+  const declared = Number(request.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    throw new PayloadTooLargeError(`The JSON body is ${declared} bytes; the limit is ${maxBytes}.`, { limit_bytes: maxBytes });
+  }
+  if (!request.body) return '';
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw new PayloadTooLargeError(`The JSON body exceeds the limit of ${maxBytes} bytes.`, { limit_bytes: maxBytes });
+    }
+    chunks.push(value);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new ValidationError('The request body is not valid UTF-8.', [{ field: '(body)', rule: 'utf8', message: 'invalid UTF-8 byte sequence' }]);
+  }
+}
+
+/** Parses a query parameter set with a zod schema; repeated parameters keep their last value. */
+export function parseQuery<Schema extends z.ZodType>(request: Request, schema: Schema): z.infer<Schema> {
+  const url = new URL(request.url);
+  const values: Record<string, string> = {};
+  for (const [key, value] of url.searchParams) values[key] = value;
+  return parseWithSchema(schema, values, 'The query parameters are invalid.');
+}

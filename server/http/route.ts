@@ -1,0 +1,83 @@
+import crypto from 'node:crypto';
+import type { Logger } from 'pino';
+import { getAppContext, type AppContext } from '../app-context';
+import type { Principal, Scope } from '../registry/tokens';
+import { UnauthorizedError } from '../errors';
+import { authenticate, requireScope } from './auth';
+import { errorToResponse, problemResponse } from './problem';
+
+export interface RouteInput<Params> {
+  request: Request;
+  params: Params;
+  app: AppContext;
+  log: Logger;
+  /** The authenticated caller; non-null whenever the route names a scope. */
+  principal: Principal;
+  requestId: string;
+}
+
+export interface RouteOptions {
+  /** The scope the caller needs; null for routes that anyone may call (health). */
+  scope: Scope | null;
+}
+
+type RouteHandler<Params> = (input: RouteInput<Params>) => Promise<Response>;
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+const NOBODY: Principal = { tokenId: null, name: 'anonymous', scopes: new Set(), via: 'anonymous' };
+
+/**
+ * Wraps a route handler: assigns a request id, authenticates and checks the scope, gives the handler a
+ * child logger with the request id and actor, and turns any thrown error into problem+json.
+ */
+export function apiRoute<Params = Record<string, never>>(options: RouteOptions, handler: RouteHandler<Params>) {
+  return async (request: Request, context: { params: Promise<Params> }): Promise<Response> => {
+    const supplied = request.headers.get('x-request-id');
+    const requestId = supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
+    let log: Logger | undefined;
+    let response: Response;
+
+    try {
+      const app = await getAppContext();
+      log = app.log.child({ request_id: requestId });
+      const principal =
+        options.scope === null
+          ? await authenticateOptional(app, request)
+          : requireScope(await authenticate(app.db, request, app.settings.ANON_READ), options.scope);
+      log = log.child({ actor: principal.name });
+      const params = await context.params;
+      response = await handler({ request, params, app, log, principal, requestId });
+    } catch (error) {
+      if (log) {
+        response = errorToResponse(error, log, requestId);
+      } else {
+        // The context itself failed to start (database unreachable, bad settings).
+        console.error(error);
+        response = problemResponse(503, 'Service unavailable', 'The server is not ready: its database or storage failed to start.', {
+          request_id: requestId,
+        });
+      }
+    }
+
+    response.headers.set('X-Request-Id', requestId);
+    return response;
+  };
+}
+
+/** Routes open to anyone still learn who calls; stale credentials there mean "nobody", not 401. */
+async function authenticateOptional(app: AppContext, request: Request): Promise<Principal> {
+  try {
+    return (await authenticate(app.db, request, app.settings.ANON_READ)) ?? NOBODY;
+  } catch (error) {
+    if (error instanceof UnauthorizedError) return NOBODY;
+    throw error;
+  }
+}
+
+/** A JSON response with the given status and no caching. */
+export function jsonResponse(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', ...headers },
+  });
+}

@@ -1,0 +1,86 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { DatabaseConnection } from '@/db/client';
+import { EVENTS_CHANNEL } from './events';
+
+/**
+ * Wakes waiting long polls and SSE streams when an event commits. It listens on the database's NOTIFY
+ * channel, so events committed by other processes wake this one too; no polling loop is involved.
+ */
+export interface EventWaiter {
+  /** Resolves with true when an event committed since the last call (or creation), false on timeout or abort. */
+  next(timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
+  close(): void;
+}
+
+export class EventHub {
+  private readonly emitter = new EventEmitter();
+
+  private constructor(private readonly log: Logger) {
+    this.emitter.setMaxListeners(0);
+  }
+
+  static async start(connection: DatabaseConnection, log: Logger): Promise<EventHub> {
+    const hub = new EventHub(log);
+    await connection.listen(EVENTS_CHANNEL, (payload) => hub.notify(Number(payload)));
+    return hub;
+  }
+
+  get waiterCount(): number {
+    return this.emitter.listenerCount('event');
+  }
+
+  private notify(sequence: number): void {
+    if (!Number.isSafeInteger(sequence)) {
+      this.log.warn({ payload: sequence }, 'ignored a malformed event notification');
+      return;
+    }
+    this.emitter.emit('event', sequence);
+  }
+
+  /**
+   * Starts recording commits so none is missed between a query and the wait that follows it: create the
+   * waiter, query the log, and call `next` only when the query found nothing new.
+   */
+  createWaiter(): EventWaiter {
+    let pending = false;
+    let wake: (() => void) | undefined;
+    const onEvent = () => {
+      pending = true;
+      wake?.();
+    };
+    this.emitter.on('event', onEvent);
+
+    return {
+      next: (timeoutMs, signal) =>
+        new Promise<boolean>((resolve) => {
+          if (pending) {
+            pending = false;
+            resolve(true);
+            return;
+          }
+          const finish = (result: boolean) => {
+            clearTimeout(timer);
+            wake = undefined;
+            signal?.removeEventListener('abort', onAbort);
+            pending = false;
+            resolve(result);
+          };
+          const onAbort = () => finish(false);
+          const timer = setTimeout(() => finish(false), timeoutMs);
+          wake = () => finish(true);
+          signal?.addEventListener('abort', onAbort, { once: true });
+        }),
+      close: () => {
+        this.emitter.off('event', onEvent);
+        wake = undefined;
+      },
+    };
+  }
+
+  /** Subscribes to every committed sequence number; returns the function that unsubscribes. */
+  subscribe(handler: (sequence: number) => void): () => void {
+    this.emitter.on('event', handler);
+    return () => this.emitter.off('event', handler);
+  }
+}

@@ -1,0 +1,103 @@
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import { rowsOf, type Executor } from '@/db/client';
+import { events } from '@/db/schema';
+import { decodeCbor, encodeCanonicalCbor } from '../encoding/cbor';
+import { blake3Hex } from '../digest/blake3-hex';
+
+export const EVENTS_CHANNEL = 'artifact_store_events';
+
+export type SubjectKind = 'package' | 'file' | 'metadata_schema' | 'upload' | 'token' | 'blob';
+
+export interface NewEvent {
+  eventType: string;
+  subjectKind: SubjectKind;
+  subjectId: string;
+  actor: string;
+  payload: Record<string, unknown>;
+}
+
+export interface EventRecord {
+  sequence: number;
+  created_at: string;
+  event_type: string;
+  subject_kind: string;
+  subject_id: string;
+  actor: string;
+  payload_digest_hex: string;
+  payload: unknown;
+}
+
+/**
+ * Appends an event inside the caller's transaction and returns its sequence number.
+ *
+ * The sequence comes from the single `event_log_head` row, incremented with UPDATE: the row lock it takes
+ * is held until the transaction ends, so a second writer waits until the first has committed (or rolled
+ * back, which also undoes its increment). Sequence numbers are therefore gap-free and visible in commit
+ * order, and a reader that has seen N never sees N-1 appear later. Call this as the last write of a
+ * transaction so the lock is held only for the commit. NOTIFY is delivered at commit.
+ */
+export async function appendEvent(tx: Executor, event: NewEvent): Promise<number> {
+  const head = await tx.execute(sql`UPDATE event_log_head SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence`);
+  const sequence = Number(rowsOf<{ sequence: string | number }>(head)[0].sequence);
+  const payload = Buffer.from(encodeCanonicalCbor(event.payload));
+
+  await tx.insert(events).values({
+    sequence,
+    createdAt: new Date(),
+    eventType: event.eventType,
+    subjectKind: event.subjectKind,
+    subjectId: event.subjectId,
+    actor: event.actor,
+    payload,
+    payloadDigestHex: blake3Hex(payload),
+  });
+  await tx.execute(sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${String(sequence)})`);
+  return sequence;
+}
+
+type EventRow = typeof events.$inferSelect;
+
+export function toEventRecord(row: EventRow): EventRecord {
+  return {
+    sequence: row.sequence,
+    created_at: row.createdAt.toISOString(),
+    event_type: row.eventType,
+    subject_kind: row.subjectKind,
+    subject_id: row.subjectId,
+    actor: row.actor,
+    payload_digest_hex: row.payloadDigestHex,
+    payload: decodeCbor(row.payload),
+  };
+}
+
+export interface ListEventsOptions {
+  since: number;
+  limit: number;
+  subjectKind?: string;
+  subjectId?: string;
+  eventTypePrefix?: string;
+}
+
+/** Returns events with a sequence greater than `since`, oldest first. */
+export async function listEvents(db: Executor, options: ListEventsOptions): Promise<EventRecord[]> {
+  const conditions = [gt(events.sequence, options.since)];
+  if (options.subjectKind) conditions.push(eq(events.subjectKind, options.subjectKind));
+  if (options.subjectId) conditions.push(eq(events.subjectId, options.subjectId));
+  if (options.eventTypePrefix) conditions.push(sql`${events.eventType} LIKE ${escapeLike(options.eventTypePrefix) + '%'}`);
+  const rows = await db
+    .select()
+    .from(events)
+    .where(and(...conditions))
+    .orderBy(asc(events.sequence))
+    .limit(options.limit);
+  return rows.map(toEventRecord);
+}
+
+export async function headSequence(db: Executor): Promise<number> {
+  const result = await db.execute(sql`SELECT sequence FROM event_log_head WHERE id = 1`);
+  return Number(rowsOf<{ sequence: string | number }>(result)[0].sequence);
+}
+
+function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (character) => `\\${character}`);
+}

@@ -1,0 +1,307 @@
+import crypto from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { and, asc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
+import { z } from 'zod';
+import type { Database, Executor } from '@/db/client';
+import { blobs, files, packages, storageLocations, uploads } from '@/db/schema';
+import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
+import { createDigestTransform } from '../digest';
+import { objectKeyForBlake3, type Backend } from '../storage/backend';
+import { appendEvent } from './events';
+import { assertOpen, getPackageRow, lockPackage, parsePackageId } from './packages';
+import { normalizeRelativePath } from './relative-path';
+
+export const DEFAULT_MEDIA_TYPE = 'application/octet-stream';
+
+// RFC 6838 type/subtype names, with optional parameters; no CR, LF or other controls.
+const MEDIA_TYPE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(?:\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(?:[A-Za-z0-9!#$&^_.+-]+|"[^"\\\u0000-\u001f]*"))*$/;
+
+/** Checks a media type such as `text/plain; charset=utf-8`; an absent one becomes application/octet-stream. */
+export function normalizeMediaType(input: string | null | undefined, field = 'media_type'): string {
+  if (input === null || input === undefined || input.trim() === '') return DEFAULT_MEDIA_TYPE;
+  const value = input.trim();
+  if (value.length > 255 || !MEDIA_TYPE_PATTERN.test(value)) {
+    throw new ValidationError(`Invalid ${field} ${JSON.stringify(input)}: expected "type/subtype" as RFC 6838 defines it.`, [
+      { field, rule: 'media_type', message: 'must be "type/subtype" with optional "; name=value" parameters' },
+    ]);
+  }
+  return value;
+}
+
+/** A file as the API returns it. */
+export interface FileRecord {
+  id: string;
+  package_id: string;
+  relative_path: string;
+  media_type: string;
+  size_bytes: number;
+  digest_algorithm: string;
+  digest_primary_hex: string;
+  digest_sha256_hex: string;
+  content_address: string;
+  created_at: string;
+  storage: { backend_id: string; object_key: string; retrieval_tier: string; status: string }[];
+}
+
+type FileRow = typeof files.$inferSelect;
+type LocationRow = typeof storageLocations.$inferSelect;
+
+function toFileRecord(row: FileRow, locations: LocationRow[]): FileRecord {
+  return {
+    id: row.id,
+    package_id: row.packageId,
+    relative_path: row.relativePath,
+    media_type: row.mediaType,
+    size_bytes: row.sizeBytes,
+    digest_algorithm: row.digestAlgorithm,
+    digest_primary_hex: row.digestPrimaryHex,
+    digest_sha256_hex: row.digestSha256Hex,
+    content_address: row.contentAddress,
+    created_at: row.createdAt.toISOString(),
+    storage: locations.map((location) => ({
+      backend_id: location.backendId,
+      object_key: location.objectKey,
+      retrieval_tier: location.retrievalTier,
+      status: location.status,
+    })),
+  };
+}
+
+export interface StoredContent {
+  blake3Hex: string;
+  sha256Hex: string;
+  sizeBytes: number;
+}
+
+export interface RecordFileInput {
+  packageId: string;
+  relativePath: string;
+  mediaType: string;
+  content: StoredContent;
+  backend: Backend;
+  actor: string;
+  /** Moves the bytes to their object key; called under the blob's lock, inside the transaction. */
+  placeBlob: (objectKey: string) => Promise<unknown>;
+  /** Extra fields for the `file.added` event (the tus upload id, for example). */
+  eventDetails?: Record<string, unknown>;
+  /** Runs inside the transaction after the file row is written (the tus hand-off marks its upload done here). */
+  onRecorded?: (tx: Executor, fileId: string) => Promise<void>;
+}
+
+/**
+ * Records bytes that are already on disk as a file of an open package, in one transaction with its
+ * `file.added` event: locks the package row (shared, so uploads run in parallel but not past a finalize),
+ * checks the path is free, places the blob under an advisory lock on its content address (the same lock
+ * the retention sweep takes before removing a blob), and inserts the blob, location and file rows.
+ * Throws 409 when the package is no longer open or the path is taken.
+ */
+export async function recordFile(db: Database, input: RecordFileInput): Promise<FileRecord> {
+  const contentAddress = `blake3:${input.content.blake3Hex}`;
+  const objectKey = objectKeyForBlake3(input.content.blake3Hex);
+  const fileId = crypto.randomUUID();
+  const createdAt = new Date();
+
+  try {
+    return await db.transaction(async (tx) => {
+      const pkg = await lockPackage(tx, input.packageId, 'share');
+      assertOpen(pkg, 'adding files');
+      await assertPathFree(tx, pkg.id, input.relativePath, input.eventDetails?.upload_id as string | undefined);
+
+      await lockBlob(tx, contentAddress);
+      await input.placeBlob(objectKey);
+      await tx
+        .insert(blobs)
+        .values({ contentAddress, sizeBytes: input.content.sizeBytes, sha256Hex: input.content.sha256Hex, createdAt })
+        .onConflictDoNothing();
+      await tx
+        .insert(storageLocations)
+        .values({
+          contentAddress,
+          backendId: input.backend.id,
+          objectKey,
+          retrievalTier: input.backend.retrievalTier,
+          status: 'ok',
+          verifiedAt: createdAt,
+          createdAt,
+        })
+        .onConflictDoNothing();
+      const [row] = await tx
+        .insert(files)
+        .values({
+          id: fileId,
+          packageId: pkg.id,
+          relativePath: input.relativePath,
+          mediaType: input.mediaType,
+          sizeBytes: input.content.sizeBytes,
+          digestAlgorithm: 'blake3',
+          digestPrimaryHex: input.content.blake3Hex,
+          digestSha256Hex: input.content.sha256Hex,
+          contentAddress,
+          createdAt,
+        })
+        .returning();
+      await input.onRecorded?.(tx, fileId);
+
+      const sequence = await appendEvent(tx, {
+        eventType: 'file.added',
+        subjectKind: 'package',
+        subjectId: pkg.id,
+        actor: input.actor,
+        payload: {
+          package_id: pkg.id,
+          file_id: fileId,
+          relative_path: input.relativePath,
+          media_type: input.mediaType,
+          size_bytes: input.content.sizeBytes,
+          blake3_hex: input.content.blake3Hex,
+          sha256_hex: input.content.sha256Hex,
+          ...input.eventDetails,
+        },
+      });
+      await tx.update(packages).set({ lastEventSequence: sequence }).where(eq(packages.id, pkg.id));
+      const locations = await tx.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
+      return toFileRecord(row, locations);
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw pathTakenError(input.packageId, input.relativePath);
+    throw error;
+  }
+}
+
+/** Takes the transaction-scoped advisory lock that serializes placing and removing one blob. */
+export async function lockBlob(tx: Executor, contentAddress: string): Promise<void> {
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${contentAddress}, 0))`);
+}
+
+async function assertPathFree(tx: Executor, packageId: string, relativePath: string, ownUploadId?: string): Promise<void> {
+  const existing = await tx
+    .select({ id: files.id })
+    .from(files)
+    .where(and(eq(files.packageId, packageId), eq(files.relativePath, relativePath)));
+  if (existing.length > 0) throw pathTakenError(packageId, relativePath);
+  const pending = await tx
+    .select({ id: uploads.id })
+    .from(uploads)
+    .where(and(eq(uploads.packageId, packageId), eq(uploads.relativePath, relativePath), isNull(uploads.completedAt), eq(uploads.terminated, false)));
+  if (pending.some((upload) => upload.id !== ownUploadId)) {
+    throw new ConflictError(`An unfinished upload already targets "${relativePath}" in package ${packageId}; finish or terminate it first.`, {
+      path: relativePath,
+      upload_id: pending[0].id,
+    });
+  }
+}
+
+function pathTakenError(packageId: string, relativePath: string): ConflictError {
+  return new ConflictError(`Package ${packageId} already has a file at "${relativePath}"; files are immutable, so use another path.`, {
+    path: relativePath,
+  });
+}
+
+export function isUniqueViolation(error: unknown): boolean {
+  for (let current = error; current; current = (current as { cause?: unknown }).cause) {
+    if ((current as { code?: string }).code === '23505') return true;
+  }
+  return false;
+}
+
+export interface AddFileInput {
+  packageId: string;
+  relativePath: string;
+  mediaType: string | null | undefined;
+  body: Readable;
+  actor: string;
+  maxBytes: number;
+  /** The declared length, when the client sent one; checked against the limit before any byte is read. */
+  declaredLength?: number;
+}
+
+/**
+ * Streams one file into the blob store while computing both digests, then records it. Nothing is kept
+ * when the request fails: an unfinished write is discarded, and a placed blob that no row references is
+ * removed by the orphan sweep.
+ */
+export async function addFileFromStream(db: Database, backend: Backend, input: AddFileInput): Promise<FileRecord> {
+  const relativePath = normalizeRelativePath(input.relativePath);
+  const mediaType = normalizeMediaType(input.mediaType);
+  const pkg = await getPackageRow(db, input.packageId);
+  assertOpen(pkg, 'adding files');
+  if (input.declaredLength !== undefined && input.declaredLength > input.maxBytes) {
+    throw new PayloadTooLargeError(`The file is ${input.declaredLength} bytes; the limit is ${input.maxBytes}.`, { limit_bytes: input.maxBytes });
+  }
+  await assertPathFree(db, pkg.id, relativePath);
+
+  const writer = await backend.createWriter();
+  let placed = false;
+  try {
+    const digest = createDigestTransform({ maxBytes: input.maxBytes });
+    await pipeline(input.body, digest, writer.stream);
+    const content = digest.result();
+    const record = await recordFile(db, {
+      packageId: pkg.id,
+      relativePath,
+      mediaType,
+      content,
+      backend,
+      actor: input.actor,
+      placeBlob: async (objectKey) => {
+        placed = true;
+        return writer.commit(objectKey);
+      },
+    });
+    return record;
+  } finally {
+    if (!placed) await writer.cancel();
+  }
+}
+
+export async function getFile(db: Executor, id: string): Promise<FileRecord & { package_status: string }> {
+  const fileId = z.uuid().safeParse(id);
+  if (!fileId.success) throw new NotFoundError('File', id);
+  const rows = await db
+    .select({ file: files, packageStatus: packages.status })
+    .from(files)
+    .innerJoin(packages, eq(files.packageId, packages.id))
+    .where(eq(files.id, fileId.data.toLowerCase()));
+  if (rows.length === 0) throw new NotFoundError('File', id);
+  const locations = await db.select().from(storageLocations).where(eq(storageLocations.contentAddress, rows[0].file.contentAddress));
+  return { ...toFileRecord(rows[0].file, locations), package_status: rows[0].packageStatus };
+}
+
+export const ListFilesQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    cursor: z.string().max(2048).optional(),
+  })
+  .strict();
+
+/** Lists a package's files in UTF-8 byte order of their paths, with keyset pagination on the path. */
+export async function listFiles(db: Executor, packageId: string, query: z.infer<typeof ListFilesQuery>) {
+  const pkg = await getPackageRow(db, packageId);
+  let after: string | undefined;
+  if (query.cursor !== undefined) {
+    after = Buffer.from(query.cursor, 'base64url').toString('utf8');
+    if (Buffer.from(after, 'utf8').toString('base64url') !== query.cursor) {
+      throw new ValidationError('The cursor is invalid; pass the next_cursor value of a previous page unchanged.', [
+        { field: 'cursor', rule: 'cursor', message: 'not a cursor returned by this endpoint' },
+      ]);
+    }
+  }
+  const rows = await db
+    .select()
+    .from(files)
+    .where(and(eq(files.packageId, pkg.id), after === undefined ? undefined : gt(sql`${files.relativePath} COLLATE "C"`, after)))
+    .orderBy(asc(sql`${files.relativePath} COLLATE "C"`))
+    .limit(query.limit + 1);
+  const page = rows.slice(0, query.limit);
+  const addresses = [...new Set(page.map((row) => row.contentAddress))];
+  const locations = addresses.length
+    ? await db.select().from(storageLocations).where(inArray(storageLocations.contentAddress, addresses))
+    : [];
+  return {
+    files: page.map((row) => toFileRecord(row, locations.filter((location) => location.contentAddress === row.contentAddress))),
+    next_cursor: rows.length > query.limit ? Buffer.from(page[page.length - 1].relativePath, 'utf8').toString('base64url') : null,
+  };
+}
+
+export { parsePackageId };

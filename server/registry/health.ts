@@ -1,0 +1,80 @@
+import { count, ne } from 'drizzle-orm';
+import type { DatabaseConnection } from '@/db/client';
+import { storageLocations } from '@/db/schema';
+import type { Backend } from '../storage/backend';
+
+export interface BackendReport {
+  id: string;
+  kind: string;
+  retrieval_tier: string;
+  status: 'ok' | 'unavailable';
+  free_bytes: number | null;
+  total_bytes: number | null;
+  detail?: string;
+}
+
+export interface HealthReport {
+  status: 'ok' | 'degraded';
+  database: { status: 'ok' | 'unavailable'; kind: string };
+  backends: BackendReport[];
+  failed_storage_locations: number;
+}
+
+const CHECK_TIMEOUT_MS = 3000;
+
+function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out after ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS).unref()),
+  ]);
+}
+
+export async function reportBackends(backends: Iterable<Backend>): Promise<BackendReport[]> {
+  return Promise.all(
+    [...backends].map(async (backend): Promise<BackendReport> => {
+      try {
+        const health = await withTimeout(backend.health(), `backend ${backend.id} health check`);
+        return {
+          id: backend.id,
+          kind: backend.kind,
+          retrieval_tier: backend.retrievalTier,
+          status: health.ok ? 'ok' : 'unavailable',
+          free_bytes: health.freeBytes,
+          total_bytes: health.totalBytes,
+          ...(health.detail ? { detail: health.detail } : {}),
+        };
+      } catch (error) {
+        return {
+          id: backend.id,
+          kind: backend.kind,
+          retrieval_tier: backend.retrievalTier,
+          status: 'unavailable',
+          free_bytes: null,
+          total_bytes: null,
+          detail: (error as Error).message,
+        };
+      }
+    }),
+  );
+}
+
+/** Checks the database and every backend; degraded when any is unavailable or a stored copy failed a check. */
+export async function checkHealth(connection: DatabaseConnection, backends: Iterable<Backend>): Promise<HealthReport> {
+  let databaseOk = true;
+  let failed = 0;
+  try {
+    await withTimeout(connection.ping(), 'database ping');
+    const [row] = await connection.db.select({ failed: count() }).from(storageLocations).where(ne(storageLocations.status, 'ok'));
+    failed = Number(row.failed);
+  } catch {
+    databaseOk = false;
+  }
+  const backendReports = await reportBackends(backends);
+  const degraded = !databaseOk || failed > 0 || backendReports.some((report) => report.status !== 'ok');
+  return {
+    status: degraded ? 'degraded' : 'ok',
+    database: { status: databaseOk ? 'ok' : 'unavailable', kind: connection.kind },
+    backends: backendReports,
+    failed_storage_locations: failed,
+  };
+}

@@ -1,0 +1,277 @@
+import crypto from 'node:crypto';
+import { and, desc, eq, lt, or, sql, type SQL } from 'drizzle-orm';
+import { z } from 'zod';
+import type { Executor } from '@/db/client';
+import { files, holds, packages, retentionClasses, uploads } from '@/db/schema';
+import { ConflictError, NotFoundError, ValidationError } from '../errors';
+import { assertCanonicalizable } from '../encoding/jcs';
+import { appendEvent } from './events';
+import { validateMetadata } from './metadata-schemas';
+
+const Label = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'control characters are not allowed')
+    .refine((value) => value.isWellFormed(), 'lone UTF-16 surrogates are not allowed');
+
+export const CreatePackage = z
+  .object({
+    name: Label(256),
+    producer: Label(256),
+    subject: Label(512),
+    retention_class: z.string().min(1).max(64),
+    metadata_schema: z.string().min(1).max(128).nullable().optional(),
+    metadata: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+export type CreatePackage = z.infer<typeof CreatePackage>;
+
+export type PackageStatus = 'open' | 'finalized' | 'deleted';
+
+/** A package as the API returns it. */
+export interface PackageRecord {
+  id: string;
+  name: string;
+  producer: string;
+  subject: string;
+  retention_class: string;
+  metadata_schema: string | null;
+  metadata: Record<string, unknown>;
+  status: PackageStatus;
+  manifest_digest: string | null;
+  created_by: string;
+  created_at: string;
+  finalized_at: string | null;
+  expires_at: string | null;
+  deleted_at: string | null;
+  last_event_sequence: number | null;
+}
+
+type PackageRow = typeof packages.$inferSelect;
+
+export function toPackageRecord(row: PackageRow): PackageRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    producer: row.producer,
+    subject: row.subject,
+    retention_class: row.retentionClass,
+    metadata_schema: row.metadataSchema,
+    metadata: row.metadata as Record<string, unknown>,
+    status: row.status,
+    manifest_digest: row.manifestDigest,
+    created_by: row.createdBy,
+    created_at: row.createdAt.toISOString(),
+    finalized_at: row.finalizedAt?.toISOString() ?? null,
+    expires_at: row.expiresAt?.toISOString() ?? null,
+    deleted_at: row.deletedAt?.toISOString() ?? null,
+    last_event_sequence: row.lastEventSequence,
+  };
+}
+
+export const PackageId = z.uuid({ message: 'must be a UUID' });
+
+/** Throws 404 unless the id is a UUID (an id that cannot exist is reported as unknown, not as malformed). */
+export function parsePackageId(id: string): string {
+  const parsed = PackageId.safeParse(id);
+  if (!parsed.success) throw new NotFoundError('Package', id);
+  return parsed.data.toLowerCase();
+}
+
+/** Creates an open package after checking its class, schema and metadata; writes `package.created`. */
+export async function createPackage(db: Executor, input: CreatePackage, actor: string, maxMetadataBytes: number): Promise<PackageRecord> {
+  assertCanonicalizable(input.metadata, 'metadata');
+  const metadataBytes = Buffer.byteLength(JSON.stringify(input.metadata), 'utf8');
+  if (metadataBytes > maxMetadataBytes) {
+    throw new ValidationError(`The metadata is ${metadataBytes} bytes; the limit is ${maxMetadataBytes}.`, [
+      { field: 'metadata', rule: 'max_bytes', message: `at most ${maxMetadataBytes} bytes of JSON` },
+    ]);
+  }
+  const classRows = await db.select().from(retentionClasses).where(eq(retentionClasses.classId, input.retention_class));
+  if (classRows.length === 0) {
+    const known = (await db.select({ id: retentionClasses.classId }).from(retentionClasses)).map((row) => row.id);
+    throw new ValidationError(`Unknown retention class "${input.retention_class}".`, [
+      { field: 'retention_class', rule: 'exists', message: `must be one of: ${known.join(', ')}` },
+    ]);
+  }
+  if (input.metadata_schema) await validateMetadata(db, input.metadata_schema, input.metadata);
+
+  const id = crypto.randomUUID();
+  const createdAt = new Date();
+  return db.transaction(async (tx) => {
+    await tx.insert(packages).values({
+      id,
+      name: input.name,
+      producer: input.producer,
+      subject: input.subject,
+      retentionClass: input.retention_class,
+      metadataSchema: input.metadata_schema ?? null,
+      metadata: input.metadata,
+      createdBy: actor,
+      createdAt,
+    });
+    const sequence = await appendEvent(tx, {
+      eventType: 'package.created',
+      subjectKind: 'package',
+      subjectId: id,
+      actor,
+      payload: {
+        package_id: id,
+        name: input.name,
+        producer: input.producer,
+        subject: input.subject,
+        retention_class: input.retention_class,
+        metadata_schema: input.metadata_schema ?? null,
+        metadata: input.metadata,
+      },
+    });
+    const [row] = await tx.update(packages).set({ lastEventSequence: sequence }).where(eq(packages.id, id)).returning();
+    return toPackageRecord(row);
+  });
+}
+
+export async function getPackage(db: Executor, id: string): Promise<PackageRecord> {
+  return toPackageRecord(await getPackageRow(db, id));
+}
+
+export async function getPackageRow(db: Executor, id: string): Promise<PackageRow> {
+  const packageId = parsePackageId(id);
+  const rows = await db.select().from(packages).where(eq(packages.id, packageId));
+  if (rows.length === 0) throw new NotFoundError('Package', id);
+  return rows[0];
+}
+
+/**
+ * Locks the package row for the rest of the transaction and returns it. `share` lets several file
+ * uploads proceed at once while excluding finalize and delete, which take the row `update`.
+ */
+export async function lockPackage(tx: Executor, id: string, mode: 'share' | 'update'): Promise<PackageRow> {
+  const packageId = parsePackageId(id);
+  const query = tx.select().from(packages).where(eq(packages.id, packageId));
+  const rows = await (mode === 'share' ? query.for('share') : query.for('update'));
+  if (rows.length === 0) throw new NotFoundError('Package', id);
+  return rows[0];
+}
+
+export function assertOpen(row: PackageRow, action: string): void {
+  if (row.status !== 'open') {
+    throw new ConflictError(`Package ${row.id} is ${row.status}; ${action} is possible only while it is open.`, {
+      package_id: row.id,
+      package_status: row.status,
+    });
+  }
+}
+
+export const ListPackagesQuery = z
+  .object({
+    producer: z.string().min(1).max(256).optional(),
+    subject: z.string().min(1).max(512).optional(),
+    retention_class: z.string().min(1).max(64).optional(),
+    status: z.enum(['open', 'finalized', 'deleted']).optional(),
+    name: z.string().min(1).max(256).optional(),
+    metadata_key: z.string().min(1).max(256).optional(),
+    metadata_value: z.string().max(4096).optional(),
+    limit: z.coerce.number().int().min(1).max(500).default(50),
+    cursor: z.string().max(512).optional(),
+  })
+  .strict()
+  .refine((query) => (query.metadata_value === undefined) || query.metadata_key !== undefined, {
+    message: 'metadata_value needs metadata_key',
+    path: ['metadata_value'],
+  });
+export type ListPackagesQuery = z.infer<typeof ListPackagesQuery>;
+
+interface PackageCursor {
+  createdAt: Date;
+  id: string;
+}
+
+function encodeCursor(row: PackageRow): string {
+  return Buffer.from(JSON.stringify([row.createdAt.toISOString(), row.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): PackageCursor {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const date = new Date(createdAt);
+    if (Number.isNaN(date.getTime()) || !PackageId.safeParse(id).success) throw new Error('bad cursor');
+    return { createdAt: date, id };
+  } catch {
+    throw new ValidationError('The cursor is invalid; pass the next_cursor value of a previous page unchanged.', [
+      { field: 'cursor', rule: 'cursor', message: 'not a cursor returned by this endpoint' },
+    ]);
+  }
+}
+
+/**
+ * Lists packages newest first with keyset pagination on (created_at, id). A metadata filter matches a
+ * top-level key whose value equals `metadata_value` as a string, or as the JSON value it parses to
+ * (so `42` matches both "42" and 42); without a value it matches packages that have the key.
+ */
+export async function listPackages(db: Executor, query: ListPackagesQuery): Promise<{ packages: PackageRecord[]; next_cursor: string | null }> {
+  const conditions: SQL[] = [];
+  if (query.producer !== undefined) conditions.push(eq(packages.producer, query.producer));
+  if (query.subject !== undefined) conditions.push(eq(packages.subject, query.subject));
+  if (query.retention_class !== undefined) conditions.push(eq(packages.retentionClass, query.retention_class));
+  if (query.status !== undefined) conditions.push(eq(packages.status, query.status));
+  if (query.name !== undefined) conditions.push(eq(packages.name, query.name));
+  if (query.metadata_key !== undefined) conditions.push(metadataCondition(query.metadata_key, query.metadata_value));
+  if (query.cursor !== undefined) {
+    const cursor = decodeCursor(query.cursor);
+    conditions.push(
+      or(lt(packages.createdAt, cursor.createdAt), and(eq(packages.createdAt, cursor.createdAt), lt(packages.id, cursor.id)))!,
+    );
+  }
+
+  const rows = await db
+    .select()
+    .from(packages)
+    .where(conditions.length > 0 ? and(...conditions) : undefined)
+    .orderBy(desc(packages.createdAt), desc(packages.id))
+    .limit(query.limit + 1);
+  const page = rows.slice(0, query.limit);
+  return {
+    packages: page.map(toPackageRecord),
+    next_cursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]) : null,
+  };
+}
+
+function metadataCondition(key: string, value: string | undefined): SQL {
+  if (value === undefined) return sql`${packages.metadata} ? ${key}`;
+  const asString = JSON.stringify({ [key]: value });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || typeof parsed === 'string') return sql`${packages.metadata} @> ${asString}::jsonb`;
+  const asJson = JSON.stringify({ [key]: parsed });
+  return sql`(${packages.metadata} @> ${asString}::jsonb OR ${packages.metadata} @> ${asJson}::jsonb)`;
+}
+
+/** Deletes an open package with its files' records (the blobs stay until an orphan sweep); 409 once finalized. */
+export async function deleteOpenPackage(db: Executor, id: string, actor: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const row = await lockPackage(tx, id, 'update');
+    if (row.status !== 'open') {
+      throw new ConflictError(`Package ${row.id} is ${row.status}; only open packages can be deleted. Finalized packages leave through retention.`, {
+        package_id: row.id,
+        package_status: row.status,
+      });
+    }
+    const removed = await tx.delete(files).where(eq(files.packageId, row.id)).returning({ id: files.id });
+    await tx.delete(uploads).where(eq(uploads.packageId, row.id));
+    await tx.delete(holds).where(eq(holds.packageId, row.id));
+    await tx.delete(packages).where(eq(packages.id, row.id));
+    await appendEvent(tx, {
+      eventType: 'package.deleted',
+      subjectKind: 'package',
+      subjectId: row.id,
+      actor,
+      payload: { package_id: row.id, status_before: 'open', file_count: removed.length },
+    });
+  });
+}

@@ -1,0 +1,55 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0', ''])
+  .default('false')
+  .transform((value) => value === 'true' || value === '1');
+
+const positiveInteger = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+/** Environment variables read once at start; every setting has a default that works on one machine. */
+export const SettingsSchema = z.object({
+  DATABASE_URL: z.string().url().optional(),
+  DATA_DIR: z.string().default('./data'),
+  STORAGE_ROOT: z.string().optional(),
+  PGLITE_DIR: z.string().optional(),
+  ANON_READ: booleanFlag,
+  MAX_FILE_SIZE_BYTES: positiveInteger(1024 ** 4),
+  MAX_METADATA_BYTES: positiveInteger(64 * 1024),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  RETENTION_CLASSES_FILE: z.string().optional(),
+  SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
+  ORPHAN_SAFETY_WINDOW_SECONDS: z.coerce.number().int().min(0).default(3600),
+  UPLOAD_EXPIRY_SECONDS: positiveInteger(24 * 3600),
+  SESSION_TTL_SECONDS: positiveInteger(12 * 3600),
+});
+
+export type Settings = z.infer<typeof SettingsSchema> & {
+  storageRoot: string;
+  pgliteDir: string;
+};
+
+let cached: Settings | undefined;
+
+/** Parses process.env on first call; throws a readable error naming every invalid variable. */
+export function getSettings(): Settings {
+  if (cached) return cached;
+  const parsed = SettingsSchema.safeParse(process.env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new Error(`Invalid environment settings:\n${lines.join('\n')}`);
+  }
+  const values = parsed.data;
+  cached = {
+    ...values,
+    storageRoot: path.resolve(/*turbopackIgnore: true*/ values.STORAGE_ROOT ?? path.join(values.DATA_DIR, 'blobs')),
+    pgliteDir: path.resolve(/*turbopackIgnore: true*/ values.PGLITE_DIR ?? path.join(values.DATA_DIR, 'pglite')),
+  };
+  return cached;
+}
+
+/** Drops the cached settings so tests can change process.env between cases. */
+export function resetSettingsForTests(): void {
+  cached = undefined;
+}

@@ -1,0 +1,50 @@
+import { DomainError, ServiceUnavailableError } from '../errors';
+
+/**
+ * A stored object that a database row points to is missing from its backend. The client sent nothing
+ * wrong, so this is a server-side fault (500), not a 404.
+ */
+export class BlobNotFoundError extends DomainError {
+  readonly backendId: string;
+  readonly objectKey: string;
+
+  constructor(backendId: string, objectKey: string, options?: { cause?: unknown }) {
+    super(
+      500,
+      'Stored content missing',
+      `The stored object ${objectKey} is missing from storage backend "${backendId}".`,
+      {},
+      {},
+      options,
+    );
+    this.backendId = backendId;
+    this.objectKey = objectKey;
+  }
+}
+
+/**
+ * A storage backend cannot serve requests right now (disk full, read-only, permission or I/O error).
+ * The detail names the backend and the error code but never a file path; the cause carries the rest.
+ */
+export class StorageUnavailableError extends ServiceUnavailableError {
+  readonly backendId: string;
+
+  constructor(backendId: string, detail: string, options?: { cause?: unknown }) {
+    super(`Storage backend "${backendId}" is unavailable: ${detail}`, options);
+    this.backendId = backendId;
+  }
+}
+
+/**
+ * An object key that does not match the key grammar. Keys are built by the server, never taken from a
+ * request, so this is a programming error and deliberately not a DomainError: it becomes a bare 500.
+ */
+export class InvalidObjectKeyError extends Error {
+  readonly objectKey: string;
+
+  constructor(objectKey: string, reason: string) {
+    super(`Invalid object key ${JSON.stringify(objectKey)}: ${reason}`);
+    this.name = 'InvalidObjectKeyError';
+    this.objectKey = objectKey;
+  }
+}

@@ -1,0 +1,139 @@
+import fs, { type FileHandle } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { getLogger } from '../logger';
+import type { BlobWriter } from './backend';
+import { releaseTemporaryFile } from './filesystem-temporary-files';
+
+const WRITE_HIGH_WATER_MARK = 256 * 1024;
+
+function errorCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Writes every byte of each chunk to the temporary file, retrying short writes. */
+class TemporaryFileStream extends Writable {
+  readonly #handle: FileHandle;
+  readonly #translateError: (error: unknown) => unknown;
+
+  constructor(handle: FileHandle, translateError: (error: unknown) => unknown) {
+    super({ highWaterMark: WRITE_HIGH_WATER_MARK });
+    this.#handle = handle;
+    this.#translateError = translateError;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#writeAll(chunk).then(
+      () => callback(),
+      (error: unknown) => callback(this.#translateError(error) as Error),
+    );
+  }
+
+  async #writeAll(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.byteLength) {
+      const { bytesWritten } = await this.#handle.write(chunk, offset, chunk.byteLength - offset);
+      offset += bytesWritten;
+    }
+  }
+}
+
+type WriterState = 'open' | 'committing' | 'committed' | 'discarded';
+
+/** What a writer needs from its backend, passed in so the backend's helpers stay private. */
+export interface WriterContext {
+  backendId: string;
+  pathForKey(objectKey: string): string;
+  placeFile(source: string, target: string): Promise<{ created: boolean }>;
+  translateError(error: unknown, operation: string): unknown;
+}
+
+export class FilesystemBlobWriter implements BlobWriter {
+  readonly stream: Writable;
+  readonly #handle: FileHandle;
+  readonly #temporaryPath: string;
+  readonly #context: WriterContext;
+  #state: WriterState = 'open';
+  #handleClosed = false;
+  #commitDone: Promise<unknown> | undefined;
+  #discardDone: Promise<void> | undefined;
+
+  constructor(handle: FileHandle, temporaryPath: string, context: WriterContext) {
+    this.#handle = handle;
+    this.#temporaryPath = temporaryPath;
+    this.#context = context;
+    this.stream = new TemporaryFileStream(handle, (error) => context.translateError(error, 'write'));
+  }
+
+  async commit(objectKey: string): Promise<{ created: boolean }> {
+    if (this.#state !== 'open') throw new Error(`BlobWriter.commit was called on a writer that is already ${this.#state}.`);
+    this.#state = 'committing';
+    const done = this.#commit(objectKey);
+    this.#commitDone = done.catch(() => undefined);
+    return done;
+  }
+
+  async cancel(): Promise<void> {
+    // A cancel during commit waits for the commit; a commit that succeeded is kept.
+    if (this.#commitDone) await this.#commitDone;
+    if (this.#state === 'committed') return;
+    await this.#discard();
+  }
+
+  async #commit(objectKey: string): Promise<{ created: boolean }> {
+    try {
+      const target = this.#context.pathForKey(objectKey);
+      await finished(this.stream);
+      await this.#handle.sync();
+      await this.#closeHandle();
+      const result = await this.#context.placeFile(this.#temporaryPath, target);
+      this.#state = 'committed';
+      releaseTemporaryFile(this.#temporaryPath);
+      return result;
+    } catch (error) {
+      try {
+        await this.#discard();
+      } catch (discardError) {
+        getLogger().warn(
+          { err: discardError, backend_id: this.#context.backendId, path: this.#temporaryPath },
+          'failed to remove a temporary file after a failed commit; recoverTemporaryFiles will remove it',
+        );
+      }
+      throw this.#context.translateError(error, 'commit an object');
+    }
+  }
+
+  #discard(): Promise<void> {
+    this.#discardDone ??= this.#removeTemporaryFile();
+    return this.#discardDone;
+  }
+
+  async #removeTemporaryFile(): Promise<void> {
+    this.#state = 'discarded';
+    this.stream.destroy();
+    try {
+      await this.#closeHandle();
+    } catch (error) {
+      // The bytes are being thrown away, so a failed close only matters for the log.
+      getLogger().warn(
+        { err: error, backend_id: this.#context.backendId, path: this.#temporaryPath },
+        'failed to close a discarded temporary file',
+      );
+    }
+
+    try {
+      await fs.unlink(this.#temporaryPath);
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw this.#context.translateError(error, 'discard a temporary file');
+    } finally {
+      // Released even when unlink failed, so that recoverTemporaryFiles removes the file later.
+      releaseTemporaryFile(this.#temporaryPath);
+    }
+  }
+
+  async #closeHandle(): Promise<void> {
+    if (this.#handleClosed) return;
+    this.#handleClosed = true;
+    await this.#handle.close();
+  }
+}

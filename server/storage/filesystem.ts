@@ -1,0 +1,377 @@
+import { createReadStream } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  assertValidObjectKey,
+  isValidObjectKey,
+  type Backend,
+  type BackendHealth,
+  type BlobWriter,
+  type ByteRange,
+} from './backend';
+import { BlobNotFoundError, InvalidObjectKeyError, StorageUnavailableError } from './errors';
+import {
+  DEFAULT_STALE_TEMPORARY_FILE_MS,
+  releaseTemporaryFile,
+  removeAbandonedTemporaryFiles,
+  reserveTemporaryFile,
+} from './filesystem-temporary-files';
+import { FilesystemBlobWriter } from './filesystem-writer';
+
+export interface FilesystemBackendOptions {
+  id: string;
+  /** Directory of the store; created on first use. */
+  root: string;
+  retrievalTier?: string;
+  /**
+   * Age of the last write after which recoverTemporaryFiles removes a temporary file of another host or
+   * pid namespace (see filesystem-temporary-files.ts). Default 24 hours.
+   */
+  staleTemporaryFileMs?: number;
+}
+
+/** Errors that mean the file system cannot serve requests, with the wording used in StorageUnavailableError. */
+const UNAVAILABLE_CODES: Record<string, string> = {
+  ENOSPC: 'no space left on the file system (ENOSPC)',
+  EDQUOT: 'disk quota exceeded (EDQUOT)',
+  EROFS: 'the file system is read-only (EROFS)',
+  EACCES: 'permission denied (EACCES)',
+  EPERM: 'operation not permitted (EPERM)',
+  EIO: 'input/output error (EIO)',
+  EMFILE: 'too many open files in the process (EMFILE)',
+  ENFILE: 'too many open files in the system (ENFILE)',
+  ESTALE: 'stale network file handle (ESTALE)',
+};
+
+/** link(2) codes meaning the file system has no hard links; placeFile then falls back to rename. */
+const NO_HARD_LINK_CODES = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+const OBJECT_DIRECTORY = 'blake3';
+
+function errorCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+async function fsyncDirectory(directory: string): Promise<void> {
+  const handle = await fs.open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Stores objects as files under one root directory:
+ *
+ * ```
+ * <root>/
+ *   blake3/                       committed objects, one file each, never modified after commit
+ *     ab/
+ *       cd/
+ *         abcd…(64 hex)           object key 'blake3/ab/cd/abcd…'
+ *   tmp/
+ *     <scope>-<pid>-<token>-<random>.partial
+ *                                 bytes of a writer not yet committed (see filesystem-temporary-files.ts)
+ *   uploads/                      reserved for tus staging; the backend only moves files out of it (adoptFile)
+ * ```
+ *
+ * tmp/ lives under the root so that the commit's link or rename stays on one file system. Every object
+ * path is built by `pathForKey`, which accepts only keys of the grammar in backend.ts.
+ */
+export class FilesystemBackend implements Backend {
+  readonly id: string;
+  readonly kind = 'fs' as const;
+  readonly retrievalTier: string;
+  /** Absolute path of the store directory. */
+  readonly root: string;
+  /** Directory reserved for tus staging; on the same file system, so staged files can be adopted. */
+  readonly uploadsDirectory: string;
+  readonly #temporaryDirectory: string;
+  readonly #objectRoot: string;
+  readonly #staleTemporaryFileMs: number;
+  /** Object directories known to exist, so commits skip mkdir after the first one in a directory. */
+  readonly #knownDirectories = new Set<string>();
+  #layoutReady: Promise<void> | undefined;
+
+  constructor(options: FilesystemBackendOptions) {
+    this.id = options.id;
+    this.retrievalTier = options.retrievalTier ?? 'hot';
+    this.root = path.resolve(options.root);
+    this.uploadsDirectory = path.join(this.root, 'uploads');
+    this.#temporaryDirectory = path.join(this.root, 'tmp');
+    this.#objectRoot = path.join(this.root, OBJECT_DIRECTORY);
+    this.#staleTemporaryFileMs = options.staleTemporaryFileMs ?? DEFAULT_STALE_TEMPORARY_FILE_MS;
+  }
+
+  /**
+   * Returns the absolute file path of an object. Throws InvalidObjectKeyError for a key outside the
+   * grammar and, as a second guard, for any path that resolves outside <root>/blake3.
+   */
+  pathForKey(objectKey: string): string {
+    assertValidObjectKey(objectKey);
+    const resolved = path.resolve(this.root, ...objectKey.split('/'));
+    if (!resolved.startsWith(this.#objectRoot + path.sep)) {
+      throw new InvalidObjectKeyError(objectKey, 'the key resolves outside the storage root.');
+    }
+    return resolved;
+  }
+
+  async createWriter(): Promise<BlobWriter> {
+    await this.#ensureLayout();
+    const temporaryPath = reserveTemporaryFile(this.#temporaryDirectory);
+    let handle: FileHandle;
+    try {
+      handle = await fs.open(temporaryPath, 'wx');
+    } catch (error) {
+      releaseTemporaryFile(temporaryPath);
+      throw this.#translateError(error, 'create a temporary file');
+    }
+    return new FilesystemBlobWriter(handle, temporaryPath, {
+      backendId: this.id,
+      pathForKey: (objectKey) => this.pathForKey(objectKey),
+      placeFile: (source, target) => this.#placeFile(source, target),
+      translateError: (error, operation) => this.#translateError(error, operation),
+    });
+  }
+
+  async adoptFile(localPath: string, objectKey: string): Promise<{ created: boolean }> {
+    const target = this.pathForKey(objectKey);
+    const source = path.resolve(localPath);
+    await this.#ensureLayout();
+
+    try {
+      // link(2) does not follow a symbolic link, so adopting one would store the link itself.
+      if (!(await fs.lstat(source)).isFile()) throw new Error(`adoptFile needs a regular file, got ${source}.`);
+      // An object adopted onto itself would hit EEXIST and then be unlinked as the duplicate.
+      const objectRoot = path.join(await fs.realpath(this.root), OBJECT_DIRECTORY);
+      if ((await fs.realpath(source)).startsWith(objectRoot + path.sep)) {
+        throw new Error(`adoptFile needs a file outside the object tree, got ${source}.`);
+      }
+
+      const handle = await fs.open(source, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return await this.#placeFile(source, target);
+    } catch (error) {
+      if (errorCode(error) === 'EXDEV') {
+        throw new Error(`adoptFile needs ${source} on the same file system as the storage root ${this.root}.`, {
+          cause: error,
+        });
+      }
+      throw this.#translateError(error, 'adopt a file');
+    }
+  }
+
+  async read(objectKey: string, range?: ByteRange): Promise<Readable> {
+    const filePath = this.pathForKey(objectKey);
+    let handle: FileHandle;
+    try {
+      handle = await fs.open(filePath, 'r');
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw new BlobNotFoundError(this.id, objectKey, { cause: error });
+      throw this.#translateError(error, 'open an object');
+    }
+
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new BlobNotFoundError(this.id, objectKey);
+      if (range) assertRangeWithin(range, stats.size);
+    } catch (error) {
+      await handle.close();
+      throw this.#translateError(error, 'open an object');
+    }
+    // The stream owns the handle from here on and closes it at the end or on destroy.
+    return createReadStream(filePath, { fd: handle, start: range?.start, end: range?.end });
+  }
+
+  async stat(objectKey: string): Promise<{ sizeBytes: number; modifiedAt: Date } | null> {
+    const filePath = this.pathForKey(objectKey);
+    try {
+      const stats = await fs.stat(filePath);
+      return stats.isFile() ? { sizeBytes: stats.size, modifiedAt: stats.mtime } : null;
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      throw this.#translateError(error, 'stat an object');
+    }
+  }
+
+  /**
+   * Unlinks the object file. The directory is not fsynced, so a deleted object may come back after a
+   * power loss. list() then returns it again, and an orphan sweep can remove it.
+   */
+  async delete(objectKey: string): Promise<void> {
+    const filePath = this.pathForKey(objectKey);
+    try {
+      await fs.unlink(filePath);
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw this.#translateError(error, 'delete an object');
+    }
+  }
+
+  /** Walks <root>/blake3 and yields every file whose path is a valid object key; other files are skipped. */
+  async *list(): AsyncIterable<{ objectKey: string; sizeBytes: number; modifiedAt: Date }> {
+    for (const level1 of await this.#readDirectoryNames(this.#objectRoot)) {
+      for (const level2 of await this.#readDirectoryNames(path.join(this.#objectRoot, level1))) {
+        const leafDirectory = path.join(this.#objectRoot, level1, level2);
+        for (const name of await this.#readDirectoryNames(leafDirectory)) {
+          const objectKey = `${OBJECT_DIRECTORY}/${level1}/${level2}/${name}`;
+          if (!isValidObjectKey(objectKey)) continue;
+          const stats = await this.stat(objectKey);
+          if (stats) yield { objectKey, ...stats };
+        }
+      }
+    }
+  }
+
+  /** Checks that a file can be created and written in tmp/, and reports capacity from statfs. */
+  async health(): Promise<BackendHealth> {
+    let ok = true;
+    let detail: string | undefined;
+    try {
+      await this.#ensureLayout();
+      await this.#probeWrite();
+    } catch (error) {
+      ok = false;
+      detail = `cannot write to the storage root (${errorCode(error) ?? (error as Error).message}).`;
+    }
+
+    try {
+      const stats = await fs.statfs(this.root);
+      return { ok, freeBytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize, detail };
+    } catch (error) {
+      const statfsDetail = `statfs failed (${errorCode(error) ?? (error as Error).message}).`;
+      return { ok, freeBytes: null, totalBytes: null, detail: detail ? `${detail} ${statfsDetail}` : statfsDetail };
+    }
+  }
+
+  /** Removes abandoned files from tmp/ by the rules in filesystem-temporary-files.ts; safe while other processes write. */
+  async recoverTemporaryFiles(): Promise<string[]> {
+    return removeAbandonedTemporaryFiles(this.#temporaryDirectory, this.#staleTemporaryFileMs);
+  }
+
+  /**
+   * Places `source` at `target` unless a file already exists there, then fsyncs the target directory
+   * and removes `source`. A hard link is used because link(2), unlike rename(2), fails with EEXIST
+   * instead of replacing the target, so exactly one of several concurrent commits reports created.
+   * On file systems without hard links this falls back to a check followed by rename, where two racing
+   * commits may both report created (the content is identical either way).
+   */
+  async #placeFile(source: string, target: string): Promise<{ created: boolean }> {
+    const directory = path.dirname(target);
+    await this.#ensureObjectDirectory(directory);
+
+    let created: boolean;
+    try {
+      created = await this.#linkUnlessExists(source, target);
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error;
+      // The directory may have been removed by another process since it was cached; create it again.
+      this.#knownDirectories.delete(directory);
+      await this.#ensureObjectDirectory(directory);
+      created = await this.#linkUnlessExists(source, target);
+    }
+
+    await fsyncDirectory(directory);
+    try {
+      await fs.unlink(source);
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error;
+    }
+    return { created };
+  }
+
+  /** Wraps fs errors that mean the storage cannot serve requests in StorageUnavailableError; returns others unchanged. */
+  #translateError(error: unknown, operation: string): unknown {
+    const code = errorCode(error);
+    if (code === undefined || !(code in UNAVAILABLE_CODES)) return error;
+    return new StorageUnavailableError(this.id, `failed to ${operation}: ${UNAVAILABLE_CODES[code]}.`, { cause: error });
+  }
+
+  async #linkUnlessExists(source: string, target: string): Promise<boolean> {
+    try {
+      await fs.link(source, target);
+      return true;
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'EEXIST') return false;
+      if (code === undefined || !NO_HARD_LINK_CODES.has(code)) throw error;
+    }
+
+    try {
+      await fs.lstat(target);
+      return false;
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error;
+    }
+    await fs.rename(source, target);
+    return true;
+  }
+
+  /** Creates the missing directories between <root> and `directory`, fsyncing the parent of each new one. */
+  async #ensureObjectDirectory(directory: string): Promise<void> {
+    if (this.#knownDirectories.has(directory)) return;
+
+    const segments = path.relative(this.root, directory).split(path.sep);
+    let current = this.root;
+    for (const segment of segments) {
+      const parent = current;
+      current = path.join(current, segment);
+      try {
+        await fs.mkdir(current);
+      } catch (error) {
+        if (errorCode(error) === 'EEXIST') continue;
+        throw error;
+      }
+      await fsyncDirectory(parent);
+    }
+    this.#knownDirectories.add(directory);
+  }
+
+  async #ensureLayout(): Promise<void> {
+    this.#layoutReady ??= fs.mkdir(this.#temporaryDirectory, { recursive: true }).then(
+      () => undefined,
+      (error: unknown) => {
+        this.#layoutReady = undefined;
+        throw this.#translateError(error, 'create the storage directories');
+      },
+    );
+    return this.#layoutReady;
+  }
+
+  async #probeWrite(): Promise<void> {
+    const probePath = reserveTemporaryFile(this.#temporaryDirectory);
+    try {
+      await fs.writeFile(probePath, 'health probe\n', { flag: 'wx' });
+      await fs.unlink(probePath);
+    } finally {
+      releaseTemporaryFile(probePath);
+    }
+  }
+
+  /** Returns the names of entries in `directory`, or none when it does not exist. */
+  async #readDirectoryNames(directory: string): Promise<string[]> {
+    try {
+      return await fs.readdir(directory);
+    } catch (error) {
+      const code = errorCode(error);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+      throw this.#translateError(error, 'list objects');
+    }
+  }
+}
+
+function assertRangeWithin(range: ByteRange, sizeBytes: number): void {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end >= sizeBytes) {
+    throw new RangeError(`Byte range ${start}-${end} is invalid for an object of ${sizeBytes} bytes.`);
+  }
+}

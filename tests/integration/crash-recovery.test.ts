@@ -1,0 +1,73 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../support/client';
+import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
+
+let environment: TestEnvironment;
+let server: TestServer;
+let api: ApiClient;
+
+beforeAll(async () => {
+  environment = await createTestEnvironment();
+  server = await startServer(environment);
+  api = new ApiClient(server.url, environment.adminToken);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await environment?.cleanup();
+});
+
+/** Counts committed blob objects under the store's content-addressed tree. */
+function countBlobs(storageRoot: string): number {
+  const directory = path.join(storageRoot, 'blake3');
+  if (!fs.existsSync(directory)) return 0;
+  return fs.readdirSync(directory, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).length;
+}
+
+describe('a server killed mid-upload', () => {
+  it('leaves no file row and no blob, and the next start removes the temporary file', { timeout: 300_000 }, async () => {
+    const pkg = await api.createPackage();
+    const totalBytes = 1024 ** 3;
+    let sent = 0;
+    let resolveHalf: () => void;
+    const halfway = new Promise<void>((resolve) => (resolveHalf = resolve));
+    const chunk = crypto.randomBytes(1024 * 1024);
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent >= totalBytes) return controller.close();
+        controller.enqueue(new Uint8Array(chunk));
+        sent += chunk.length;
+        if (sent >= totalBytes / 2) resolveHalf();
+        if (sent > totalBytes / 2 + 8 * chunk.length) await new Promise((resolve) => setTimeout(resolve, 50));
+      },
+    });
+    const upload = fetch(`${server.url}/api/v1/packages/${pkg.id}/files/big.bin`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${environment.adminToken}` },
+      body,
+      duplex: 'half',
+    } as RequestInit).catch((error: Error) => error);
+
+    await halfway;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const temporaryBefore = fs.readdirSync(path.join(environment.storageRoot, 'tmp'));
+    expect(temporaryBefore.length).toBeGreaterThan(0);
+    await server.kill();
+    expect(await upload).toBeInstanceOf(Error);
+
+    server = await startServer(environment);
+    api = new ApiClient(server.url, environment.adminToken);
+    const temporaryAfter = fs.readdirSync(path.join(environment.storageRoot, 'tmp'));
+    expect(temporaryAfter).toEqual([]);
+    expect(server.output()).toContain('removed a temporary file left by an interrupted write');
+
+    const files = await (await api.get(`/packages/${pkg.id}/files`)).json();
+    expect(files.files).toEqual([]);
+    const record = await (await api.get(`/packages/${pkg.id}`)).json();
+    expect(record.status).toBe('open');
+    expect(countBlobs(environment.storageRoot)).toBe(0);
+  });
+});

@@ -1,0 +1,69 @@
+import { decodeCbor } from '@/server/encoding/cbor';
+
+/** A small fetch wrapper bound to one server and token; every method returns the raw Response. */
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    readonly token?: string,
+  ) {}
+
+  withToken(token: string | undefined): ApiClient {
+    return new ApiClient(this.baseUrl, token);
+  }
+
+  url(path: string): string {
+    return `${this.baseUrl}/api/v1${path}`;
+  }
+
+  request(method: string, path: string, init: RequestInit & { json?: unknown } = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.token && !headers.has('authorization')) headers.set('authorization', `Bearer ${this.token}`);
+    let body = init.body;
+    if (init.json !== undefined) {
+      headers.set('content-type', 'application/json');
+      body = JSON.stringify(init.json);
+    }
+    return fetch(this.url(path), { ...init, method, headers, body, duplex: 'half' } as RequestInit);
+  }
+
+  get(path: string, init: RequestInit = {}) {
+    return this.request('GET', path, init);
+  }
+
+  post(path: string, json?: unknown, init: RequestInit = {}) {
+    return this.request('POST', path, { ...init, json });
+  }
+
+  async createPackage(overrides: Record<string, unknown> = {}): Promise<Record<string, any>> {
+    const response = await this.post('/packages', {
+      name: 'build-42',
+      producer: 'ci',
+      subject: 'app@1.0.0',
+      retention_class: 'standard',
+      ...overrides,
+    });
+    if (response.status !== 201) throw new Error(`create package: ${response.status} ${await response.text()}`);
+    return response.json();
+  }
+
+  async putFile(packageId: string, relativePath: string, body: BodyInit, mediaType?: string): Promise<Response> {
+    const encoded = relativePath.split('/').map(encodeURIComponent).join('/');
+    return this.request('PUT', `/packages/${packageId}/files/${encoded}`, {
+      body,
+      headers: mediaType ? { 'content-type': mediaType } : {},
+    });
+  }
+
+  async events(since: number, waitSeconds = 0, extra = ''): Promise<{ events: any[]; next_cursor: string }> {
+    const response = await this.get(`/events?since=${since}&wait_seconds=${waitSeconds}&limit=500${extra}`);
+    if (response.status !== 200) throw new Error(`events: ${response.status} ${await response.text()}`);
+    return decodeCbor(new Uint8Array(await response.arrayBuffer())) as { events: any[]; next_cursor: string };
+  }
+}
+
+/** Asserts a problem+json body and returns it. */
+export async function problemOf(response: Response): Promise<Record<string, any>> {
+  const type = response.headers.get('content-type') ?? '';
+  if (!type.startsWith('application/problem+json')) throw new Error(`expected problem+json, got ${type}: ${await response.text()}`);
+  return response.json();
+}

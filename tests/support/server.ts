@@ -1,0 +1,128 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { connectDatabase } from '@/db/client';
+import { createToken, type Scope } from '@/server/registry/tokens';
+import { createTestDatabase, ON_POSTGRES } from './database';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** A fresh database and storage root shared by one or more server processes of a test file. */
+export interface TestEnvironment {
+  dir: string;
+  storageRoot: string;
+  env: Record<string, string>;
+  /** The admin token created before any server started. */
+  adminToken: string;
+  /** Creates a token directly in the database (PGlite: only while no server runs). */
+  createToken(name: string, scopes: Scope[]): Promise<string>;
+  cleanup(): Promise<void>;
+}
+
+export async function createTestEnvironment(extraEnv: Record<string, string> = {}): Promise<TestEnvironment> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'artifact-store-test-'));
+  const storageRoot = path.join(dir, 'blobs');
+  const database = ON_POSTGRES ? await createTestDatabase() : undefined;
+  const env: Record<string, string> = {
+    DATA_DIR: path.join(dir, 'data'),
+    STORAGE_ROOT: storageRoot,
+    LOG_LEVEL: 'info',
+    ...(database ? { DATABASE_URL: database.url } : {}),
+    ...extraEnv,
+  };
+  const pgliteDir = path.join(dir, 'data', 'pglite');
+
+  const makeToken = async (name: string, scopes: Scope[]) => {
+    const connection = await connectDatabase({ databaseUrl: database?.url, pgliteDir, migrationsFolder: path.join(ROOT, 'db/migrations') });
+    try {
+      return (await createToken(connection.db, { name, scopes, actor: 'test-setup' })).token;
+    } finally {
+      await connection.close();
+    }
+  };
+  const adminToken = await makeToken('test-admin', ['admin', 'read', 'retention', 'write']);
+
+  return {
+    dir,
+    storageRoot,
+    env,
+    adminToken,
+    createToken: makeToken,
+    async cleanup() {
+      await database?.drop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestServer {
+  url: string;
+  port: number;
+  process: ChildProcess;
+  /** Everything the server printed so far. */
+  output(): string;
+  /** Stops the server with SIGTERM and waits for it to exit. */
+  stop(): Promise<void>;
+  /** Kills the server with SIGKILL and waits for it to exit. */
+  kill(): Promise<void>;
+}
+
+/** Starts `next start` on a free loopback port with the environment's settings; resolves once /health answers. */
+export async function startServer(environment: TestEnvironment, extraEnv: Record<string, string> = {}): Promise<TestServer> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/next/dist/bin/next'), 'start', '-H', '127.0.0.1', '-p', String(port)], {
+    cwd: ROOT,
+    env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1', ...environment.env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}`;
+
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before it was ready:\n${output}`);
+    try {
+      const response = await fetch(`${url}/api/v1/health`);
+      await response.arrayBuffer();
+      if (response.status === 200 || response.status === 503) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`server did not become ready within 60 s:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+
+  return {
+    url,
+    port,
+    process: child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
