@@ -13,6 +13,8 @@ const nextConfig: NextConfig = {
     'pino',
     'busboy',
   ],
+  // The build type-checks the application only; `npm run typecheck` covers tests, scripts and benchmarks too.
+  typescript: { tsconfigPath: 'tsconfig.build.json' },
   poweredByHeader: false,
   reactStrictMode: true,
 };

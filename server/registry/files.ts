@@ -143,7 +143,10 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
         .returning();
       await input.onRecorded?.(tx, fileId);
 
-      const sequence = await appendEvent(tx, {
+      // The package row is only share-locked here, so last_event_sequence is not updated: writing it would
+      // need the row exclusively while other uploads hold it shared and wait for the event head (a
+      // deadlock). Reads derive the value from the events table instead.
+      await appendEvent(tx, {
         eventType: 'file.added',
         subjectKind: 'package',
         subjectId: pkg.id,
@@ -159,7 +162,6 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
           ...input.eventDetails,
         },
       });
-      await tx.update(packages).set({ lastEventSequence: sequence }).where(eq(packages.id, pkg.id));
       const locations = await tx.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
       return toFileRecord(row, locations);
     });

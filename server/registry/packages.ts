@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
-import { and, desc, eq, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, lt, or, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Executor } from '@/db/client';
-import { files, holds, packages, retentionClasses, uploads } from '@/db/schema';
+import { events, files, holds, packages, retentionClasses, uploads } from '@/db/schema';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
 import { assertCanonicalizable } from '../encoding/jcs';
 import { appendEvent } from './events';
@@ -50,6 +50,17 @@ export interface PackageRecord {
 }
 
 type PackageRow = typeof packages.$inferSelect;
+
+/**
+ * The package columns with last_event_sequence taken from the events table: file uploads write events
+ * without updating the package row, so the column alone may lag behind.
+ */
+const packageColumnsWithLastEvent = {
+  ...getTableColumns(packages),
+  lastEventSequence: sql<number | null>`coalesce((SELECT max(${events.sequence}) FROM ${events} WHERE ${events.subjectKind} = 'package' AND ${events.subjectId} = ${packages.id}::text), ${packages.lastEventSequence})`.mapWith(
+    (value) => (value === null ? null : Number(value)),
+  ),
+};
 
 export function toPackageRecord(row: PackageRow): PackageRecord {
   return {
@@ -133,7 +144,10 @@ export async function createPackage(db: Executor, input: CreatePackage, actor: s
 }
 
 export async function getPackage(db: Executor, id: string): Promise<PackageRecord> {
-  return toPackageRecord(await getPackageRow(db, id));
+  const packageId = parsePackageId(id);
+  const rows = await db.select(packageColumnsWithLastEvent).from(packages).where(eq(packages.id, packageId));
+  if (rows.length === 0) throw new NotFoundError('Package', id);
+  return toPackageRecord(rows[0]);
 }
 
 export async function getPackageRow(db: Executor, id: string): Promise<PackageRow> {
@@ -226,7 +240,7 @@ export async function listPackages(db: Executor, query: ListPackagesQuery): Prom
   }
 
   const rows = await db
-    .select()
+    .select(packageColumnsWithLastEvent)
     .from(packages)
     .where(conditions.length > 0 ? and(...conditions) : undefined)
     .orderBy(desc(packages.createdAt), desc(packages.id))

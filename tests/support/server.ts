@@ -118,7 +118,9 @@ export async function startServer(environment: TestEnvironment, extraEnv: Record
     output: () => output,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const forced = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
+      clearTimeout(forced);
     },
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -1,0 +1,160 @@
+/** Browser-side access to /api/v1 for the console. The session cookie travels with every same-origin request. */
+
+export const API = '/api/v1';
+
+/** A failed API request, carrying the RFC 9457 problem fields the server sent. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly detail: string,
+    readonly problem: Record<string, unknown> | null,
+  ) {
+    super(detail || title || `HTTP ${status}`);
+    this.name = 'ApiError';
+  }
+}
+
+async function toApiError(response: Response): Promise<ApiError> {
+  const text = await response.text().catch(() => '');
+  let problem: Record<string, unknown> | null = null;
+  try {
+    problem = text ? (JSON.parse(text) as Record<string, unknown>) : null;
+  } catch {
+    problem = null;
+  }
+  const title = typeof problem?.title === 'string' ? problem.title : response.statusText;
+  let detail = typeof problem?.detail === 'string' ? problem.detail : `The server answered HTTP ${response.status}.`;
+  const issues = Array.isArray(problem?.errors) ? (problem.errors as { field?: string; message?: string }[]) : [];
+  if (issues.length > 0) detail += ' ' + issues.map((issue) => `${issue.field ?? ''}: ${issue.message ?? ''}`).join('; ');
+  return new ApiError(response.status, title, detail, problem);
+}
+
+/** Sends a request and returns the parsed JSON body; throws ApiError for any status outside 2xx. */
+export async function apiJson<T>(path: string, init: RequestInit & { json?: unknown } = {}): Promise<T> {
+  const { json, headers, ...rest } = init;
+  const response = await fetch(path.startsWith('/') ? path : `${API}/${path}`, {
+    ...rest,
+    credentials: 'same-origin',
+    headers: {
+      Accept: 'application/json',
+      ...(json !== undefined ? { 'Content-Type': 'application/json' } : {}),
+      ...headers,
+    },
+    body: json !== undefined ? JSON.stringify(json) : rest.body,
+  });
+  if (!response.ok) throw await toApiError(response);
+  if (response.status === 204) return undefined as T;
+  return (await response.json()) as T;
+}
+
+/** Returns the message to show for a failed query or mutation. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof ApiError) return `${error.title ? error.title + ': ' : ''}${error.detail}`;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+export type Scope = 'read' | 'write' | 'retention' | 'admin';
+
+export interface SessionInfo {
+  name: string;
+  scopes: Scope[];
+  via?: string;
+}
+
+export interface PackageRecord {
+  id: string;
+  name: string;
+  producer: string;
+  subject: string;
+  retention_class: string;
+  metadata_schema: string | null;
+  metadata: Record<string, unknown>;
+  status: 'open' | 'finalized' | 'deleted';
+  manifest_digest: string | null;
+  created_by: string;
+  created_at: string;
+  finalized_at: string | null;
+  expires_at: string | null;
+  deleted_at: string | null;
+  last_event_sequence: number | null;
+}
+
+export interface FileRecord {
+  id: string;
+  package_id: string;
+  relative_path: string;
+  media_type: string;
+  size_bytes: number;
+  digest_algorithm: string;
+  digest_primary_hex: string;
+  digest_sha256_hex: string;
+  content_address: string;
+  created_at: string;
+}
+
+export interface RetentionClass {
+  class_id: string;
+  default_duration_seconds: number | null;
+  deletion_strategy: string;
+}
+
+export interface MetadataSchemaRecord {
+  slug: string;
+  schema: unknown;
+  created_by: string;
+  created_at: string;
+}
+
+export interface EventRecord {
+  sequence: number;
+  created_at: string;
+  event_type: string;
+  subject_kind: string;
+  subject_id: string;
+  actor: string;
+  payload_digest_hex: string;
+  payload: unknown;
+}
+
+export interface RetentionHold {
+  hold_id: string;
+  reason: string;
+  actor: string;
+  applied_at: string;
+}
+
+export interface RetentionState {
+  package_id: string;
+  current_expires_at: string | null;
+  effective_class: string;
+  active_holds: RetentionHold[];
+  active_hold_id: string | null;
+  eligible_for_deletion: boolean;
+  /** Why the package is not eligible, one entry per cause; for an eligible package, why it is. */
+  reasons: string[];
+}
+
+/** True when the principal has the scope; admin implies every scope, as on the server. */
+export function hasScope(session: SessionInfo | undefined, scope: Scope): boolean {
+  if (!session) return false;
+  return session.scopes.includes(scope) || session.scopes.includes('admin');
+}
+
+export function formatBytes(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}

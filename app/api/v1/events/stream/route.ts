@@ -1,0 +1,114 @@
+import { z } from 'zod';
+import { parseQuery } from '@/server/http/body';
+import { apiRoute } from '@/server/http/route';
+import { listEvents, type EventRecord } from '@/server/registry/events';
+import { ValidationError } from '@/server/errors';
+
+export const dynamic = 'force-dynamic';
+
+const StreamQuery = z
+  .object({
+    since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    subject_kind: z.string().min(1).max(64).optional(),
+    subject_id: z.string().min(1).max(256).optional(),
+    event_type: z.string().min(1).max(128).optional(),
+  })
+  .strict();
+
+const HEARTBEAT_MS = 15_000;
+const BATCH_SIZE = 200;
+/** Tells EventSource how long to wait before reconnecting after the stream drops. */
+const RETRY_MS = 2_000;
+
+/** Reads Last-Event-ID, which EventSource sends on reconnect; it takes precedence over `since`. */
+function lastEventId(request: Request): number | undefined {
+  const header = request.headers.get('last-event-id');
+  if (header === null || header.trim() === '') return undefined;
+  const value = Number(header.trim());
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new ValidationError('The Last-Event-ID header must be a non-negative integer event sequence.', [
+      { field: 'Last-Event-ID', rule: 'integer', message: `got ${JSON.stringify(header)}` },
+    ]);
+  }
+  return value;
+}
+
+function formatEvent(event: EventRecord): string {
+  return `id: ${event.sequence}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+/**
+ * Server-Sent Events over the event log, oldest first, starting after Last-Event-ID or `since` (0 when
+ * neither is given). Each message has `id: <sequence>` and the event record as JSON in `data`. Messages
+ * carry no `event:` field, so EventSource delivers every type to `onmessage`. A comment line goes out
+ * every 15 s so proxies keep the connection open. Filters match as in GET /events: `event_type` is a
+ * prefix, `subject_kind` and `subject_id` are exact.
+ */
+export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => {
+  const query = parseQuery(request, StreamQuery);
+  const startAfter = lastEventId(request) ?? query.since ?? 0;
+  const signal = request.signal;
+  const encoder = new TextEncoder();
+
+  // The waiter starts recording commits before the first query, so none falls between query and wait.
+  const waiter = app.eventHub.createWaiter();
+  const closed = new AbortController();
+  const stop = () => closed.abort();
+  signal.addEventListener('abort', stop, { once: true });
+
+  const stream = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      let cursor = startAfter;
+      let lastWrite = Date.now();
+      const write = (text: string) => {
+        controller.enqueue(encoder.encode(text));
+        lastWrite = Date.now();
+      };
+
+      try {
+        write(`retry: ${RETRY_MS}\n: stream starts after sequence ${cursor}\n\n`);
+        while (!closed.signal.aborted) {
+          const events = await listEvents(app.db, {
+            since: cursor,
+            limit: BATCH_SIZE,
+            subjectKind: query.subject_kind,
+            subjectId: query.subject_id,
+            eventTypePrefix: query.event_type,
+          });
+          for (const event of events) {
+            write(formatEvent(event));
+            cursor = event.sequence;
+          }
+          if (events.length === BATCH_SIZE) continue;
+
+          const untilHeartbeat = Math.max(0, HEARTBEAT_MS - (Date.now() - lastWrite));
+          const woken = await waiter.next(untilHeartbeat, closed.signal);
+          if (!woken && !closed.signal.aborted && Date.now() - lastWrite >= HEARTBEAT_MS) write(': heartbeat\n\n');
+        }
+      } catch (error) {
+        if (!closed.signal.aborted) log.error({ err: error, cursor }, 'event stream failed');
+      } finally {
+        waiter.close();
+        signal.removeEventListener('abort', stop);
+        try {
+          controller.close();
+        } catch {
+          // The client already went away and the stream is closed.
+        }
+      }
+    },
+    cancel() {
+      closed.abort();
+    },
+  });
+
+  return new Response(stream, {
+    status: 200,
+    headers: {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store, no-transform',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    },
+  });
+});

@@ -1,0 +1,159 @@
+import { and, asc, count, eq, isNull, lte, notExists } from 'drizzle-orm';
+import type { Database, Executor } from '@/db/client';
+import { files, holds, packages, retentionClasses } from '@/db/schema';
+import type { AppContext } from '../app-context';
+import { appendEvent } from './events';
+import { removeOrphanObjects, removeUnreferencedBlobs, type BlobRemoval, type OrphanRemoval } from './retention-content';
+import { evaluateEligibility, listActiveHolds } from './retention-state';
+
+/** The parts of the process context a sweep uses: database, storage backends, logger and settings. */
+export type SweepContext = Pick<AppContext, 'db' | 'backends' | 'log' | 'settings'>;
+
+export interface SweepOptions {
+  /** Lists the eligible packages without changing anything. */
+  dryRun: boolean;
+  /** The time against which expiry is judged; defaults to the current time. */
+  now?: Date;
+  /** The name recorded as the actor of the deletion events. */
+  actor: string;
+}
+
+/** A package that a sweep deleted, or would delete in a dry run. */
+export interface PackageDeletion {
+  package_id: string;
+  retention_class: string;
+  deletion_strategy: string;
+  manifest_digest: string | null;
+  file_count: number;
+  expires_at: string;
+  /** Null in a dry run. */
+  deleted_at: string | null;
+}
+
+export interface SweepReport {
+  dry_run: boolean;
+  now: string;
+  deleted: PackageDeletion[];
+  would_delete: PackageDeletion[];
+  /** Blobs whose content was removed because no live package and no manifest references them. */
+  blobs_removed: BlobRemoval[];
+  /** Stored objects that no database row referenced, removed once older than the orphan safety window. */
+  orphans_removed: OrphanRemoval[];
+}
+
+/**
+ * Runs one retention sweep.
+ *
+ * 1. Each eligible package (finalized, expired at `now`, no active hold) is deleted in its own
+ *    transaction: the row is locked FOR UPDATE SKIP LOCKED, so two sweepers at once never delete one
+ *    package twice, eligibility is checked again under the lock, the status becomes `deleted` and
+ *    `package.deleted_by_retention` is written. File rows stay as the tombstone's file list.
+ * 2. Every blob that no file of a non-deleted package and no manifest references loses its content
+ *    (see removeUnreferencedBlobs). This step looks at the whole database, not only the packages deleted
+ *    in this run, so a sweep killed between steps 1 and 2 is completed by the next one.
+ * 3. Objects in the backends without any storage location row are removed (see removeOrphanObjects).
+ *
+ * A dry run performs only the selection of step 1 and reports it in `would_delete`.
+ */
+export async function sweepRetention(app: SweepContext, options: SweepOptions): Promise<SweepReport> {
+  const now = options.now ?? new Date();
+  const report: SweepReport = { dry_run: options.dryRun, now: now.toISOString(), deleted: [], would_delete: [], blobs_removed: [], orphans_removed: [] };
+  const candidates = await findEligiblePackageIds(app.db, now);
+
+  if (options.dryRun) {
+    for (const id of candidates) {
+      const deletion = await describeDeletion(app.db, id);
+      if (deletion) report.would_delete.push(deletion);
+    }
+    return report;
+  }
+
+  for (const id of candidates) {
+    const deletion = await deletePackageIfEligible(app.db, id, now, options.actor);
+    if (deletion) {
+      report.deleted.push(deletion);
+      app.log.info({ package_id: id, actor: options.actor, file_count: deletion.file_count }, 'retention deleted a package');
+    }
+  }
+  report.blobs_removed = await removeUnreferencedBlobs(app, options.actor);
+  report.orphans_removed = await removeOrphanObjects(app, now);
+  return report;
+}
+
+/** Ids of finalized packages expired at `now` with no active hold, earliest expiry first. */
+async function findEligiblePackageIds(db: Database, now: Date): Promise<string[]> {
+  const activeHold = db
+    .select({ id: holds.id })
+    .from(holds)
+    .where(and(eq(holds.packageId, packages.id), isNull(holds.releasedAt)));
+  const rows = await db
+    .select({ id: packages.id })
+    .from(packages)
+    .where(and(eq(packages.status, 'finalized'), lte(packages.expiresAt, now), notExists(activeHold)))
+    .orderBy(asc(packages.expiresAt), asc(packages.id));
+  return rows.map((row) => row.id);
+}
+
+async function describeDeletion(db: Database, id: string): Promise<PackageDeletion | null> {
+  const [row] = await db.select().from(packages).where(eq(packages.id, id));
+  if (!row || row.expiresAt === null) return null;
+  return {
+    package_id: row.id,
+    retention_class: row.retentionClass,
+    deletion_strategy: await deletionStrategyOf(db, row.retentionClass),
+    manifest_digest: row.manifestDigest,
+    file_count: await fileCountOf(db, row.id),
+    expires_at: row.expiresAt.toISOString(),
+    deleted_at: null,
+  };
+}
+
+/**
+ * Deletes one package if it is still eligible once its row is locked. Returns null when another
+ * transaction holds the row, such as another sweeper or a hold in progress. Also returns null when the
+ * package is no longer eligible.
+ */
+async function deletePackageIfEligible(db: Database, id: string, now: Date, actor: string): Promise<PackageDeletion | null> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx.select().from(packages).where(eq(packages.id, id)).for('update', { skipLocked: true });
+    if (!row) return null;
+    const active = await listActiveHolds(tx, row.id);
+    const eligibility = evaluateEligibility(
+      row,
+      active.map((hold) => hold.id),
+      now,
+    );
+    if (!eligibility.eligible || row.expiresAt === null) return null;
+
+    const deletedAt = new Date();
+    const deletion: PackageDeletion = {
+      package_id: row.id,
+      retention_class: row.retentionClass,
+      deletion_strategy: await deletionStrategyOf(tx, row.retentionClass),
+      manifest_digest: row.manifestDigest,
+      file_count: await fileCountOf(tx, row.id),
+      expires_at: row.expiresAt.toISOString(),
+      deleted_at: deletedAt.toISOString(),
+    };
+    const sequence = await appendEvent(tx, {
+      eventType: 'package.deleted_by_retention',
+      subjectKind: 'package',
+      subjectId: row.id,
+      actor,
+      payload: { ...deletion },
+    });
+    await tx.update(packages).set({ status: 'deleted', deletedAt, lastEventSequence: sequence }).where(eq(packages.id, row.id));
+    return deletion;
+  });
+}
+
+async function deletionStrategyOf(db: Executor, classId: string): Promise<string> {
+  const [row] = await db.select({ strategy: retentionClasses.deletionStrategy }).from(retentionClasses).where(eq(retentionClasses.classId, classId));
+  // packages.retention_class references retention_classes, so the row exists.
+  return row.strategy;
+}
+
+async function fileCountOf(db: Executor, packageId: string): Promise<number> {
+  const [row] = await db.select({ value: count() }).from(files).where(eq(files.packageId, packageId));
+  return Number(row.value);
+}
