@@ -140,6 +140,8 @@ export const holds = pgTable(
 export const eventLogHead = pgTable('event_log_head', {
   id: smallint('id').primaryKey(),
   sequence: bigint('sequence', { mode: 'number' }).notNull(),
+  // Chain digest of the event at `sequence` (server/integrity/event-chain.ts); null until the first event or the backfill.
+  chainDigestHex: text('chain_digest_hex'),
 });
 
 export const events = pgTable(
@@ -153,6 +155,9 @@ export const events = pgTable(
     actor: text('actor').notNull(),
     payload: bytea('payload').notNull(),
     payloadDigestHex: text('payload_digest_hex').notNull(),
+    // BLAKE3 hash chain over the log, defined in server/integrity/event-chain.ts. It is null only in a
+    // database upgraded from before the chain existed, until the backfill at start fills it in.
+    chainDigestHex: text('chain_digest_hex'),
   },
   (table) => [index('events_subject_idx').on(table.subjectKind, table.subjectId, table.sequence)],
 );

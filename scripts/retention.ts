@@ -12,7 +12,7 @@ import pino from 'pino';
 import { connectDatabase } from '../db/client';
 import { sweepRetention } from '../server/registry/retention-sweep';
 import { getSettings } from '../server/settings';
-import { FilesystemBackend } from '../server/storage/filesystem';
+import { openStorageBackends } from '../server/integrity/replicas';
 
 const USAGE = 'usage: npm run retention -- sweep [--dry-run]';
 
@@ -34,9 +34,8 @@ async function main(): Promise<number> {
   const log = pino({ level: settings.LOG_LEVEL, base: { service: 'artifact-store-retention' } }, pino.destination(2));
   const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
   try {
-    const backend = new FilesystemBackend({ id: 'fs-primary', root: settings.storageRoot });
     const report = await sweepRetention(
-      { db: connection.db, backends: new Map([[backend.id, backend]]), log, settings },
+      { db: connection.db, backends: openStorageBackends(settings).all, log, settings },
       { dryRun: parsed.values['dry-run'] ?? false, actor: `cli:${process.env.USER ?? 'unknown'}` },
     );
     console.log(JSON.stringify(report, null, 2));

@@ -3,7 +3,8 @@ import { connectDatabase, type Database, type DatabaseConnection } from '@/db/cl
 import { getLogger } from './logger';
 import { getSettings, type Settings } from './settings';
 import type { Backend } from './storage/backend';
-import { FilesystemBackend } from './storage/filesystem';
+import { configureWriteReplicas, openStorageBackends } from './integrity/replicas';
+import { ensureEventChain } from './integrity/event-chain-store';
 import { EventHub } from './registry/event-hub';
 import { loadRetentionClasses, syncRetentionClasses, type RetentionClass } from './registry/retention-classes';
 
@@ -15,6 +16,8 @@ export interface AppContext {
   log: Logger;
   /** The backend that receives new blobs. */
   primaryBackend: Backend;
+  /** Backends that also receive every new blob (REPLICA_COUNT=2); empty otherwise. */
+  replicaBackends: Backend[];
   backends: Map<string, Backend>;
   eventHub: EventHub;
   retentionClasses: RetentionClass[];
@@ -43,10 +46,16 @@ async function createAppContext(): Promise<AppContext> {
   const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
   log.info({ database: connection.kind }, 'database connected and migrations applied');
   await syncRetentionClasses(connection.db, retentionClasses);
+  const chained = await ensureEventChain(connection.db);
+  if (chained > 0) log.info({ events: chained }, 'computed the hash chain of events written before it existed');
 
-  const primaryBackend = new FilesystemBackend({ id: 'fs-primary', root: settings.storageRoot });
-  const removed = await primaryBackend.recoverTemporaryFiles();
-  for (const file of removed) log.warn({ backend_id: primaryBackend.id, file }, 'removed a temporary file left by an interrupted write');
+  const storage = openStorageBackends(settings);
+  const primaryBackend = storage.primary;
+  for (const backend of storage.all.values()) {
+    const removed = await backend.recoverTemporaryFiles();
+    for (const file of removed) log.warn({ backend_id: backend.id, file }, 'removed a temporary file left by an interrupted write');
+  }
+  configureWriteReplicas(storage.replicas);
 
   const eventHub = await EventHub.start(connection, log);
   return {
@@ -55,7 +64,8 @@ async function createAppContext(): Promise<AppContext> {
     db: connection.db,
     log,
     primaryBackend,
-    backends: new Map([[primaryBackend.id, primaryBackend]]),
+    replicaBackends: storage.replicas,
+    backends: storage.all,
     eventHub,
     retentionClasses,
   };

@@ -1,9 +1,13 @@
 import { getAppContext } from './app-context';
+import { scheduleScrubs } from './integrity/scrub-schedule';
 import { scheduleRetentionSweeps } from './registry/retention-schedule';
+import { scheduleUploadCleanup } from './uploads/cleanup';
 
-/** Creates the process's context at server start and starts the background jobs: the retention sweep schedule. */
+/** Creates the process's context at server start and starts the background jobs: retention sweeps, fixity scrubs and the expired upload cleanup. */
 export async function startServerProcess(): Promise<void> {
   const app = await getAppContext();
   app.log.info({ storage_root: app.settings.storageRoot, database: app.connection.kind }, 'artifact-store started');
   scheduleRetentionSweeps(app, app.settings.SWEEP_INTERVAL_SECONDS);
+  scheduleScrubs(app, app.settings);
+  scheduleUploadCleanup(app, app.settings.SWEEP_INTERVAL_SECONDS);
 }

@@ -23,11 +23,18 @@ export const SettingsSchema = z.object({
   ORPHAN_SAFETY_WINDOW_SECONDS: z.coerce.number().int().min(0).default(3600),
   UPLOAD_EXPIRY_SECONDS: positiveInteger(24 * 3600),
   SESSION_TTL_SECONDS: positiveInteger(12 * 3600),
+  // Read rate of the fixity scrub in megabytes (10^6 bytes) per second, and the period of its full cycle (0 turns it off).
+  SCRUB_RATE_MB_PER_S: z.coerce.number().positive().default(50),
+  SCRUB_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(24 * 3600),
+  // A second filesystem store; REPLICA_COUNT=2 writes every new blob to it as well as to STORAGE_ROOT.
+  REPLICA_STORAGE_ROOT: z.string().optional(),
+  REPLICA_COUNT: z.coerce.number().int().min(1).max(2).default(1),
 });
 
 export type Settings = z.infer<typeof SettingsSchema> & {
   storageRoot: string;
   pgliteDir: string;
+  replicaStorageRoot: string | undefined;
 };
 
 let cached: Settings | undefined;
@@ -41,10 +48,14 @@ export function getSettings(): Settings {
     throw new Error(`Invalid environment settings:\n${lines.join('\n')}`);
   }
   const values = parsed.data;
+  if (values.REPLICA_COUNT === 2 && !values.REPLICA_STORAGE_ROOT) {
+    throw new Error('Invalid environment settings:\n  REPLICA_COUNT: 2 needs REPLICA_STORAGE_ROOT, the directory of the second copy.');
+  }
   cached = {
     ...values,
     storageRoot: path.resolve(/*turbopackIgnore: true*/ values.STORAGE_ROOT ?? path.join(values.DATA_DIR, 'blobs')),
     pgliteDir: path.resolve(/*turbopackIgnore: true*/ values.PGLITE_DIR ?? path.join(values.DATA_DIR, 'pglite')),
+    replicaStorageRoot: values.REPLICA_STORAGE_ROOT ? path.resolve(/*turbopackIgnore: true*/ values.REPLICA_STORAGE_ROOT) : undefined,
   };
   return cached;
 }

@@ -115,6 +115,7 @@ export interface EventRecord {
   subject_id: string;
   actor: string;
   payload_digest_hex: string;
+  chain_digest_hex: string;
   payload: unknown;
 }
 

@@ -7,6 +7,12 @@ import type { Backend, ByteRange } from '../storage/backend';
 import { getFile } from './files';
 import { getPackageRow } from './packages';
 import { baseName } from './relative-path';
+import { recordLocationFailure } from '../integrity/location-status';
+import { verifyWhileStreaming } from '../integrity/verifying-stream';
+import { getLogger } from '../logger';
+
+/** The actor recorded when a download finds a stored copy whose bytes do not match their digest. */
+export const DOWNLOAD_CHECK_ACTOR = 'system:download-check';
 
 /** Bytes ready to serve: their size, content address, and a function that opens them (optionally a range). */
 export interface ContentHandle {
@@ -18,7 +24,10 @@ export interface ContentHandle {
   open(range?: ByteRange): Promise<Readable>;
 }
 
-/** Opens a stored blob from the first backend holding a copy whose last check was good. */
+/**
+ * Opens a stored blob from the first backend holding a copy whose last check was good. A whole-object
+ * read errors before its last byte when the bytes do not match the digest, and marks that copy corrupt.
+ */
 async function openBlob(db: Executor, backends: Map<string, Backend>, contentAddress: string) {
   const [blob] = await db.select().from(blobs).where(eq(blobs.contentAddress, contentAddress));
   const locations = await db
@@ -30,7 +39,22 @@ async function openBlob(db: Executor, backends: Map<string, Backend>, contentAdd
     throw new DomainError(500, 'Stored content unavailable', `No readable copy of ${contentAddress} is available; an operator must check storage health.`);
   }
   const backend = backends.get(location.backendId)!;
-  return { blob, open: (range?: ByteRange) => backend.read(location.objectKey, range) };
+  const expected = { blake3Hex: contentAddress.slice('blake3:'.length), sizeBytes: blob.sizeBytes };
+
+  // A whole-object read is verified as it streams. A range cannot be checked without reading the rest of
+  // the object, so ranges rely on the scrub.
+  const open = async (range?: ByteRange): Promise<Readable> => {
+    const stream = await backend.read(location.objectKey, range);
+    if (range) return stream;
+    return verifyWhileStreaming(stream, expected, (mismatch) => {
+      const log = getLogger().child({ content_address: contentAddress, backend_id: location.backendId });
+      log.error({ err: mismatch }, 'a download found a stored copy that does not match its digest; marking it corrupt');
+      recordLocationFailure(db, location, 'corrupt', mismatch.message, DOWNLOAD_CHECK_ACTOR).catch((error: unknown) =>
+        log.error({ err: error }, 'failed to mark a corrupt stored copy'),
+      );
+    });
+  };
+  return { blob, open };
 }
 
 /** The bytes of a file; 410 Gone once its package was deleted by retention. */

@@ -3,6 +3,8 @@ import { rowsOf, type Executor } from '@/db/client';
 import { events } from '@/db/schema';
 import { decodeCbor, encodeCanonicalCbor } from '../encoding/cbor';
 import { blake3Hex } from '../digest/blake3-hex';
+import { computeChainDigestHex } from '../integrity/event-chain';
+import { backfillEventChain, chainLinkOf } from '../integrity/event-chain-store';
 
 export const EVENTS_CHANNEL = 'artifact_store_events';
 
@@ -24,6 +26,8 @@ export interface EventRecord {
   subject_id: string;
   actor: string;
   payload_digest_hex: string;
+  /** Hash chain digest up to and including this event (see server/integrity/event-chain.ts); null before the backfill. */
+  chain_digest_hex: string | null;
   payload: unknown;
 }
 
@@ -35,13 +39,20 @@ export interface EventRecord {
  * back, which also undoes its increment). Sequence numbers are therefore gap-free and visible in commit
  * order, and a reader that has seen N never sees N-1 appear later. Call this as the last write of a
  * transaction so the lock is held only for the commit. NOTIFY is delivered at commit.
+ *
+ * The head row also stores the chain digest of the last event, so the new event's chain digest is
+ * computed from the value the UPDATE returns, without reading the previous event.
  */
 export async function appendEvent(tx: Executor, event: NewEvent): Promise<number> {
-  const head = await tx.execute(sql`UPDATE event_log_head SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence`);
-  const sequence = Number(rowsOf<{ sequence: string | number }>(head)[0].sequence);
+  const head = await tx.execute(
+    sql`UPDATE event_log_head SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence, chain_digest_hex AS previous_chain_digest_hex`,
+  );
+  const headRow = rowsOf<{ sequence: string | number; previous_chain_digest_hex: string | null }>(head)[0];
+  const sequence = Number(headRow.sequence);
+  // Null only before the first event, or in a database upgraded from before the chain existed.
+  const previousChainDigestHex = headRow.previous_chain_digest_hex ?? (await backfillEventChain(tx, sequence - 1));
   const payload = Buffer.from(encodeCanonicalCbor(event.payload));
-
-  await tx.insert(events).values({
+  const row = {
     sequence,
     createdAt: new Date(),
     eventType: event.eventType,
@@ -50,7 +61,11 @@ export async function appendEvent(tx: Executor, event: NewEvent): Promise<number
     actor: event.actor,
     payload,
     payloadDigestHex: blake3Hex(payload),
-  });
+  };
+  const chainDigestHex = computeChainDigestHex(previousChainDigestHex, chainLinkOf(row));
+
+  await tx.insert(events).values({ ...row, chainDigestHex });
+  await tx.execute(sql`UPDATE event_log_head SET chain_digest_hex = ${chainDigestHex} WHERE id = 1`);
   await tx.execute(sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${String(sequence)})`);
   return sequence;
 }
@@ -66,6 +81,7 @@ export function toEventRecord(row: EventRow): EventRecord {
     subject_id: row.subjectId,
     actor: row.actor,
     payload_digest_hex: row.payloadDigestHex,
+    chain_digest_hex: row.chainDigestHex,
     payload: decodeCbor(row.payload),
   };
 }

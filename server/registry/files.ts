@@ -8,6 +8,7 @@ import { blobs, files, packages, storageLocations, uploads } from '@/db/schema';
 import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { createDigestTransform } from '../digest';
 import { objectKeyForBlake3, type Backend } from '../storage/backend';
+import { replicateNewBlob } from '../integrity/replicas';
 import { appendEvent } from './events';
 import { assertOpen, getPackageRow, lockPackage, parsePackageId } from './packages';
 import { normalizeRelativePath } from './relative-path';
@@ -93,7 +94,8 @@ export interface RecordFileInput {
  * Records bytes that are already on disk as a file of an open package, in one transaction with its
  * `file.added` event: locks the package row (shared, so uploads run in parallel but not past a finalize),
  * checks the path is free, places the blob under an advisory lock on its content address (the same lock
- * the retention sweep takes before removing a blob), and inserts the blob, location and file rows.
+ * the retention sweep takes before removing a blob), copies it to each write replica, and inserts the
+ * blob, location (one per copy) and file rows.
  * Throws 409 when the package is no longer open or the path is taken.
  */
 export async function recordFile(db: Database, input: RecordFileInput): Promise<FileRecord> {
@@ -126,6 +128,7 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
           createdAt,
         })
         .onConflictDoNothing();
+      await replicateNewBlob(tx, input.backend, objectKey, contentAddress, input.content);
       const [row] = await tx
         .insert(files)
         .values({

@@ -7,6 +7,7 @@ import { ConflictError } from '../errors';
 import { createDigestTransform } from '../digest';
 import { objectKeyForBlake3, type Backend } from '../storage/backend';
 import { appendEvent } from './events';
+import { replicateNewBlob } from '../integrity/replicas';
 import { lockBlob } from './files';
 import { manifestHeader, streamManifestCbor, streamManifestJson } from './manifest';
 import { assertOpen, lockPackage, toPackageRecord, type PackageRecord } from './packages';
@@ -99,6 +100,7 @@ async function storeGeneratedBlob(tx: Executor, backend: Backend, chunks: AsyncI
       .insert(storageLocations)
       .values({ contentAddress, backendId: backend.id, objectKey, retrievalTier: backend.retrievalTier, status: 'ok', verifiedAt: createdAt, createdAt })
       .onConflictDoNothing();
+    await replicateNewBlob(tx, backend, objectKey, contentAddress, content);
     return content;
   } finally {
     if (!placed) await writer.cancel();

@@ -1,0 +1,23 @@
+import { z } from 'zod';
+import { parseJsonBody } from '@/server/http/body';
+import { apiRoute, jsonResponse } from '@/server/http/route';
+import { scrubStorage } from '@/server/integrity/scrub';
+import { scrubRateBytesPerSecond } from '@/server/integrity/scrub-schedule';
+
+export const dynamic = 'force-dynamic';
+
+const ScrubRequest = z.object({ package_id: z.string().min(1).max(64).optional() }).strict();
+
+/**
+ * Runs a fixity scrub now, over one package's blobs or every stored blob, and returns its report once it
+ * finishes. An empty body scrubs everything.
+ */
+export const POST = apiRoute({ scope: 'admin' }, async ({ request, app, principal }) => {
+  const hasBody = request.headers.get('content-type') !== null;
+  const body = hasBody ? await parseJsonBody(request, ScrubRequest) : {};
+  const report = await scrubStorage(
+    { db: app.db, backends: app.backends, log: app.log, rateBytesPerSecond: scrubRateBytesPerSecond(app.settings) },
+    { packageId: body.package_id, actor: principal.name, signal: request.signal },
+  );
+  return jsonResponse(report);
+});

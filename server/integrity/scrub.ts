@@ -1,0 +1,310 @@
+/**
+ * Fixity scrub: re-reads stored copies of blobs, recomputes both digests, records each copy's
+ * `verified_at` and `status` (`ok`, `corrupt`, `missing`) and rewrites a failed copy from a good one.
+ */
+import { and, asc, eq, gt, ne } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { Database } from '@/db/client';
+import { blobs, files, storageLocations } from '@/db/schema';
+import { digestStream } from '../digest';
+import { appendEvent } from '../registry/events';
+import { lockBlob } from '../registry/files';
+import { getPackageRow } from '../registry/packages';
+import type { Backend } from '../storage/backend';
+import { recordLocationFailure, recordLocationVerified, type LocationFailure, type LocationRef } from './location-status';
+import { ReadRateLimiter } from './rate-limiter';
+import { copyObject, CopyMismatchError, type ExpectedContent } from './replicas';
+
+const PAGE_SIZE = 200;
+
+export interface ScrubContext {
+  db: Database;
+  backends: Map<string, Backend>;
+  log: Logger;
+  /** Read rate limit in bytes per second, for checks and repairs together. */
+  rateBytesPerSecond: number;
+}
+
+export interface ScrubOptions {
+  /** Checks only the blobs of this package (its files and manifests); every stored blob otherwise. */
+  packageId?: string;
+  actor: string;
+  signal?: AbortSignal;
+}
+
+export interface LocationFinding {
+  content_address: string;
+  backend_id: string;
+  object_key: string;
+  detail: string;
+}
+
+export interface ScrubReport {
+  started_at: string;
+  finished_at: string;
+  package_id: string | null;
+  checked: number;
+  bytes_read: number;
+  ok: number;
+  corrupt: LocationFinding[];
+  missing: LocationFinding[];
+  repaired: LocationFinding[];
+  repair_failed: LocationFinding[];
+  /** Copies on a backend this process has not configured, or whose storage failed while reading. */
+  skipped: LocationFinding[];
+}
+
+type LocationRow = typeof storageLocations.$inferSelect;
+type CheckResult = { status: 'ok' } | { status: LocationFailure; detail: string };
+
+/**
+ * Checks every stored copy (or those of one package), one blob at a time and at most
+ * `rateBytesPerSecond`. A copy that fails is marked `corrupt` or `missing` with a
+ * `storage.location_failed` event. Afterwards each failed copy of the blob is rewritten from a copy that
+ * just passed, verified, marked `ok` and recorded as a `storage.location_repaired` event. Throws
+ * NotFoundError for an unknown package; storage errors on one copy are logged and reported as skipped.
+ */
+export async function scrubStorage(context: ScrubContext, options: ScrubOptions): Promise<ScrubReport> {
+  const limiter = new ReadRateLimiter(context.rateBytesPerSecond);
+  const report: ScrubReport = {
+    started_at: new Date().toISOString(),
+    finished_at: '',
+    package_id: options.packageId ?? null,
+    checked: 0,
+    bytes_read: 0,
+    ok: 0,
+    corrupt: [],
+    missing: [],
+    repaired: [],
+    repair_failed: [],
+    skipped: [],
+  };
+
+  for await (const contentAddress of contentAddressesToCheck(context.db, options.packageId)) {
+    options.signal?.throwIfAborted();
+    await scrubBlob(context, options, contentAddress, limiter, report);
+  }
+  report.finished_at = new Date().toISOString();
+  return report;
+}
+
+/** Yields the content addresses to check, a page at a time, in content address order. */
+async function* contentAddressesToCheck(db: Database, packageId: string | undefined): AsyncGenerator<string> {
+  if (packageId !== undefined) {
+    const pkg = await getPackageRow(db, packageId);
+    const rows = await db.selectDistinct({ address: files.contentAddress }).from(files).where(eq(files.packageId, pkg.id));
+    const addresses = new Set(rows.map((row) => row.address));
+    if (pkg.manifestCborAddress) addresses.add(pkg.manifestCborAddress);
+    if (pkg.manifestJsonAddress) addresses.add(pkg.manifestJsonAddress);
+    yield* [...addresses].sort();
+    return;
+  }
+
+  let after = '';
+  for (;;) {
+    const rows = await db
+      .selectDistinct({ address: storageLocations.contentAddress })
+      .from(storageLocations)
+      .where(gt(storageLocations.contentAddress, after))
+      .orderBy(asc(storageLocations.contentAddress))
+      .limit(PAGE_SIZE);
+    for (const row of rows) yield row.address;
+    if (rows.length < PAGE_SIZE) return;
+    after = rows[rows.length - 1].address;
+  }
+}
+
+function expectedContentOf(blob: typeof blobs.$inferSelect): ExpectedContent {
+  return { blake3Hex: blob.contentAddress.slice('blake3:'.length), sha256Hex: blob.sha256Hex, sizeBytes: blob.sizeBytes };
+}
+
+function refOf(location: LocationRow): LocationRef {
+  return { contentAddress: location.contentAddress, backendId: location.backendId, objectKey: location.objectKey };
+}
+
+function findingOf(location: LocationRow, detail: string): LocationFinding {
+  return { content_address: location.contentAddress, backend_id: location.backendId, object_key: location.objectKey, detail };
+}
+
+async function scrubBlob(context: ScrubContext, options: ScrubOptions, contentAddress: string, limiter: ReadRateLimiter, report: ScrubReport): Promise<void> {
+  const { db, backends, log } = context;
+  const [blob] = await db.select().from(blobs).where(eq(blobs.contentAddress, contentAddress));
+  if (!blob) return;
+  const expected = expectedContentOf(blob);
+  const locations = await db.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress)).orderBy(asc(storageLocations.backendId));
+
+  const good: LocationRow[] = [];
+  const failed: LocationRow[] = [];
+  for (const location of locations) {
+    const backend = backends.get(location.backendId);
+    if (!backend) {
+      report.skipped.push(findingOf(location, `backend ${location.backendId} is not configured in this process.`));
+      continue;
+    }
+
+    let result: CheckResult;
+    try {
+      result = await checkCopy(backend, location.objectKey, expected, limiter, report);
+    } catch (error) {
+      log.error({ err: error, content_address: contentAddress, backend_id: location.backendId }, 'scrub could not read a stored copy; it is left unchanged');
+      report.skipped.push(findingOf(location, `reading failed: ${(error as Error).message}`));
+      continue;
+    }
+    report.checked += 1;
+
+    if (result.status === 'ok') {
+      report.ok += 1;
+      if (location.status === 'ok') {
+        await recordLocationVerified(db, refOf(location));
+        good.push(location);
+      } else {
+        // A copy that was failed but now passes (restored by an operator) is restored to ok as a repair.
+        if (await recordRepair(db, location, 'the copy passed its check again', null, options.actor)) {
+          report.repaired.push(findingOf(location, 'the copy passed its check again'));
+        }
+        good.push(location);
+      }
+      continue;
+    }
+
+    log.warn({ content_address: contentAddress, backend_id: location.backendId, status: result.status, detail: result.detail }, 'scrub found a failed stored copy');
+    // The copy is checked again under the blob's lock, because a repair by another scrub may have been
+    // replacing it while it was read.
+    const confirm = async () => (await checkCopy(backend, location.objectKey, expected, limiter, report)).status !== 'ok';
+    try {
+      if (await recordLocationFailure(db, refOf(location), result.status, result.detail, options.actor, confirm)) {
+        report[result.status].push(findingOf(location, result.detail));
+        failed.push(location);
+      }
+    } catch (error) {
+      log.error({ err: error, content_address: contentAddress, backend_id: location.backendId }, 'scrub could not record a failed stored copy; it is left unchanged');
+      report.skipped.push(findingOf(location, `recording the failure failed: ${(error as Error).message}`));
+    }
+  }
+
+  for (const location of failed) {
+    await repairCopy(context, options, location, good, expected, limiter, report);
+  }
+}
+
+/** Reads one copy at the limited rate and compares size and both digests; throws on storage errors other than a missing object. */
+async function checkCopy(backend: Backend, objectKey: string, expected: ExpectedContent, limiter: ReadRateLimiter, report: ScrubReport): Promise<CheckResult> {
+  // stat, not `instanceof BlobNotFoundError` on a read error: the backend may come from another Next.js
+  // bundle whose error classes are different objects.
+  if ((await backend.stat(objectKey)) === null) return { status: 'missing', detail: `object ${objectKey} does not exist on ${backend.id}.` };
+  const stream = await backend.read(objectKey);
+
+  const throttled = async function* () {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      report.bytes_read += chunk.byteLength;
+      await limiter.consume(chunk.byteLength);
+      yield chunk;
+    }
+  };
+  const actual = await digestStream(throttled());
+  if (actual.sizeBytes !== expected.sizeBytes) {
+    return { status: 'corrupt', detail: `read ${actual.sizeBytes} bytes, expected ${expected.sizeBytes}.` };
+  }
+  if (actual.blake3Hex !== expected.blake3Hex) {
+    return { status: 'corrupt', detail: `BLAKE3 is ${actual.blake3Hex}, expected ${expected.blake3Hex}.` };
+  }
+  if (actual.sha256Hex !== expected.sha256Hex) {
+    return { status: 'corrupt', detail: `SHA-256 is ${actual.sha256Hex}, expected ${expected.sha256Hex}.` };
+  }
+  return { status: 'ok' };
+}
+
+/**
+ * Rewrites a failed copy from the first good copy. The good bytes are streamed and verified into a
+ * temporary file on the failed copy's backend. Then, under the blob's lock, the failed object is removed,
+ * the new one placed and read back to verify it, and the location is marked ok with a
+ * `storage.location_repaired` event.
+ */
+async function repairCopy(
+  context: ScrubContext,
+  options: ScrubOptions,
+  location: LocationRow,
+  good: LocationRow[],
+  expected: ExpectedContent,
+  limiter: ReadRateLimiter,
+  report: ScrubReport,
+): Promise<void> {
+  const { db, backends, log } = context;
+  const target = backends.get(location.backendId)!;
+  const sourceLocation = good.find((candidate) => candidate.backendId !== location.backendId);
+  if (!sourceLocation) {
+    report.repair_failed.push(findingOf(location, 'no good copy of the blob is available to repair from.'));
+    return;
+  }
+  const source = backends.get(sourceLocation.backendId)!;
+
+  try {
+    const writer = await copyObject(source, target, sourceLocation.objectKey, expected, (bytes) => {
+      report.bytes_read += bytes;
+      return limiter.consume(bytes);
+    });
+    const detail = `rewritten from ${source.id}`;
+    const repaired = await db.transaction(async (tx) => {
+      await lockBlob(tx, location.contentAddress);
+      const where = and(eq(storageLocations.contentAddress, location.contentAddress), eq(storageLocations.backendId, location.backendId), ne(storageLocations.status, 'ok'));
+      const [row] = await tx.select().from(storageLocations).where(where);
+      if (!row) {
+        await writer.cancel();
+        return false;
+      }
+
+      await target.delete(location.objectKey);
+      await writer.commit(location.objectKey);
+      const check = await checkCopy(target, location.objectKey, expected, limiter, report);
+      if (check.status !== 'ok') throw new CopyMismatchError(`The rewritten copy failed its check: ${check.status}.`);
+
+      await tx.update(storageLocations).set({ status: 'ok', verifiedAt: new Date() }).where(where);
+      await appendEvent(tx, {
+        eventType: 'storage.location_repaired',
+        subjectKind: 'blob',
+        subjectId: location.contentAddress,
+        actor: options.actor,
+        payload: repairPayload(location, row.status, detail, source.id),
+      });
+      return true;
+    });
+    if (repaired) {
+      log.info({ content_address: location.contentAddress, backend_id: location.backendId, source_backend_id: source.id }, 'scrub repaired a stored copy');
+      report.repaired.push(findingOf(location, detail));
+    }
+  } catch (error) {
+    log.error({ err: error, content_address: location.contentAddress, backend_id: location.backendId }, 'scrub failed to repair a stored copy');
+    report.repair_failed.push(findingOf(location, `repair failed: ${(error as Error).message}`));
+  }
+}
+
+function repairPayload(location: LocationRow, previousStatus: string, detail: string, sourceBackendId: string | null) {
+  return {
+    content_address: location.contentAddress,
+    backend_id: location.backendId,
+    object_key: location.objectKey,
+    previous_status: previousStatus,
+    source_backend_id: sourceBackendId,
+    detail,
+  };
+}
+
+/** Marks a failed copy that passed a check again as ok, with a `storage.location_repaired` event. */
+async function recordRepair(db: Database, location: LocationRow, detail: string, sourceBackendId: string | null, actor: string): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    await lockBlob(tx, location.contentAddress);
+    const where = and(eq(storageLocations.contentAddress, location.contentAddress), eq(storageLocations.backendId, location.backendId), ne(storageLocations.status, 'ok'));
+    const [row] = await tx.select().from(storageLocations).where(where);
+    if (!row) return false;
+    await tx.update(storageLocations).set({ status: 'ok', verifiedAt: new Date() }).where(where);
+    await appendEvent(tx, {
+      eventType: 'storage.location_repaired',
+      subjectKind: 'blob',
+      subjectId: location.contentAddress,
+      actor,
+      payload: repairPayload(location, row.status, detail, sourceBackendId),
+    });
+    return true;
+  });
+}
+

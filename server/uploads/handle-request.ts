@@ -1,0 +1,215 @@
+import crypto from 'node:crypto';
+import type { Logger } from 'pino';
+import { getAppContext, type AppContext } from '../app-context';
+import { DomainError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
+import { authenticate, requireScope } from '../http/auth';
+import { errorToResponse, problemResponse } from '../http/problem';
+import { parsePackageId } from '../registry/packages';
+import { parseUploadMetadata } from './metadata';
+import { CHECKSUM_ALGORITHMS, uploadRequestStorage, type ChecksumAlgorithm, type ExpectedChecksum, type UploadRequestContext } from './request-context';
+import { getUploadService, UPLOAD_ID_PATTERN, UPLOADS_PATH, type UploadService } from './tus-server';
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+const STATUS_TITLES: Record<number, string> = {
+  400: 'Invalid request',
+  403: 'Forbidden',
+  404: 'Not found',
+  409: 'Conflict',
+  410: 'Gone',
+  412: 'Precondition failed',
+  413: 'Payload too large',
+  415: 'Unsupported media type',
+  423: 'Locked',
+  460: 'Checksum mismatch',
+  500: 'Internal server error',
+  501: 'Not implemented',
+};
+
+/**
+ * Handles one tus request under /api/v1/uploads: validates the upload id, authenticates (every method but
+ * OPTIONS needs the `write` scope), parses Upload-Metadata and Upload-Checksum, passes the request to
+ * @tus/server and turns every error response, its own and the library's, into problem+json.
+ */
+export async function handleUploadRequest(request: Request): Promise<Response> {
+  const supplied = request.headers.get('x-request-id');
+  const requestId = supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
+  let log: Logger | undefined;
+  let response: Response;
+
+  try {
+    const app = await getAppContext();
+    log = app.log.child({ request_id: requestId });
+    response = await dispatch(app, request, log, requestId);
+  } catch (error) {
+    response = log
+      ? errorToResponse(error, log, requestId)
+      : problemResponse(503, 'Service unavailable', 'The server is not ready: its database or storage failed to start.', { request_id: requestId });
+    response.headers.set('Tus-Resumable', '1.0.0');
+  }
+  response.headers.set('X-Request-Id', requestId);
+  return response;
+}
+
+async function dispatch(app: AppContext, request: Request, log: Logger, requestId: string): Promise<Response> {
+  const uploadId = parseUploadId(request.url);
+  const method = request.method;
+  if (method === 'POST' ? uploadId !== null : method !== 'OPTIONS' && uploadId === null) {
+    return problemResponse(405, 'Method not allowed', `${method} is not allowed on this URL; create uploads with POST ${UPLOADS_PATH}.`, {}, {
+      Allow: uploadId === null ? 'POST, OPTIONS' : 'HEAD, PATCH, DELETE, OPTIONS',
+    });
+  }
+
+  const service = getUploadService(app);
+  if (method === 'OPTIONS') return withChecksumAlgorithms(await service.server.handleWeb(request));
+
+  const principal = requireScope(await authenticate(app.db, request, app.settings.ANON_READ), 'write');
+  const context: UploadRequestContext = { principal, log: log.child({ actor: principal.name, upload_id: uploadId ?? undefined }), requestId };
+  if (method === 'POST') context.creation = parseCreationTarget(request, app.settings.MAX_FILE_SIZE_BYTES);
+  if (method === 'POST' || method === 'PATCH') context.checksum = parseUploadChecksum(request.headers.get('upload-checksum'));
+
+  const tusResponse = await uploadRequestStorage.run(context, () => service.server.handleWeb(forwardRequest(request)));
+  return toProblemResponse(tusResponse, context, service, uploadId);
+}
+
+/**
+ * Returns the upload id of `/api/v1/uploads/<id>`, or null for the collection URL. The id is checked on
+ * the raw, still percent-encoded path, so no encoded `/`, `\`, `..` or NUL ever reaches the store:
+ * a malformed percent escape is 400 and anything else that is not an id of ours is 404.
+ */
+export function parseUploadId(url: string): string | null {
+  const pathname = new URL(url).pathname;
+  const rest = pathname.slice(UPLOADS_PATH.length);
+  if (rest === '' || rest === '/') return null;
+
+  const segment = rest.startsWith('/') ? rest.slice(1).replace(/\/$/, '') : rest;
+  if (UPLOAD_ID_PATTERN.test(segment)) return segment;
+  try {
+    decodeURIComponent(segment);
+  } catch {
+    throw new ValidationError('The upload URL contains an invalid percent escape.', [
+      { field: 'upload_id', rule: 'percent_encoding', message: 'invalid percent escape' },
+    ]);
+  }
+  throw new NotFoundError('Upload', segment);
+}
+
+/** Reads package_id, relative_path (or filename) and media_type from Upload-Metadata and checks the declared length. */
+function parseCreationTarget(request: Request, maxBytes: number): NonNullable<UploadRequestContext['creation']> {
+  const metadata = parseUploadMetadata(request.headers.get('upload-metadata'));
+  const packageId = metadata.package_id;
+  if (!packageId) {
+    throw new ValidationError('Upload-Metadata must name the package as package_id.', [
+      { field: 'package_id', rule: 'required', message: 'missing' },
+    ]);
+  }
+  const relativePath = metadata.relative_path ?? metadata.filename;
+  if (!relativePath) {
+    throw new ValidationError('Upload-Metadata must name the file as relative_path (or filename).', [
+      { field: 'relative_path', rule: 'required', message: 'missing' },
+    ]);
+  }
+
+  const declared = request.headers.get('upload-length');
+  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
+    throw new PayloadTooLargeError(`Upload-Length is ${declared} bytes; the limit is ${maxBytes}.`, { limit_bytes: maxBytes });
+  }
+  return { packageId: parsePackageId(packageId), relativePath, mediaType: metadata.media_type ?? null };
+}
+
+/** Parses `Upload-Checksum: <algorithm> <base64 digest>`; an unsupported algorithm is 400 (tus checksum extension). */
+export function parseUploadChecksum(header: string | null): ExpectedChecksum | undefined {
+  if (header === null) return undefined;
+  const match = /^([a-z0-9-]+) ([A-Za-z0-9+/]+={0,2})$/.exec(header.trim());
+  if (!match) {
+    throw new ValidationError('Upload-Checksum must be "<algorithm> <base64 digest>".', [
+      { field: 'Upload-Checksum', rule: 'format', message: 'expected "<algorithm> <base64 digest>"' },
+    ]);
+  }
+  const algorithm = match[1] as ChecksumAlgorithm;
+  if (!CHECKSUM_ALGORITHMS.includes(algorithm)) {
+    throw new ValidationError(`Upload-Checksum algorithm "${match[1]}" is not supported; use one of ${CHECKSUM_ALGORITHMS.join(', ')}.`, [
+      { field: 'Upload-Checksum', rule: 'algorithm', message: `supported: ${CHECKSUM_ALGORITHMS.join(', ')}` },
+    ]);
+  }
+  return { algorithm, digest: Buffer.from(match[2], 'base64') };
+}
+
+/**
+ * Copies the request for @tus/server with a body that errors as soon as the client disconnects. A Web
+ * Request gives the route no socket events, only `request.signal`. Erroring the body makes the store's
+ * write fail at once, so the upload's lock is released without waiting for a timeout.
+ */
+function forwardRequest(request: Request): Request {
+  const source = request.body;
+  let body: ReadableStream<Uint8Array> | null = null;
+  if (source) {
+    const reader = source.getReader();
+    body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        request.signal.addEventListener('abort', () => controller.error(new Error('The client closed the connection.')), { once: true });
+      },
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        } catch (error) {
+          controller.error(error);
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    });
+  }
+  return new Request(request.url, { method: request.method, headers: request.headers, body, duplex: 'half' } as RequestInit);
+}
+
+/** Lists the Upload-Checksum algorithms the store verifies (tus checksum extension). */
+function withChecksumAlgorithms(response: Response): Response {
+  response.headers.set('Tus-Checksum-Algorithm', CHECKSUM_ALGORITHMS.join(','));
+  return response;
+}
+
+/** Passes successful tus responses through; rewrites every error response as problem+json, keeping the tus headers. */
+async function toProblemResponse(response: Response, context: UploadRequestContext, service: UploadService, uploadId: string | null): Promise<Response> {
+  if (response.status < 400) return response;
+
+  const tusHeaders: Record<string, string> = {};
+  for (const name of ['tus-resumable', 'upload-offset', 'upload-expires', 'connection']) {
+    const value = response.headers.get(name);
+    if (value !== null) tusHeaders[name] = value;
+  }
+
+  if (context.error !== undefined) {
+    const problem = errorToResponse(context.error, context.log, context.requestId);
+    for (const [name, value] of Object.entries(tusHeaders)) problem.headers.set(name, value);
+    return problem;
+  }
+
+  const detail = (await response.text()).trim();
+  const fields: Record<string, unknown> = {};
+  if (response.status === 409 && uploadId !== null) {
+    // tus 1.0.0: on an offset mismatch the Server MUST respond with 409, and the current offset tells the client where to resume.
+    const offset = await currentOffset(service, uploadId);
+    if (offset !== undefined) {
+      fields.expected_offset = offset;
+      tusHeaders['upload-offset'] = String(offset);
+    }
+  }
+  if (response.status === 423) tusHeaders['retry-after'] = '1';
+  if (response.status >= 500) context.log.error({ status: response.status, detail }, 'tus request failed');
+
+  const title = STATUS_TITLES[response.status] ?? 'Request failed';
+  return problemResponse(response.status, title, detail || title, fields, tusHeaders);
+}
+
+async function currentOffset(service: UploadService, uploadId: string): Promise<number | undefined> {
+  try {
+    return (await service.store.getUpload(uploadId)).offset;
+  } catch (error) {
+    if (error instanceof DomainError || !(error instanceof Error)) return undefined;
+    throw error;
+  }
+}

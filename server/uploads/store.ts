@@ -1,0 +1,220 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { and, eq, isNull } from 'drizzle-orm';
+import { FileStore } from '@tus/file-store';
+import { ERRORS, Upload } from '@tus/server';
+import type { Database } from '@/db/client';
+import { uploads } from '@/db/schema';
+import { ConflictError } from '../errors';
+import { DIGEST_SLICE_BYTES, DualDigest, type DigestResult } from '../digest';
+import { appendEvent } from '../registry/events';
+import { recordFile } from '../registry/files';
+import type { Backend } from '../storage/backend';
+import { endUpload, findUpload, type UploadRow } from './records';
+import { currentUploadRequest, uploadRequestStorage } from './request-context';
+
+/** tus checksum extension: a PATCH whose bytes do not match its Upload-Checksum gets 460. */
+export const CHECKSUM_MISMATCH = { status_code: 460, body: 'Checksum mismatch: the chunk was discarded; resend it from the same offset.\n' };
+const UPLOAD_COMPLETED = { status_code: 409, body: 'The upload has finished and become a file; it can no longer be terminated.\n' };
+
+const globalForDigests = globalThis as typeof globalThis & { artifactStoreUploadDigests?: Map<string, DualDigest> };
+
+/**
+ * Per-upload hash state of the bytes received so far, kept in memory by the process that received them.
+ * Blake3Hasher cannot be serialized, so after a restart, or when another process took the previous
+ * PATCH, the state is rebuilt once from the staging file when the next PATCH starts.
+ */
+const digestStates = (globalForDigests.artifactStoreUploadDigests ??= new Map<string, DualDigest>());
+
+/** Drops the hash state of an upload that ended without a file. */
+export function forgetDigestState(id: string): void {
+  digestStates.delete(id);
+}
+
+export interface RegistryFileStoreOptions {
+  db: Database;
+  backend: Backend;
+  /** Staging directory for unfinished uploads; on the backend's file system so the finished file can be renamed into it. */
+  directory: string;
+  expirationSeconds: number;
+}
+
+/**
+ * @tus/file-store's FileStore tied to the registry. The uploads table decides whether an upload exists,
+ * finished, ended or expired. Both digests are computed while bytes are written, and an Upload-Checksum
+ * is verified per request. The last byte hands the staging file to the package as a file, under the tus
+ * lock of the request that wrote it.
+ */
+export class RegistryFileStore extends FileStore {
+  readonly #db: Database;
+  readonly #backend: Backend;
+
+  constructor(options: RegistryFileStoreOptions) {
+    super({ directory: options.directory, expirationPeriodInMilliseconds: options.expirationSeconds * 1000 });
+    this.#db = options.db;
+    this.#backend = options.backend;
+    this.extensions = [...this.extensions, 'checksum'];
+  }
+
+  stagingPath(id: string): string {
+    return path.join(this.directory, id);
+  }
+
+  /**
+   * Returns the upload's state. A finished upload is reported at its full offset, so a repeated final
+   * PATCH gets 409 with that offset. An ended or expired upload throws 410 Gone, an unknown id 404.
+   */
+  override async getUpload(id: string): Promise<Upload> {
+    const row = await findUpload(this.#db, id);
+    if (!row) throw ERRORS.FILE_NOT_FOUND;
+    if (row.completedAt) {
+      const size = row.uploadLength ?? 0;
+      return new Upload({ id, size, offset: size });
+    }
+    // tus 1.0.0: the Server SHOULD respond with 410 Gone for an upload it removed and still keeps track of.
+    if (row.terminated || row.expiresAt.getTime() <= Date.now()) throw ERRORS.FILE_NO_LONGER_EXISTS;
+    return super.getUpload(id);
+  }
+
+  /** Terminates an unfinished upload: ends its row with `upload.terminated`, then deletes the staging file and its sidecar. */
+  override async remove(id: string): Promise<void> {
+    const row = await findUpload(this.#db, id);
+    if (!row) throw ERRORS.FILE_NOT_FOUND;
+    if (row.completedAt) throw UPLOAD_COMPLETED;
+    const ended = await endUpload(this.#db, id, 'upload.terminated', currentUploadRequest().principal.name);
+    if (!ended) throw ERRORS.FILE_NO_LONGER_EXISTS;
+    forgetDigestState(id);
+    await removeStagingFiles(this.directory, id);
+  }
+
+  /**
+   * Appends the request body at `offset`, feeding the same bytes to the upload's digests and to the
+   * request's Upload-Checksum. On a checksum mismatch the file is truncated back to `offset` and the
+   * request fails with 460. When the write reaches the upload's length, the file is recorded in its
+   * package before this returns.
+   */
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    const row = await findUpload(this.#db, id);
+    if (!row) throw ERRORS.FILE_NOT_FOUND;
+    if (row.completedAt) return offset;
+
+    const context = currentUploadRequest();
+    const digest = await this.#digestAt(id, offset);
+    // The state is in flux until the write has succeeded; a failed write leaves none, so the next PATCH rebuilds it.
+    digestStates.delete(id);
+    const checksum = context.checksum ? createHash(context.checksum.algorithm) : undefined;
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+        checksum?.update(chunk);
+        if (chunk.byteLength <= DIGEST_SLICE_BYTES) {
+          digest.update(chunk);
+          callback(null, chunk);
+          return;
+        }
+        digest.updateYielding(chunk).then(
+          () => callback(null, chunk),
+          (error: unknown) => callback(error as Error),
+        );
+      },
+    });
+    try {
+      await pipeline(readable, tap, createWriteStream(this.stagingPath(id), { flags: 'r+', start: offset }));
+    } catch (error) {
+      // @tus/server's size limiter destroys the body with its own error object (413); the pipeline may
+      // report a premature close instead, which would become a 500.
+      const sourceError: unknown = readable.errored;
+      if (sourceError && typeof sourceError === 'object' && 'status_code' in sourceError) throw sourceError;
+      throw error;
+    }
+    const newOffset = digest.bytes;
+
+    if (checksum && !checksum.digest().equals(context.checksum!.digest)) {
+      await fs.truncate(this.stagingPath(id), offset);
+      context.log.warn({ upload_id: id, offset, algorithm: context.checksum!.algorithm }, 'upload chunk failed its Upload-Checksum and was discarded');
+      throw CHECKSUM_MISMATCH;
+    }
+    digestStates.set(id, digest);
+
+    const upload = await super.getUpload(id);
+    if (upload.size !== undefined && newOffset === upload.size) await this.#complete(row, digest.finish());
+    return newOffset;
+  }
+
+  /** Records the upload as a file unless that already happened; used for uploads that finish without a write (length 0). */
+  async completeIfUnfinished(id: string): Promise<void> {
+    const row = await findUpload(this.#db, id);
+    if (!row || row.completedAt || row.terminated) return;
+    const upload = await super.getUpload(id);
+    if (upload.size === undefined || upload.offset !== upload.size) return;
+    await this.#complete(row, (await this.#digestAt(id, upload.offset)).finish());
+  }
+
+  /**
+   * Hands the staging file to the package: recordFile renames it to its content address and, in the same
+   * transaction, the upload row is marked completed with its file id and `upload.completed` is written.
+   */
+  async #complete(row: UploadRow, content: DigestResult): Promise<void> {
+    const context = currentUploadRequest();
+    const adoptFile = this.#backend.adoptFile?.bind(this.#backend);
+    // NOTE: only backends that can rename a local file (the filesystem backend) can receive tus uploads.
+    if (!adoptFile) throw new Error(`Backend ${this.#backend.id} cannot adopt staged uploads.`);
+    const stagingPath = this.stagingPath(row.id);
+
+    const file = await recordFile(this.#db, {
+      packageId: row.packageId,
+      relativePath: row.relativePath,
+      mediaType: row.mediaType,
+      content,
+      backend: this.#backend,
+      actor: context.principal.name,
+      placeBlob: (objectKey) => adoptFile(stagingPath, objectKey),
+      eventDetails: { upload_id: row.id },
+      onRecorded: async (tx, fileId) => {
+        const completed = await tx
+          .update(uploads)
+          .set({ completedAt: new Date(), fileId, uploadLength: content.sizeBytes, hashedOffset: content.sizeBytes })
+          .where(and(eq(uploads.id, row.id), isNull(uploads.completedAt), eq(uploads.terminated, false)))
+          .returning({ id: uploads.id });
+        if (completed.length === 0) throw new ConflictError(`Upload ${row.id} was terminated or expired before its last byte arrived.`);
+        await appendEvent(tx, {
+          eventType: 'upload.completed',
+          subjectKind: 'upload',
+          subjectId: row.id,
+          actor: context.principal.name,
+          payload: { upload_id: row.id, package_id: row.packageId, file_id: fileId, relative_path: row.relativePath, size_bytes: content.sizeBytes },
+        });
+      },
+    });
+
+    digestStates.delete(row.id);
+    await this.configstore.delete(row.id);
+    context.log.info({ upload_id: row.id, file_id: file.id, size_bytes: content.sizeBytes }, 'upload completed and recorded as a file');
+  }
+
+  /** Returns the hash state at `offset`, rebuilding it from the staging file when memory has none at that offset. */
+  async #digestAt(id: string, offset: number): Promise<DualDigest> {
+    const cached = digestStates.get(id);
+    if (cached && cached.bytes === offset) return cached;
+
+    const digest = new DualDigest();
+    if (offset > 0) {
+      const started = Date.now();
+      const source = createReadStream(this.stagingPath(id), { start: 0, end: offset - 1, highWaterMark: DIGEST_SLICE_BYTES });
+      for await (const chunk of source as AsyncIterable<Buffer>) await digest.updateYielding(chunk);
+      if (digest.bytes !== offset) throw new Error(`Staging file of upload ${id} has ${digest.bytes} bytes, expected ${offset}.`);
+      uploadRequestStorage.getStore()?.log.info({ upload_id: id, offset, ms: Date.now() - started }, 'rebuilt upload hash state from the staging file');
+    }
+    return digest;
+  }
+}
+
+/** Deletes an upload's staging file and its tus sidecar (`<id>.json`); missing files are not an error. */
+export async function removeStagingFiles(directory: string, id: string): Promise<void> {
+  for (const file of [path.join(directory, id), path.join(directory, `${id}.json`)]) {
+    await fs.rm(file, { force: true });
+  }
+}

@@ -1,0 +1,514 @@
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient, problemOf } from '../support/client';
+import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
+
+const MiB = 1024 * 1024;
+
+function base64(value: string): string {
+  return Buffer.from(value, 'utf8').toString('base64');
+}
+
+function metadataHeader(packageId: string, relativePath: string, extra = ''): string {
+  return `package_id ${base64(packageId)},relative_path ${base64(relativePath)}${extra}`;
+}
+
+function createUpload(client: ApiClient, headers: Record<string, string>, body?: BodyInit): Promise<Response> {
+  return client.request('POST', '/uploads', { headers: { 'Tus-Resumable': '1.0.0', ...headers }, body });
+}
+
+function patchUpload(client: ApiClient, location: string, offset: number, body: BodyInit, headers: Record<string, string> = {}): Promise<Response> {
+  return client.request('PATCH', uploadPath(location), {
+    headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream', ...headers },
+    body,
+  });
+}
+
+function headUpload(client: ApiClient, location: string): Promise<Response> {
+  return client.request('HEAD', uploadPath(location), { headers: { 'Tus-Resumable': '1.0.0' } });
+}
+
+function uploadPath(location: string): string {
+  return new URL(location).pathname.replace(/^\/api\/v1/, '');
+}
+
+async function fileAt(client: ApiClient, packageId: string, relativePath: string): Promise<Record<string, any> | undefined> {
+  const response = await client.get(`/packages/${packageId}/files`);
+  const body = await response.json();
+  return body.files.find((file: Record<string, any>) => file.relative_path === relativePath);
+}
+
+/** BLAKE3 of `bytes` as the b3sum tool computes it. */
+function b3sum(bytes: Buffer, directory: string): string {
+  const file = path.join(directory, `b3sum-${crypto.randomUUID()}`);
+  fs.writeFileSync(file, bytes);
+  try {
+    return execFileSync('/usr/bin/b3sum', ['--no-names', file], { encoding: 'utf8' }).trim();
+  } finally {
+    fs.rmSync(file);
+  }
+}
+
+function digestsOf(bytes: Buffer): { sha256: string } {
+  return { sha256: crypto.createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** Lists every header of a response as "name: value", so tests can check that none carries CR or LF. */
+function headerValues(response: Response): string[] {
+  return [...response.headers.entries()].map(([name, value]) => `${name}: ${value}`);
+}
+
+describe('tus uploads', () => {
+  let environment: TestEnvironment;
+  let server: TestServer;
+  let admin: ApiClient;
+  let packageId: string;
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment();
+    server = await startServer(environment);
+    admin = new ApiClient(server.url, environment.adminToken);
+    packageId = (await admin.createPackage({ name: 'tus-main' })).id;
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await environment?.cleanup();
+  });
+
+  it('OPTIONS lists the working extensions', async () => {
+    const response = await admin.request('OPTIONS', '/uploads');
+    expect(response.status).toBe(204);
+    expect(response.headers.get('tus-version')).toBe('1.0.0');
+    expect(response.headers.get('tus-extension')).toBe('creation,creation-with-upload,creation-defer-length,termination,expiration,checksum');
+    expect(response.headers.get('tus-checksum-algorithm')).toBe('sha1,sha256');
+  });
+
+  it('upload in two chunks becomes a file', async () => {
+    const content = crypto.randomBytes(3000);
+    const created = await createUpload(admin, { 'Upload-Length': '3000', 'Upload-Metadata': metadataHeader(packageId, 'two/chunks.bin') });
+    expect(created.status).toBe(201);
+    expect(created.headers.get('upload-expires')).toMatch(/GMT$/);
+    const location = created.headers.get('location')!;
+
+    const first = await patchUpload(admin, location, 0, content.subarray(0, 1000));
+    expect(first.status).toBe(204);
+    expect(first.headers.get('upload-offset')).toBe('1000');
+    const second = await patchUpload(admin, location, 1000, content.subarray(1000));
+    expect(second.status).toBe(204);
+    expect(second.headers.get('upload-offset')).toBe('3000');
+
+    const file = await fileAt(admin, packageId, 'two/chunks.bin');
+    expect(file?.size_bytes).toBe(3000);
+    expect(file?.digest_sha256_hex).toBe(digestsOf(content).sha256);
+    const download = await admin.get(`/files/${file!.id}/download`);
+    expect(Buffer.from(await download.arrayBuffer()).equals(content)).toBe(true);
+  });
+
+  it('creation with upload and zero length both finish', async () => {
+    const content = Buffer.from('hello tus\n');
+    const withBody = await createUpload(
+      admin,
+      { 'Upload-Length': String(content.length), 'Upload-Metadata': metadataHeader(packageId, 'with-body.txt'), 'Content-Type': 'application/offset+octet-stream' },
+      content,
+    );
+    expect(withBody.status).toBe(201);
+    expect(withBody.headers.get('upload-offset')).toBe(String(content.length));
+    expect((await fileAt(admin, packageId, 'with-body.txt'))?.digest_sha256_hex).toBe(digestsOf(content).sha256);
+
+    const empty = await createUpload(admin, { 'Upload-Length': '0', 'Upload-Metadata': metadataHeader(packageId, 'empty.txt') });
+    expect(empty.status).toBe(201);
+    expect((await fileAt(admin, packageId, 'empty.txt'))?.size_bytes).toBe(0);
+  });
+
+  it('creation checks package, path and duplicates', async () => {
+    const unknownPackage = await createUpload(admin, { 'Upload-Length': '1', 'Upload-Metadata': metadataHeader(crypto.randomUUID(), 'a.txt') });
+    expect(unknownPackage.status).toBe(404);
+    await problemOf(unknownPackage);
+
+    const badPath = await createUpload(admin, { 'Upload-Length': '1', 'Upload-Metadata': metadataHeader(packageId, '../escape.txt') });
+    expect(badPath.status).toBe(400);
+    await problemOf(badPath);
+
+    const first = await createUpload(admin, { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'taken.txt') });
+    expect(first.status).toBe(201);
+    const second = await createUpload(admin, { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'taken.txt') });
+    expect(second.status).toBe(409);
+    await problemOf(second);
+
+    const existingFile = await createUpload(admin, { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'with-body.txt') });
+    expect(existingFile.status).toBe(409);
+
+    const finalize = await admin.post(`/packages/${packageId}/finalize`);
+    expect(finalize.status).toBe(409);
+    await finalize.arrayBuffer();
+    expect((await admin.request('DELETE', uploadPath(first.headers.get('location')!), { headers: { 'Tus-Resumable': '1.0.0' } })).status).toBe(204);
+  });
+
+  it('checksum mismatch discards the chunk with 460', async () => {
+    const content = crypto.randomBytes(512);
+    const created = await createUpload(admin, { 'Upload-Length': '512', 'Upload-Metadata': metadataHeader(packageId, 'checksum.bin') });
+    const location = created.headers.get('location')!;
+
+    const wrong = crypto.createHash('sha1').update('other bytes').digest('base64');
+    const mismatch = await patchUpload(admin, location, 0, content.subarray(0, 256), { 'Upload-Checksum': `sha1 ${wrong}` });
+    expect(mismatch.status).toBe(460);
+    await problemOf(mismatch);
+    expect((await headUpload(admin, location)).headers.get('upload-offset')).toBe('0');
+
+    const unsupported = await patchUpload(admin, location, 0, content.subarray(0, 256), { 'Upload-Checksum': `md5 ${wrong}` });
+    expect(unsupported.status).toBe(400);
+    await unsupported.arrayBuffer();
+
+    const sha1 = crypto.createHash('sha1').update(content.subarray(0, 256)).digest('base64');
+    expect((await patchUpload(admin, location, 0, content.subarray(0, 256), { 'Upload-Checksum': `sha1 ${sha1}` })).status).toBe(204);
+    const sha256 = crypto.createHash('sha256').update(content.subarray(256)).digest('base64');
+    expect((await patchUpload(admin, location, 256, content.subarray(256), { 'Upload-Checksum': `sha256 ${sha256}` })).status).toBe(204);
+    expect((await fileAt(admin, packageId, 'checksum.bin'))?.digest_sha256_hex).toBe(digestsOf(content).sha256);
+  });
+
+  it('repeated final PATCH gets 409 and one file', async () => {
+    const content = crypto.randomBytes(1024);
+    const created = await createUpload(admin, { 'Upload-Length': '1024', 'Upload-Metadata': metadataHeader(packageId, 'lost-response.bin') });
+    const location = created.headers.get('location')!;
+    const uploadId = location.split('/').pop()!;
+    const since = (await admin.events(0)).events.at(-1).sequence;
+
+    expect((await patchUpload(admin, location, 0, content)).status).toBe(204);
+    const repeated = await patchUpload(admin, location, 0, content);
+    expect(repeated.status).toBe(409);
+    expect(repeated.headers.get('upload-offset')).toBe('1024');
+    expect((await problemOf(repeated)).expected_offset).toBe(1024);
+
+    const head = await headUpload(admin, location);
+    expect(head.status).toBe(200);
+    expect(head.headers.get('upload-offset')).toBe('1024');
+
+    const files = (await (await admin.get(`/packages/${packageId}/files`)).json()).files;
+    expect(files.filter((file: Record<string, any>) => file.relative_path === 'lost-response.bin')).toHaveLength(1);
+    const events = (await admin.events(since)).events;
+    expect(events.filter((event) => event.event_type === 'upload.completed' && event.subject_id === uploadId)).toHaveLength(1);
+    expect(events.filter((event) => event.event_type === 'file.added' && event.payload.upload_id === uploadId)).toHaveLength(1);
+  });
+
+  it('DELETE terminates an unfinished upload', async () => {
+    const created = await createUpload(admin, { 'Upload-Length': '100', 'Upload-Metadata': metadataHeader(packageId, 'terminated.bin') });
+    const location = created.headers.get('location')!;
+    const uploadId = location.split('/').pop()!;
+    expect((await patchUpload(admin, location, 0, Buffer.alloc(40))).status).toBe(204);
+
+    const deleted = await admin.request('DELETE', uploadPath(location), { headers: { 'Tus-Resumable': '1.0.0' } });
+    expect(deleted.status).toBe(204);
+    expect((await headUpload(admin, location)).status).toBe(410);
+    expect(fs.existsSync(path.join(environment.storageRoot, 'uploads', uploadId))).toBe(false);
+    expect(fs.existsSync(path.join(environment.storageRoot, 'uploads', `${uploadId}.json`))).toBe(false);
+    const events = (await admin.events(0)).events;
+    expect(events.some((event) => event.event_type === 'upload.terminated' && event.subject_id === uploadId)).toBe(true);
+  });
+
+  it('creation rejects malformed Upload-Metadata', async () => {
+    const responses: Response[] = [];
+    const keyWithoutValue = await createUpload(admin, { 'Upload-Length': '1', 'Upload-Metadata': metadataHeader(packageId, 'u4/ok.txt', ',is_confidential') });
+    responses.push(keyWithoutValue);
+    expect(keyWithoutValue.status).toBe(201);
+
+    const notBase64 = await createUpload(admin, { 'Upload-Length': '1', 'Upload-Metadata': `${metadataHeader(packageId, 'u4/a.txt')},media_type @@@` });
+    responses.push(notBase64);
+    expect(notBase64.status).toBe(400);
+    await problemOf(notBase64.clone());
+
+    const duplicateKey = await createUpload(admin, {
+      'Upload-Length': '1',
+      'Upload-Metadata': `${metadataHeader(packageId, 'u4/b.txt')},relative_path ${base64('u4/c.txt')}`,
+    });
+    responses.push(duplicateKey);
+    expect(duplicateKey.status).toBe(400);
+
+    const headerInjection = await createUpload(admin, {
+      'Upload-Length': '1',
+      'Upload-Metadata': metadataHeader(packageId, 'u4/d.txt\r\nX-Injected: yes'),
+    });
+    responses.push(headerInjection);
+    expect(headerInjection.status).toBe(400);
+    expect(headerInjection.headers.get('x-injected')).toBeNull();
+
+    const chineseName = '报告.txt';
+    const content = Buffer.from('季度报告\n');
+    const chinese = await createUpload(
+      admin,
+      {
+        'Upload-Length': String(content.length),
+        'Upload-Metadata': `${metadataHeader(packageId, `u4/${chineseName}`)},filename ${base64(chineseName)},media_type ${base64('text/plain; charset=utf-8')}`,
+        'Content-Type': 'application/offset+octet-stream',
+      },
+      content,
+    );
+    responses.push(chinese);
+    expect(chinese.status).toBe(201);
+    const head = await headUpload(admin, chinese.headers.get('location')!);
+    responses.push(head);
+
+    const file = await fileAt(admin, packageId, `u4/${chineseName}`);
+    const download = await admin.get(`/files/${file!.id}/download`);
+    responses.push(download);
+    expect(download.headers.get('content-disposition')).toBe(`attachment; filename="__.txt"; filename*=UTF-8''%E6%8A%A5%E5%91%8A.txt`);
+    expect(Buffer.from(await download.arrayBuffer()).equals(content)).toBe(true);
+
+    for (const response of responses) {
+      for (const line of headerValues(response)) expect(line).not.toMatch(/[\r\n]/);
+    }
+  });
+
+  it('encoded traversal in upload ids', async () => {
+    const outside = path.join(environment.storageRoot, 'outside.txt');
+    fs.mkdirSync(path.join(environment.storageRoot, 'uploads'), { recursive: true });
+    fs.writeFileSync(outside, 'do not touch\n');
+    const headers = { 'Tus-Resumable': '1.0.0' };
+
+    const deleted = await admin.request('DELETE', '/uploads/..%2Foutside.txt', { headers });
+    expect(deleted.status).toBe(404);
+    await problemOf(deleted);
+    const backslash = await admin.request('HEAD', '/uploads/..%5Coutside.txt', { headers });
+    expect(backslash.status).toBe(404);
+    const nul = await admin.request('PATCH', '/uploads/x%00y', {
+      headers: { ...headers, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+      body: 'x',
+    });
+    expect(nul.status).toBe(404);
+    await nul.arrayBuffer();
+    // NOTE: Next.js 16.5 answers a malformed percent escape in a dynamic segment with its own 500 before
+    // any route or proxy runs (vercel/next.js issue 94278), so parseUploadId's 400 is never reached.
+    // What must hold is that the request fails and touches nothing.
+    const badEscape = await admin.request('HEAD', '/uploads/%', { headers });
+    expect([400, 500]).toContain(badEscape.status);
+
+    expect(fs.readFileSync(outside, 'utf8')).toBe('do not touch\n');
+  });
+
+  it('12 MiB bodies pass untruncated', async () => {
+    const health = await admin.get('/health');
+    await health.arrayBuffer();
+    expect(health.headers.get('x-frame-options')).toBe('DENY');
+
+    const chunk = crypto.randomBytes(12 * MiB);
+    const created = await createUpload(admin, { 'Upload-Length': String(chunk.length), 'Upload-Metadata': metadataHeader(packageId, 'u6/tus.bin') });
+    expect(created.headers.get('x-frame-options')).toBeNull();
+    const patched = await patchUpload(admin, created.headers.get('location')!, 0, chunk);
+    expect(patched.status).toBe(204);
+    expect(patched.headers.get('upload-offset')).toBe(String(chunk.length));
+    const tusFile = await fileAt(admin, packageId, 'u6/tus.bin');
+    expect(tusFile?.size_bytes).toBe(chunk.length);
+    expect(tusFile?.digest_sha256_hex).toBe(digestsOf(chunk).sha256);
+
+    const form = new FormData();
+    form.set('relative_path', 'u6/multipart.bin');
+    form.set('file', new Blob([chunk]), 'multipart.bin');
+    const posted = await admin.request('POST', `/packages/${packageId}/files`, { body: form });
+    expect(posted.status).toBe(201);
+    const record = await posted.json();
+    expect(record.size_bytes).toBe(chunk.length);
+    expect(record.digest_sha256_hex).toBe(digestsOf(chunk).sha256);
+  });
+
+  it('aborted PATCH releases its lock', async () => {
+    const source = crypto.randomBytes(8 * MiB);
+    const created = await createUpload(admin, { 'Upload-Length': String(source.length), 'Upload-Metadata': metadataHeader(packageId, 'u2.bin') });
+    const location = created.headers.get('location')!;
+    const uploadId = location.split('/').pop()!;
+
+    const controller = new AbortController();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(stream) {
+        if (sent >= 3 * MiB) {
+          await sleep(200);
+          controller.abort();
+          return;
+        }
+        stream.enqueue(source.subarray(sent, sent + 256 * 1024));
+        sent += 256 * 1024;
+      },
+    });
+    const aborted = admin
+      .request('PATCH', uploadPath(location), {
+        headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream', 'Content-Length': String(source.length) },
+        body,
+        signal: controller.signal,
+      })
+      .catch((error: unknown) => error);
+    await aborted;
+
+    const started = Date.now();
+    const head = await headUpload(admin, location);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(head.status).toBe(200);
+    expect(head.headers.get('cache-control')).toBe('no-store');
+    const offset = Number(head.headers.get('upload-offset'));
+    expect(offset).toBeGreaterThanOrEqual(0);
+    expect(offset).toBeLessThanOrEqual(3 * MiB);
+    expect(fs.statSync(path.join(environment.storageRoot, 'uploads', uploadId)).size).toBe(offset);
+
+    const resumed = await patchUpload(admin, location, offset, source.subarray(offset));
+    expect(resumed.status).toBe(204);
+    const file = await fileAt(admin, packageId, 'u2.bin');
+    expect(file?.digest_sha256_hex).toBe(digestsOf(source).sha256);
+    expect(file?.digest_primary_hex).toBe(b3sum(source, environment.dir));
+  });
+
+  it('token challenges on tus routes', async () => {
+    const readOnly = await admin.post('/tokens', { name: 'tus-reader', scopes: ['read'] });
+    const readToken = (await readOnly.json()).token as string;
+    const revokedResponse = await admin.post('/tokens', { name: 'tus-former', scopes: ['read', 'write'] });
+    const revokedToken = (await revokedResponse.json()).token as string;
+    expect((await admin.request('DELETE', '/tokens/tus-former')).status).toBe(204);
+
+    const created = await createUpload(admin, { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'a1.bin') });
+    const location = created.headers.get('location')!;
+    const file = await fileAt(admin, packageId, 'with-body.txt');
+    const requests: [string, (client: ApiClient) => Promise<Response>][] = [
+      ['download', (client) => client.get(`/files/${file!.id}/download`)],
+      ['creation', (client) => createUpload(client, { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'a1-other.bin') })],
+      ['PATCH', (client) => patchUpload(client, location, 0, Buffer.alloc(10))],
+    ];
+
+    for (const [name, send] of requests) {
+      const anonymous = await send(admin.withToken(undefined));
+      expect(anonymous.status, name).toBe(401);
+      expect(anonymous.headers.get('www-authenticate'), name).toBe('Bearer realm="artifact-store"');
+      expect((await problemOf(anonymous)).status, name).toBe(401);
+
+      const revoked = await send(admin.withToken(revokedToken));
+      expect(revoked.status, name).toBe(401);
+      expect(revoked.headers.get('www-authenticate'), name).toContain('error="invalid_token"');
+      await problemOf(revoked);
+    }
+    for (const [name, send] of requests.slice(1)) {
+      const reader = await send(admin.withToken(readToken));
+      expect(reader.status, name).toBe(403);
+      expect(reader.headers.get('www-authenticate'), name).toContain('error="insufficient_scope"');
+      await problemOf(reader);
+    }
+    expect((await headUpload(admin, location)).headers.get('upload-offset')).toBe('0');
+  });
+});
+
+describe('tus size limit', () => {
+  let environment: TestEnvironment;
+  let server: TestServer;
+  let admin: ApiClient;
+  let packageId: string;
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment({ MAX_FILE_SIZE_BYTES: '100' });
+    server = await startServer(environment);
+    admin = new ApiClient(server.url, environment.adminToken);
+    packageId = (await admin.createPackage({ name: 'tus-limit' })).id;
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await environment?.cleanup();
+  });
+
+  it('deferred length cannot pass limit', async () => {
+    const tooLong = await createUpload(admin, { 'Upload-Length': '200', 'Upload-Metadata': metadataHeader(packageId, 'declared.bin') });
+    expect(tooLong.status).toBe(413);
+    await problemOf(tooLong);
+
+    const created = await createUpload(admin, { 'Upload-Defer-Length': '1', 'Upload-Metadata': metadataHeader(packageId, 'deferred.bin') });
+    expect(created.status).toBe(201);
+    const location = created.headers.get('location')!;
+    const head = await headUpload(admin, location);
+    expect(head.headers.get('upload-defer-length')).toBe('1');
+    expect(head.headers.get('upload-length')).toBeNull();
+
+    const sized = await patchUpload(admin, location, 0, Buffer.alloc(200, 1));
+    expect(sized.status).toBe(413);
+    await problemOf(sized);
+    const chunked = await patchUpload(
+      admin,
+      location,
+      0,
+      new ReadableStream<Uint8Array>({
+        start(stream) {
+          stream.enqueue(new Uint8Array(200).fill(2));
+          stream.close();
+        },
+      }),
+    );
+    expect(chunked.status).toBe(413);
+    await chunked.arrayBuffer();
+    const offset = Number((await headUpload(admin, location)).headers.get('upload-offset'));
+    expect(offset).toBeLessThanOrEqual(100);
+
+    const shorter = await patchUpload(admin, location, offset, Buffer.alloc(0), { 'Upload-Length': String(Math.max(offset - 1, 0)) });
+    expect(shorter.status).toBe(offset > 0 ? 400 : 204);
+    await shorter.arrayBuffer();
+  });
+
+  it('length below offset gets 400', async () => {
+    const created = await createUpload(admin, { 'Upload-Defer-Length': '1', 'Upload-Metadata': metadataHeader(packageId, 'shrink.bin') });
+    const location = created.headers.get('location')!;
+    expect((await patchUpload(admin, location, 0, Buffer.alloc(50, 3))).status).toBe(204);
+    const shorter = await patchUpload(admin, location, 50, Buffer.alloc(0), { 'Upload-Length': '10' });
+    expect(shorter.status).toBe(400);
+    await problemOf(shorter);
+    expect((await headUpload(admin, location)).headers.get('upload-offset')).toBe('50');
+
+    const declared = await patchUpload(admin, location, 50, Buffer.alloc(10, 4), { 'Upload-Length': '60' });
+    expect(declared.status).toBe(204);
+    expect((await fileAt(admin, packageId, 'shrink.bin'))?.size_bytes).toBe(60);
+  });
+});
+
+describe('tus expiry', () => {
+  let environment: TestEnvironment;
+  let server: TestServer;
+  let admin: ApiClient;
+  let packageId: string;
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment({ UPLOAD_EXPIRY_SECONDS: '2', SWEEP_INTERVAL_SECONDS: '1' });
+    server = await startServer(environment);
+    admin = new ApiClient(server.url, environment.adminToken);
+    packageId = (await admin.createPackage({ name: 'tus-expiry' })).id;
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await environment?.cleanup();
+  });
+
+  it('cleanup removes expired unfinished uploads only', async () => {
+    const unfinished = await createUpload(admin, { 'Upload-Length': '100', 'Upload-Metadata': metadataHeader(packageId, 'expires.bin') });
+    const unfinishedLocation = unfinished.headers.get('location')!;
+    const unfinishedId = unfinishedLocation.split('/').pop()!;
+    expect((await patchUpload(admin, unfinishedLocation, 0, Buffer.alloc(10))).status).toBe(204);
+
+    const finished = await createUpload(admin, { 'Upload-Length': '5', 'Upload-Metadata': metadataHeader(packageId, 'kept.bin') });
+    const finishedLocation = finished.headers.get('location')!;
+    expect((await patchUpload(admin, finishedLocation, 0, Buffer.from('kept\n'))).status).toBe(204);
+
+    await sleep(4000);
+    expect((await headUpload(admin, unfinishedLocation)).status).toBe(410);
+    const late = await patchUpload(admin, unfinishedLocation, 10, Buffer.alloc(10));
+    expect(late.status).toBe(410);
+    await problemOf(late);
+    expect(fs.existsSync(path.join(environment.storageRoot, 'uploads', unfinishedId))).toBe(false);
+    expect(fs.existsSync(path.join(environment.storageRoot, 'uploads', `${unfinishedId}.json`))).toBe(false);
+
+    const events = (await admin.events(0)).events;
+    expect(events.filter((event) => event.event_type === 'upload.expired').map((event) => event.subject_id)).toEqual([unfinishedId]);
+    expect((await headUpload(admin, finishedLocation)).status).toBe(200);
+    const kept = await fileAt(admin, packageId, 'kept.bin');
+    expect(kept?.size_bytes).toBe(5);
+    expect((await admin.get(`/files/${kept!.id}/download`)).status).toBe(200);
+
+    const again = await createUpload(admin, { 'Upload-Length': '1', 'Upload-Metadata': metadataHeader(packageId, 'expires.bin') });
+    expect(again.status).toBe(201);
+  });
+});
