@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { machineDetails } from './machine';
+import { machineDetails, treeRssBytes } from './machine';
 import { median, type Measurement } from './measures/types';
 
 const { values: options } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
@@ -42,6 +42,8 @@ buildIfStale();
 const environment = await createTestEnvironment({ LOG_LEVEL: 'warn', SWEEP_INTERVAL_SECONDS: '0' });
 const server = await startServer(environment);
 const api = new ApiClient(server.url, environment.adminToken);
+await new Promise((resolve) => setTimeout(resolve, 1000));
+const idleRssBytes = treeRssBytes(server.process.pid!);
 
 const measurements: Measurement[] = [];
 const failures: string[] = [];
@@ -61,7 +63,7 @@ try {
   await attempt('P1b raw PUT', () => measureRawPut(api, bigFile, runs));
   await attempt('P5a small files', () => measureSmallFiles(api, quick ? 1000 : 10_000, runs));
   await attempt('P6 event latency', () => measureEventLatency(api, environment.env.DATABASE_URL!, quick ? 50 : 500));
-  await attempt('P3 peak RSS', () => measurePeakRss(api, server.process.pid!, quick ? [0.25, 0.5] : [1, 4]));
+  await attempt('P3 peak RSS', () => measurePeakRss(api, server.process.pid!, quick ? [0.25, 0.5] : [1, 4], idleRssBytes));
 } finally {
   await server.stop();
   await environment.cleanup();
