@@ -63,79 +63,15 @@ export interface SessionInfo {
   via?: string;
 }
 
-export interface PackageRecord {
-  id: string;
-  name: string;
-  producer: string;
-  subject: string;
-  retention_class: string;
-  metadata_schema: string | null;
-  metadata: Record<string, unknown>;
-  status: 'open' | 'finalized' | 'deleted';
-  manifest_digest: string | null;
-  created_by: string;
-  created_at: string;
-  finalized_at: string | null;
-  expires_at: string | null;
-  deleted_at: string | null;
-  last_event_sequence: number | null;
-}
-
-export interface FileRecord {
-  id: string;
-  package_id: string;
-  relative_path: string;
-  media_type: string;
-  size_bytes: number;
-  digest_algorithm: string;
-  digest_primary_hex: string;
-  digest_sha256_hex: string;
-  content_address: string;
-  created_at: string;
-}
-
-export interface RetentionClass {
-  class_id: string;
-  default_duration_seconds: number | null;
-  deletion_strategy: string;
-}
-
-export interface MetadataSchemaRecord {
-  slug: string;
-  schema: unknown;
-  created_by: string;
-  created_at: string;
-}
-
-export interface EventRecord {
-  sequence: number;
-  created_at: string;
-  event_type: string;
-  subject_kind: string;
-  subject_id: string;
-  actor: string;
-  payload_digest_hex: string;
-  chain_digest_hex: string;
-  payload: unknown;
-}
-
-export interface RetentionHold {
-  hold_id: string;
-  reason: string;
-  actor: string;
-  applied_at: string;
-}
-
-export interface RetentionState {
-  package_id: string;
-  current_expires_at: string | null;
-  effective_class: string;
-  active_holds: RetentionHold[];
-  active_hold_id: string | null;
-  eligible_for_deletion: boolean;
-  /** Why the package is not eligible, one entry per cause; for an eligible package, why it is. */
-  reasons: string[];
-}
+// Wire types come from the server's own definitions; `export type` is erased, so no server code reaches
+// the browser bundle.
+export type { PackageRecord } from '@/server/registry/packages';
+export type { FileRecord } from '@/server/registry/files';
+export type { RetentionClass } from '@/server/registry/retention-classes';
+export type { MetadataSchemaRecord } from '@/server/registry/metadata-schemas';
+export type { EventRecord } from '@/server/registry/events';
+export type { ActiveHold as RetentionHold, RetentionState } from '@/server/registry/retention-state';
+export type { BackendReport, HealthReport } from '@/server/registry/health';
 
 /** True when the principal has the scope; admin implies every scope, as on the server. */
 export function hasScope(session: SessionInfo | undefined, scope: Scope): boolean {

@@ -66,7 +66,8 @@ export class DualDigest {
   }
 
   #updateSlice(slice: Uint8Array): void {
-    this.#blake3.update(slice);
+    // The native hasher's binding is typed for Buffer; this view shares the slice's memory.
+    this.#blake3.update(Buffer.isBuffer(slice) ? slice : Buffer.from(slice.buffer, slice.byteOffset, slice.byteLength));
     this.#sha256.update(slice);
     this.#sizeBytes += slice.byteLength;
   }

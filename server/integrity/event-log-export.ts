@@ -3,6 +3,7 @@ import type { Executor } from '@/db/client';
 import { events } from '@/db/schema';
 import { encodeCanonicalCbor } from '../encoding/cbor';
 import { canonicalJson } from '../encoding/jcs';
+import { chainLinkOf } from './event-chain-store';
 
 const PAGE_SIZE = 500;
 
@@ -28,16 +29,7 @@ export async function* exportEventLog(db: Executor, format: EventExportFormat): 
     const rows = await db.select().from(events).where(gt(events.sequence, after)).orderBy(asc(events.sequence)).limit(PAGE_SIZE);
     const chunks: Uint8Array[] = [];
     for (const row of rows) {
-      const record = {
-        sequence: row.sequence,
-        created_at: row.createdAt.toISOString(),
-        event_type: row.eventType,
-        subject_kind: row.subjectKind,
-        subject_id: row.subjectId,
-        actor: row.actor,
-        payload_digest_hex: row.payloadDigestHex,
-        chain_digest_hex: row.chainDigestHex,
-      };
+      const record = { ...chainLinkOf(row), chain_digest_hex: row.chainDigestHex };
       chunks.push(
         format === 'cbor-seq'
           ? encodeCanonicalCbor({ ...record, payload: new Uint8Array(row.payload) })

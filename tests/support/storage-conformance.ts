@@ -42,7 +42,7 @@ const INVALID_KEYS = [
 ];
 
 function keyFor(bytes: Uint8Array): string {
-  return objectKeyForBlake3(blake3(bytes).toString('hex'));
+  return objectKeyForBlake3(blake3(Buffer.from(bytes)).toString('hex'));
 }
 
 function chunksOf(bytes: Buffer, size: number): Buffer[] {

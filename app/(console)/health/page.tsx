@@ -1,24 +1,7 @@
 'use client';
 
 import { useQuery } from '@tanstack/react-query';
-import { ApiError, apiJson, errorMessage, formatBytes, type MetadataSchemaRecord, type RetentionClass } from '../../_components/api';
-
-interface BackendReport {
-  id: string;
-  kind: string;
-  retrieval_tier: string;
-  status: 'ok' | 'unavailable';
-  free_bytes: number | null;
-  total_bytes: number | null;
-  detail?: string;
-}
-
-interface HealthReport {
-  status: 'ok' | 'degraded';
-  database: { status: 'ok' | 'unavailable'; kind: string };
-  backends: BackendReport[];
-  failed_storage_locations: number;
-}
+import { ApiError, apiJson, errorMessage, formatBytes, type BackendReport, type HealthReport, type MetadataSchemaRecord, type RetentionClass } from '../../_components/api';
 
 /** Reads /health. A degraded server returns 503 with the same report, which is shown, not treated as an error. */
 async function fetchHealth(): Promise<HealthReport> {
