@@ -29,11 +29,24 @@ export interface DatabaseConnection {
   close(): Promise<void>;
 }
 
+/** The subset of a pino logger the connection uses to report failures it recovers from. */
+export interface ConnectionLogger {
+  info(object: object, message: string): void;
+  warn(object: object, message: string): void;
+}
+
 export interface ConnectOptions {
   databaseUrl?: string;
   pgliteDir: string;
   migrationsFolder?: string;
+  /** Where recovered failures are reported; defaults to stderr. */
+  log?: ConnectionLogger;
 }
+
+const STDERR_LOGGER: ConnectionLogger = {
+  info: () => undefined,
+  warn: (object, message) => console.error(message, object),
+};
 
 const MIGRATION_LOCK_KEY = 7_345_112_903;
 
@@ -45,12 +58,15 @@ export function defaultMigrationsFolder(): string {
 export async function connectDatabase(options: ConnectOptions): Promise<DatabaseConnection> {
   const migrationsFolder = options.migrationsFolder ?? defaultMigrationsFolder();
   return options.databaseUrl
-    ? connectPostgres(options.databaseUrl, migrationsFolder)
+    ? connectPostgres(options.databaseUrl, migrationsFolder, options.log ?? STDERR_LOGGER)
     : connectPglite(options.pgliteDir, migrationsFolder);
 }
 
-async function connectPostgres(databaseUrl: string, migrationsFolder: string): Promise<DatabaseConnection> {
+async function connectPostgres(databaseUrl: string, migrationsFolder: string, log: ConnectionLogger): Promise<DatabaseConnection> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
+  // An idle pooled connection that the server closes (restart, failover) emits 'error' on the pool;
+  // without a listener that would crash the process. The pool replaces the connection on next use.
+  pool.on('error', (error) => log.warn({ err: error }, 'an idle PostgreSQL connection failed; the pool will open a new one'));
 
   // Two processes starting at once must not run the same migration twice.
   const client = await pool.connect();
@@ -63,49 +79,151 @@ async function connectPostgres(databaseUrl: string, migrationsFolder: string): P
   }
 
   const db = drizzleNodePg(pool, { schema }) as unknown as Database;
-  let listener: pg.Client | undefined;
-  const handlers = new Map<string, Set<NotificationHandler>>();
-
-  async function ensureListener(): Promise<pg.Client> {
-    if (listener) return listener;
-    const client = new pg.Client({ connectionString: databaseUrl });
-    await client.connect();
-    client.on('notification', (message) => {
-      for (const handler of handlers.get(message.channel) ?? []) handler(message.payload ?? '');
-    });
-    listener = client;
-    return client;
-  }
+  const listener = new NotificationListener(databaseUrl, log);
 
   return {
     db,
     kind: 'postgres',
-    async listen(channel, handler) {
-      const client = await ensureListener();
-      let set = handlers.get(channel);
-      if (!set) {
-        set = new Set();
-        handlers.set(channel, set);
-        await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-      }
-      set.add(handler);
-      return async () => {
-        set.delete(handler);
-      };
-    },
+    listen: (channel, handler) => listener.listen(channel, handler),
     async ping() {
       await pool.query('SELECT 1');
     },
     async close() {
-      await listener?.end();
+      await listener.close();
       await pool.end();
     },
   };
 }
 
+const LISTENER_RETRY_MS = 1000;
+
+/**
+ * One dedicated connection for LISTEN. When it fails (a PostgreSQL restart, a network cut) it reconnects
+ * every second and listens on every channel again; after reconnecting it calls each handler with "0",
+ * so waiters re-check the log for events committed while no connection was listening.
+ */
+class NotificationListener {
+  readonly #handlers = new Map<string, Set<NotificationHandler>>();
+  #client: pg.Client | undefined;
+  #connecting: Promise<pg.Client> | undefined;
+  #closed = false;
+
+  constructor(
+    private readonly databaseUrl: string,
+    private readonly log: ConnectionLogger,
+  ) {}
+
+  async listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>> {
+    let set = this.#handlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.#handlers.set(channel, set);
+      const client = await this.#connect();
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    }
+    set.add(handler);
+    return async () => {
+      set.delete(handler);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
+    this.#client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  #connect(): Promise<pg.Client> {
+    if (this.#client) return Promise.resolve(this.#client);
+    this.#connecting ??= this.#open().finally(() => (this.#connecting = undefined));
+    return this.#connecting;
+  }
+
+  async #open(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.databaseUrl });
+    client.on('notification', (message) => {
+      for (const handler of this.#handlers.get(message.channel) ?? []) handler(message.payload ?? '');
+    });
+    client.on('error', (error) => {
+      this.log.warn({ err: error }, 'the PostgreSQL LISTEN connection failed; reconnecting');
+      this.#dropAndReconnect(client);
+    });
+    client.on('end', () => this.#dropAndReconnect(client));
+    await client.connect();
+    this.#client = client;
+    return client;
+  }
+
+  #dropAndReconnect(client: pg.Client): void {
+    if (this.#client !== client || this.#closed) return;
+    this.#client = undefined;
+    client.end().catch(() => undefined);
+    const retry = async () => {
+      if (this.#closed) return;
+      try {
+        const fresh = await this.#connect();
+        for (const channel of this.#handlers.keys()) await fresh.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        this.log.info({ channels: [...this.#handlers.keys()] }, 'the PostgreSQL LISTEN connection is back');
+        for (const set of this.#handlers.values()) for (const handler of set) handler('0');
+      } catch (error) {
+        this.log.warn({ err: error }, `reconnecting the PostgreSQL LISTEN connection failed; retrying in ${LISTENER_RETRY_MS} ms`);
+        setTimeout(retry, LISTENER_RETRY_MS).unref();
+      }
+    };
+    setTimeout(retry, LISTENER_RETRY_MS).unref();
+  }
+}
+
+const PGLITE_LOCK_FILE = 'artifact-store.lock';
+
+/**
+ * Takes the embedded database for this process. PGlite has no locking of its own, and two processes
+ * writing one data directory corrupt it, so a lock file holds the owner's pid; a lock whose process has
+ * exited is taken over.
+ */
+function lockPgliteDirectory(dataDir: string): () => void {
+  const lockPath = path.join(dataDir, PGLITE_LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      fs.writeFileSync(lockPath, String(process.pid), { flag: 'wx' });
+      return () => {
+        if (fs.readFileSync(lockPath, 'utf8') === String(process.pid)) fs.rmSync(lockPath, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const owner = Number(fs.readFileSync(lockPath, 'utf8'));
+    if (Number.isSafeInteger(owner) && owner > 0 && isProcessAlive(owner)) {
+      throw new Error(
+        `The embedded database in ${dataDir} is in use by process ${owner}; it allows one process at a time. ` +
+          'Stop that process first, or use the HTTP API while it runs (for tokens: POST /api/v1/tokens).',
+      );
+    }
+    fs.rmSync(lockPath, { force: true });
+  }
+  throw new Error(`Could not take the lock file ${lockPath}; another process is starting on the same embedded database.`);
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 async function connectPglite(dataDir: string, migrationsFolder: string): Promise<DatabaseConnection> {
   fs.mkdirSync(dataDir, { recursive: true });
-  const client = await PGlite.create(dataDir);
+  const unlock = lockPgliteDirectory(dataDir);
+  let client: PGlite;
+  try {
+    client = await PGlite.create(dataDir);
+  } catch (error) {
+    unlock();
+    throw error;
+  }
   const drizzleDb = drizzlePglite(client, { schema });
   await migratePglite(drizzleDb, { migrationsFolder });
 
@@ -121,6 +239,7 @@ async function connectPglite(dataDir: string, migrationsFolder: string): Promise
     },
     async close() {
       await client.close();
+      unlock();
     },
   };
 }

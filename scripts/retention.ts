@@ -32,7 +32,13 @@ async function main(): Promise<number> {
   const settings = getSettings();
   // Log lines go to stderr so that stdout carries only the report.
   const log = pino({ level: settings.LOG_LEVEL, base: { service: 'artifact-store-retention' } }, pino.destination(2));
-  const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
+  let connection: Awaited<ReturnType<typeof connectDatabase>>;
+  try {
+    connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
+  } catch (error) {
+    console.error(`Opening the database failed: ${(error as Error).message}`);
+    return 1;
+  }
   try {
     const report = await sweepRetention(
       { db: connection.db, backends: openStorageBackends(settings).all, log, settings },

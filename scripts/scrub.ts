@@ -38,7 +38,13 @@ async function main(): Promise<number> {
   const settings = getSettings();
   // Log lines go to stderr so that stdout carries only the report.
   const log = pino({ level: settings.LOG_LEVEL, base: { service: 'artifact-store-scrub' } }, pino.destination(2));
-  const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
+  let connection: Awaited<ReturnType<typeof connectDatabase>>;
+  try {
+    connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
+  } catch (error) {
+    console.error(`Opening the database failed: ${(error as Error).message}`);
+    return 1;
+  }
   try {
     await ensureEventChain(connection.db);
     const report = await scrubStorage(

@@ -31,7 +31,13 @@ async function main(): Promise<number> {
   }
 
   const settings = getSettings();
-  const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
+  let connection: Awaited<ReturnType<typeof connectDatabase>>;
+  try {
+    connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
+  } catch (error) {
+    console.error(`Opening the database failed: ${(error as Error).message}`);
+    return 1;
+  }
   try {
     const actor = `cli:${process.env.USER ?? 'unknown'}`;
     if (command === 'create') {

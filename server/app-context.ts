@@ -43,7 +43,7 @@ async function createAppContext(): Promise<AppContext> {
   const log = getLogger();
   const retentionClasses = loadRetentionClasses(settings.RETENTION_CLASSES_FILE);
 
-  const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
+  const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir, log });
   log.info({ database: connection.kind }, 'database connected and migrations applied');
   await syncRetentionClasses(connection.db, retentionClasses);
   const chained = await ensureEventChain(connection.db);

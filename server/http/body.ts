@@ -20,13 +20,27 @@ export async function parseJsonBody<Schema extends z.ZodType>(
   const text = await readTextWithLimit(request, maxBytes);
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(text, rejectProtoKey);
   } catch (error) {
+    if (error instanceof ValidationError) throw error;
     throw new ValidationError('The request body is not valid JSON.', [
       { field: '(body)', rule: 'json', message: (error as Error).message },
     ]);
   }
   return parseWithSchema(schema, value, 'The request body is invalid.');
+}
+
+/**
+ * A JSON object key `__proto__` survives JSON.parse but is lost when the object is copied by assignment
+ * (as validation does), so it would be dropped without a word; it is rejected instead.
+ */
+function rejectProtoKey(key: string, value: unknown): unknown {
+  if (key === '__proto__') {
+    throw new ValidationError('The key "__proto__" is not allowed in request bodies.', [
+      { field: '__proto__', rule: 'no_proto_key', message: 'rename the key' },
+    ]);
+  }
+  return value;
 }
 
 /** Validates a value with a zod schema, mapping every issue to a field path and rule. */
@@ -81,6 +95,14 @@ async function readTextWithLimit(request: Request, maxBytes: number): Promise<st
 export function parseQuery<Schema extends z.ZodType>(request: Request, schema: Schema): z.infer<Schema> {
   const url = new URL(request.url);
   const values: Record<string, string> = {};
-  for (const [key, value] of url.searchParams) values[key] = value;
+  for (const [key, value] of url.searchParams) {
+    // PostgreSQL text cannot hold NUL, and no filter value needs a control character.
+    if (/[\u0000-\u001f\u007f]/.test(value)) {
+      throw new ValidationError(`Query parameter ${JSON.stringify(key)} contains a control character.`, [
+        { field: key, rule: 'no_control_characters', message: 'control characters, including NUL, are not allowed' },
+      ]);
+    }
+    values[key] = value;
+  }
   return parseWithSchema(schema, values, 'The query parameters are invalid.');
 }

@@ -61,7 +61,12 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
         fail(badMultipart(`unexpected file part "${name}"; the file part must be named "file"`));
         return;
       }
-      consuming = consume({ fields: { ...fields }, stream, fileName: info.filename, mimeType: info.mimeType });
+      try {
+        consuming = consume({ fields: { ...fields }, stream, fileName: info.filename, mimeType: info.mimeType });
+      } catch (error) {
+        // A consumer that throws before returning its promise must fail the request, not leave it hanging.
+        consuming = Promise.reject(error);
+      }
       consuming.then(
         (result) => {
           if (settled) return;

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { and, asc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNull, or, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database, Executor } from '@/db/client';
 import { blobs, files, packages, storageLocations, uploads } from '@/db/schema';
@@ -179,12 +179,14 @@ export async function lockBlob(tx: Executor, contentAddress: string): Promise<vo
   await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${contentAddress}, 0))`);
 }
 
-async function assertPathFree(tx: Executor, packageId: string, relativePath: string, ownUploadId?: string): Promise<void> {
+/** Throws 409 when the path holds a file or an unfinished upload, or clashes with a file as a directory. */
+export async function assertPathFree(tx: Executor, packageId: string, relativePath: string, ownUploadId?: string): Promise<void> {
   const existing = await tx
     .select({ id: files.id })
     .from(files)
     .where(and(eq(files.packageId, packageId), eq(files.relativePath, relativePath)));
   if (existing.length > 0) throw pathTakenError(packageId, relativePath);
+  await assertNoFileDirectoryClash(tx, packageId, relativePath);
   const pending = await tx
     .select({ id: uploads.id })
     .from(uploads)
@@ -195,6 +197,37 @@ async function assertPathFree(tx: Executor, packageId: string, relativePath: str
       upload_id: pending[0].id,
     });
   }
+}
+
+/**
+ * A package must unpack onto a file system, so no path may be both a file and a directory: `a/b` clashes
+ * with an existing file `a`, and `a` clashes with an existing `a/b`.
+ */
+async function assertNoFileDirectoryClash(tx: Executor, packageId: string, relativePath: string): Promise<void> {
+  const segments = relativePath.split('/');
+  const parents = segments.slice(0, -1).map((_, index) => segments.slice(0, index + 1).join('/'));
+  const prefix = `${relativePath}/`;
+  const clashes = await tx
+    .select({ relativePath: files.relativePath })
+    .from(files)
+    .where(
+      and(
+        eq(files.packageId, packageId),
+        or(
+          parents.length > 0 ? inArray(files.relativePath, parents) : undefined,
+          sql`left(${files.relativePath}, ${prefix.length}) = ${prefix}`,
+        ),
+      ),
+    )
+    .limit(1);
+  if (clashes.length === 0) return;
+  const other = clashes[0].relativePath;
+  throw new ConflictError(
+    other.length < relativePath.length
+      ? `Package ${packageId} has a file at "${other}", so "${relativePath}" cannot place a file inside it.`
+      : `Package ${packageId} has a file at "${other}", so "${relativePath}" would have to be both a file and a directory.`,
+    { path: relativePath, conflicting_path: other },
+  );
 }
 
 function pathTakenError(packageId: string, relativePath: string): ConflictError {

@@ -1,4 +1,5 @@
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020.js';
+import { RE2JS } from 're2js';
 import { asc, eq, gt } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Executor } from '@/db/client';
@@ -28,9 +29,22 @@ export interface MetadataSchemaRecord {
 
 const validators = new Map<string, ValidateFunction>();
 
+/**
+ * Compiles `pattern` and `patternProperties` with RE2 (the re2js port), which matches in linear time. A
+ * schema is registered by an admin but then runs on every write token's metadata, and JavaScript's
+ * backtracking RegExp takes exponential time on patterns such as `(a+)+$`. RE2 rejects backreferences and
+ * lookaround, so a schema using them fails to compile with a 400.
+ */
+function re2RegExp(pattern: string, flags: string): { test(value: string): boolean; toString(): string } {
+  const compiled = RE2JS.compile(pattern);
+  // ajv caches compiled patterns by toString(), so it must differ per pattern as RegExp's does.
+  return { test: (value) => compiled.matcher(value).find(), toString: () => `/${pattern}/${flags}` };
+}
+re2RegExp.code = 'RE2JS';
+
 function newAjv(): Ajv2020 {
   // Formats are not validated (no ajv-formats); `format` keywords are annotations only, as in draft 2020-12.
-  return new Ajv2020({ allErrors: true, strict: false, validateFormats: false });
+  return new Ajv2020({ allErrors: true, strict: false, validateFormats: false, code: { regExp: re2RegExp } });
 }
 
 /** Compiles a JSON Schema (draft 2020-12); a schema that does not compile is a 400 with ajv's message. */

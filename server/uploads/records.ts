@@ -1,9 +1,9 @@
 import { and, eq, isNull, lt } from 'drizzle-orm';
 import type { Database } from '@/db/client';
-import { files, uploads } from '@/db/schema';
+import { uploads } from '@/db/schema';
 import { ConflictError } from '../errors';
 import { appendEvent } from '../registry/events';
-import { isUniqueViolation, normalizeMediaType } from '../registry/files';
+import { assertPathFree, isUniqueViolation, normalizeMediaType } from '../registry/files';
 import { assertOpen, lockPackage } from '../registry/packages';
 import { normalizeRelativePath } from '../registry/relative-path';
 
@@ -39,15 +39,7 @@ export async function createUploadRecord(db: Database, input: NewUpload): Promis
     await db.transaction(async (tx) => {
       const pkg = await lockPackage(tx, input.packageId, 'share');
       assertOpen(pkg, 'adding files');
-      const existing = await tx
-        .select({ id: files.id })
-        .from(files)
-        .where(and(eq(files.packageId, pkg.id), eq(files.relativePath, relativePath)));
-      if (existing.length > 0) {
-        throw new ConflictError(`Package ${pkg.id} already has a file at "${relativePath}"; files are immutable, so use another path.`, {
-          path: relativePath,
-        });
-      }
+      await assertPathFree(tx, pkg.id, relativePath);
 
       await tx.insert(uploads).values({
         id: input.id,

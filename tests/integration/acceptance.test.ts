@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,14 +22,21 @@ const hasB3sum = (() => {
   }
 })();
 
-/** BLAKE3 of each file computed outside our digest module: b3sum when installed, else the hasher fed 64 KiB at a time. */
-function independentBlake3(paths: string[]): Map<string, string> {
+const execFileAsync = promisify(execFile);
+
+/**
+ * BLAKE3 of each file computed outside our digest module: b3sum when installed, else the hasher fed 64 KiB
+ * at a time. b3sum runs asynchronously: a synchronous child process would block the event loop long
+ * enough for the server to close idle keep-alive connections unnoticed, and the next request on one of
+ * them would fail.
+ */
+async function independentBlake3(paths: string[]): Promise<Map<string, string>> {
   const result = new Map<string, string>();
   if (hasB3sum) {
     for (let start = 0; start < paths.length; start += 500) {
       const batch = paths.slice(start, start + 500);
-      const output = execFileSync('b3sum', ['--no-names', ...batch], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-      output.trim().split('\n').forEach((line, index) => result.set(batch[index], line.trim()));
+      const { stdout } = await execFileAsync('b3sum', ['--no-names', ...batch], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+      stdout.trim().split('\n').forEach((line, index) => result.set(batch[index], line.trim()));
     }
     return result;
   }
@@ -75,7 +83,7 @@ describe('pushing a real directory tree', () => {
     const manifest = decodeCbor(cbor) as { file_count: number; files: { relative_path: string; sha256_hex: string; blake3_hex: string; size_bytes: number }[] };
     expect(manifest.file_count).toBe(pushed.length);
 
-    const expectedBlake3 = independentBlake3(pushed.map((file) => file.absolutePath));
+    const expectedBlake3 = await independentBlake3(pushed.map((file) => file.absolutePath));
     const manifestByPath = new Map(manifest.files.map((file) => [file.relative_path, file]));
     let next = 0;
     const failures: string[] = [];

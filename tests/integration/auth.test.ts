@@ -1,4 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ON_POSTGRES } from '../support/database';
 import { ApiClient, problemOf } from '../support/client';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
@@ -95,5 +98,24 @@ describe('console sessions', () => {
 
     expect((await anonymous.request('DELETE', '/session', { headers: { cookie } })).status).toBe(204);
     expect((await anonymous.get('/packages', { headers: { cookie } })).status).toBe(401);
+  });
+});
+
+describe('token command line', () => {
+  it.runIf(!ON_POSTGRES)('refuses the embedded database while the server runs', async () => {
+    const root = path.resolve(import.meta.dirname, '../..');
+    const result = spawnSync(process.execPath, [path.join(root, 'node_modules/tsx/dist/cli.mjs'), 'scripts/token.ts', 'create', '--name', 'sneaky', '--scopes', 'read'], {
+      cwd: root,
+      env: { ...process.env, ...environment.env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('is in use by process');
+    const tokens = await (await admin.get('/tokens')).json();
+    expect(tokens.tokens.map((token: { name: string }) => token.name)).not.toContain('sneaky');
+    const verified = await admin.get('/events/verify');
+    expect(verified.status).toBe(200);
+    expect((await verified.json()).ok).toBe(true);
   });
 });

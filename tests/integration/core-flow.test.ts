@@ -321,3 +321,72 @@ describe('health', () => {
     expect(JSON.stringify(report)).not.toContain(environment.storageRoot);
   });
 });
+
+describe('rejected inputs that would otherwise lose data', () => {
+  it('rejects a file inside a file and a file over a directory', async () => {
+    const pkg = await api.createPackage();
+    expect((await api.putFile(pkg.id, 'dup', 'a file')).status).toBe(201);
+    const inside = await api.putFile(pkg.id, 'dup/child', 'child');
+    expect(inside.status).toBe(409);
+    expect((await problemOf(inside)).conflicting_path).toBe('dup');
+
+    expect((await api.putFile(pkg.id, 'dir/a/b.txt', 'deep')).status).toBe(201);
+    const over = await api.putFile(pkg.id, 'dir/a', 'over');
+    expect(over.status).toBe(409);
+    expect((await problemOf(over)).conflicting_path).toBe('dir/a/b.txt');
+    expect((await api.putFile(pkg.id, 'dir/ab', 'sibling')).status).toBe(201);
+  });
+
+  it('requires relative_path before the multipart file part', async () => {
+    const pkg = await api.createPackage();
+    const form = new FormData();
+    form.set('file', new Blob(['x']), '../../etc/passwd');
+    form.set('relative_path', 'late.txt');
+    const response = await api.request('POST', `/packages/${pkg.id}/files`, { body: form });
+    expect(response.status).toBe(400);
+    expect((await problemOf(response)).errors[0].rule).toBe('required_before_file');
+    const listed = await (await api.get(`/packages/${pkg.id}/files`)).json();
+    expect(listed.files).toEqual([]);
+  });
+
+  it('rejects a __proto__ metadata key instead of dropping it', async () => {
+    const response = await api.request('POST', '/packages', {
+      body: '{"name":"n","producer":"p","subject":"s","retention_class":"standard","metadata":{"__proto__":{"x":1}}}',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(response.status).toBe(400);
+    expect((await problemOf(response)).errors[0].rule).toBe('no_proto_key');
+  });
+
+  it('rejects NUL in a query parameter with 400', async () => {
+    const response = await api.get('/packages?name=%00');
+    expect(response.status).toBe(400);
+    expect((await problemOf(response)).errors[0].field).toBe('name');
+  });
+
+  it('answers unknown API paths with problem+json 404', async () => {
+    const response = await api.get('/no-such-endpoint/here');
+    expect(response.status).toBe(404);
+    await problemOf(response);
+  });
+
+  it('matches schema patterns in linear time and rejects lookaround', async () => {
+    const nested = { type: 'object', properties: { tag: { type: 'string', pattern: '^(a+)+$' } } };
+    expect((await api.post('/metadata-schemas', { slug: 'nested-quantifier', schema: nested })).status).toBe(201);
+    // A backtracking engine needs about 2^40 steps for this value; RE2 answers at once.
+    const slow = await api.post('/packages', {
+      name: 'n',
+      producer: 'p',
+      subject: 's',
+      retention_class: 'standard',
+      metadata_schema: 'nested-quantifier',
+      metadata: { tag: `${'a'.repeat(40)}!` },
+    });
+    expect(slow.status).toBe(400);
+    expect((await problemOf(slow)).errors[0].rule).toBe('pattern');
+
+    const lookahead = { type: 'object', properties: { tag: { type: 'string', pattern: '^(?=a)a$' } } };
+    const rejected = await api.post('/metadata-schemas', { slug: 'lookahead', schema: lookahead });
+    expect(rejected.status).toBe(400);
+  });
+});

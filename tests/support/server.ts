@@ -89,8 +89,15 @@ export async function startServer(environment: TestEnvironment, extraEnv: Record
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
+  // TEST_SERVER_LOG_DIR keeps each server's output in a file there, for debugging a failed run.
+  const logFile = process.env.TEST_SERVER_LOG_DIR ? path.join(process.env.TEST_SERVER_LOG_DIR, `server-${port}.log`) : undefined;
+  if (logFile) fs.mkdirSync(path.dirname(logFile), { recursive: true });
+  const record = (chunk: Buffer) => {
+    output += chunk;
+    if (logFile) fs.appendFileSync(logFile, chunk);
+  };
+  child.stdout!.on('data', record);
+  child.stderr!.on('data', record);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
 
