@@ -30,6 +30,8 @@ const { measureRawPut } = await import('./measures/raw-put');
 const { measureSmallFiles } = await import('./measures/small-files');
 const { measureEventLatency } = await import('./measures/event-latency');
 const { measurePeakRss } = await import('./measures/peak-rss');
+const { measureTusIngest, measureTusCompletion } = await import('./measures/tus');
+const { measureScrubImpact } = await import('./measures/scrub-impact');
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const runs = quick ? 1 : 3;
@@ -60,7 +62,10 @@ async function attempt(name: string, measure: () => Promise<Measurement | Measur
 
 try {
   await attempt('P7 digest', () => measureDigest(bigFile, runs));
+  await attempt('P1 tus ingest', () => measureTusIngest(api, bigFile, runs));
   await attempt('P1b raw PUT', () => measureRawPut(api, bigFile, runs));
+  await attempt('P2 tus completion', () => measureTusCompletion(api, bigFileBytes, runs));
+  await attempt('P8 scrub impact', () => measureScrubImpact(api, bigFile, runs));
   await attempt('P5a small files', () => measureSmallFiles(api, quick ? 1000 : 10_000, runs));
   await attempt('P6 event latency', () => measureEventLatency(api, environment.env.DATABASE_URL!, quick ? 50 : 500));
   await attempt('P3 peak RSS', () => measurePeakRss(api, server.process.pid!, quick ? [0.25, 0.5] : [1, 4], idleRssBytes));

@@ -194,9 +194,11 @@ function lockPgliteDirectory(dataDir: string): () => void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const owner = Number(fs.readFileSync(lockPath, 'utf8'));
-    if (Number.isSafeInteger(owner) && owner > 0 && isProcessAlive(owner)) {
+    // A lock file without a pid yet was created an instant ago by a process still writing it.
+    const beingWritten = !(Number.isSafeInteger(owner) && owner > 0) && Date.now() - fs.statSync(lockPath).mtimeMs < 10_000;
+    if (beingWritten || (Number.isSafeInteger(owner) && owner > 0 && isProcessAlive(owner))) {
       throw new Error(
-        `The embedded database in ${dataDir} is in use by process ${owner}; it allows one process at a time. ` +
+        `The embedded database in ${dataDir} is in use by process ${owner || '(starting)'}; it allows one process at a time. ` +
           'Stop that process first, or use the HTTP API while it runs (for tokens: POST /api/v1/tokens).',
       );
     }

@@ -2,8 +2,9 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'drizzle-orm';
+import { connectDatabase } from '@/db/client';
 import { blake3Hex } from '@/server/digest/blake3-hex';
 import { decodeCbor } from '@/server/encoding/cbor';
 import { canonicalJson } from '@/server/encoding/jcs';
@@ -225,27 +226,41 @@ describe('holds and sweeps', () => {
     for (const item of created) expect(await deletionEvents(item.pkg.id)).toHaveLength(1);
   });
 
-  it.skipIf(!ON_POSTGRES)('deletes each package once when two CLI sweeps run at once', async () => {
+  // On PostgreSQL both command-line sweeps run beside the server. PGlite is one process's database, so
+  // there the server is stopped first and at most one of the two commands may open it; the other must
+  // stop with the lock message.
+  it('deletes each package once when two CLI sweeps run at once', async () => {
     const created = [];
     for (let index = 0; index < 4; index += 1) created.push(await finalizedPackage('short', { [`cli${index}.bin`]: crypto.randomBytes(256) }));
     await waitForShortExpiry();
 
-    const [first, second] = await Promise.all([runSweepCli(), runSweepCli()]);
-    const deleted = [...first.deleted, ...second.deleted].map((item: any) => item.package_id);
+    if (!ON_POSTGRES) await server.stop();
+    const results = await Promise.all([runSweepCli(), runSweepCli()]);
+    if (!ON_POSTGRES) await restartServer();
+
+    const refused = results.filter((result) => result.code !== 0);
+    for (const result of refused) expect(result.stderr).toContain('is in use by process');
+    expect(refused.length).toBeLessThanOrEqual(ON_POSTGRES ? 0 : 1);
+    const deleted = results.filter((result) => result.code === 0).flatMap((result) => result.report.deleted.map((item: any) => item.package_id));
     expect(deleted.sort()).toEqual(created.map((item) => item.pkg.id).sort());
     for (const item of created) expect(await deletionEvents(item.pkg.id)).toHaveLength(1);
   });
 
-  it.skipIf(!ON_POSTGRES)('removes the content of a package marked deleted by an interrupted sweep', async () => {
+  it('removes the content of a package marked deleted by an interrupted sweep', async () => {
     const content = crypto.randomBytes(2048);
     const { pkg } = await finalizedPackage('standard', { 'left.bin': content });
     // The state a sweep killed after marking the package deleted and before removing content leaves.
-    const client = new pg.Client({ connectionString: environment.env.DATABASE_URL });
-    await client.connect();
-    try {
-      await client.query(`UPDATE packages SET status = 'deleted', deleted_at = now() WHERE id = $1`, [pkg.id]);
-    } finally {
-      await client.end();
+    const markDeleted = sql`UPDATE packages SET status = 'deleted', deleted_at = now() WHERE id = ${pkg.id}`;
+    if (ON_POSTGRES) {
+      const connection = await connectDatabase({ databaseUrl: environment.env.DATABASE_URL, pgliteDir: '' });
+      await connection.db.execute(markDeleted);
+      await connection.close();
+    } else {
+      await server.stop();
+      const connection = await connectDatabase({ pgliteDir: path.join(environment.env.DATA_DIR, 'pglite') });
+      await connection.db.execute(markDeleted);
+      await connection.close();
+      await restartServer();
     }
     expect(fs.existsSync(objectPath(content))).toBe(true);
 
@@ -357,7 +372,7 @@ describe('retention history', () => {
 });
 
 /** Runs `npm run retention -- sweep` as its own process against the test database and returns its report. */
-async function runSweepCli(): Promise<Record<string, any>> {
+async function runSweepCli(): Promise<{ code: number | null; stderr: string; report: Record<string, any> }> {
   const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), 'scripts/retention.ts', 'sweep'], {
     cwd: ROOT,
     env: { ...process.env, ...environment.env, LOG_LEVEL: 'warn' },
@@ -368,6 +383,12 @@ async function runSweepCli(): Promise<Record<string, any>> {
   child.stdout.on('data', (chunk) => (stdout += chunk));
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  if (code !== 0) throw new Error(`retention sweep CLI exited with ${code}:\n${stderr}`);
-  return JSON.parse(stdout);
+  return { code, stderr, report: code === 0 ? JSON.parse(stdout) : {} };
+}
+
+/** Starts the server again on the same environment and points both clients at it. */
+async function restartServer(): Promise<void> {
+  server = await startServer(environment);
+  api = new ApiClient(server.url, environment.adminToken);
+  writerApi = api.withToken(writerApi.token!);
 }
