@@ -4,6 +4,7 @@
  *
  *   npm run bench              full sizes (1 GiB files, 10,000 small files, 1 and 4 GiB for memory)
  *   npm run bench -- --quick   small sizes, one run each; finishes in about two minutes
+ *   npm run bench -- --only P3 just the named figures (comma-separated ids)
  *
  * The database is PostgreSQL at BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres);
  * each run creates and drops its own database there. Exits 1 when a measurement could not be taken,
@@ -17,7 +18,9 @@ import { parseArgs } from 'node:util';
 import { machineDetails, treeRssBytes } from './machine';
 import { median, type Measurement } from './measures/types';
 
-const { values: options } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const { values: options } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
+// --only P3,P7 runs just those figures (ids as in the table, without suffixes such as 'poll').
+const selected = options.only ? new Set(options.only.split(',').map((id) => id.trim())) : undefined;
 const quick = options.quick;
 process.env.TEST_DATABASE_URL ??= process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 process.env.NEXT_DIST_DIR ??= '.next-bench';
@@ -50,6 +53,7 @@ const idleRssBytes = treeRssBytes(server.process.pid!);
 const measurements: Measurement[] = [];
 const failures: string[] = [];
 async function attempt(name: string, measure: () => Promise<Measurement | Measurement[]>): Promise<void> {
+  if (selected && !selected.has(name.split(' ')[0])) return;
   try {
     const result = await measure();
     measurements.push(...(Array.isArray(result) ? result : [result]));
@@ -68,7 +72,7 @@ try {
   await attempt('P8 scrub impact', () => measureScrubImpact(api, bigFile, runs));
   await attempt('P5a small files', () => measureSmallFiles(api, quick ? 1000 : 10_000, runs));
   await attempt('P6 event latency', () => measureEventLatency(api, environment.env.DATABASE_URL!, quick ? 50 : 500));
-  await attempt('P3 peak RSS', () => measurePeakRss(api, server.process.pid!, quick ? [0.25, 0.5] : [1, 4], idleRssBytes));
+  await attempt('P3 peak RSS', () => measurePeakRss(api, server.process.pid!, quick ? [0.25, 0.5] : [1, 2, 4], idleRssBytes));
 } finally {
   await server.stop();
   await environment.cleanup();
