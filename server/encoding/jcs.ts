@@ -9,6 +9,7 @@
  */
 import canonicalize from 'canonicalize';
 import { ValidationError, type ValidationIssue } from '../errors';
+import { appendIndex, appendKey } from './json-path';
 
 /**
  * Maximum nesting of arrays and objects, counting the outermost one as 1. It bounds the recursion of
@@ -23,8 +24,6 @@ const MAX_ISSUES = 20;
 
 // A high surrogate not followed by a low one, or a low surrogate not preceded by a high one.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 type CheckMode = 'json' | 'storage';
 
@@ -67,8 +66,7 @@ export function canonicalJson(value: unknown): string {
  * - `max_depth`: arrays and objects nested deeper than MAX_JSON_DEPTH.
  */
 export function assertCanonicalizable(value: unknown, field: string): void {
-  const issues: ValidationIssue[] = [];
-  checkValue(value, field, 1, 'storage', issues);
+  const issues = canonicalizationIssues(value, field);
   if (issues.length === 0) return;
 
   const detail =
@@ -76,6 +74,16 @@ export function assertCanonicalizable(value: unknown, field: string): void {
       ? `${issues[0].field} ${issues[0].message}`
       : `${issues.length} values in ${field} cannot be stored as canonical JSON; see errors.`;
   throw new ValidationError(detail, issues);
+}
+
+/**
+ * Returns the issues assertCanonicalizable would throw for, empty when there are none. The console runs
+ * it on metadata before sending, so this module must import nothing from Node.js.
+ */
+export function canonicalizationIssues(value: unknown, field: string): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  checkValue(value, field, 1, 'storage', issues);
+  return issues;
 }
 
 /** Appends an issue for `value` and everything inside it; stops once MAX_ISSUES are recorded. */
@@ -107,7 +115,7 @@ function checkValue(value: unknown, path: string, depth: number, mode: CheckMode
 
   if (Array.isArray(value)) {
     for (let index = 0; index < value.length; index++) {
-      checkValue(value[index], `${path}[${index}]`, depth + 1, mode, issues);
+      checkValue(value[index], appendIndex(path, index), depth + 1, mode, issues);
     }
     return;
   }
@@ -173,9 +181,4 @@ function describeType(value: unknown): string {
   if (typeof value === 'symbol') return 'a symbol';
   const name = (value as object).constructor?.name;
   return name ? `an object of type ${name}` : 'an object that is not a plain object';
-}
-
-/** Appends a key to a path: `.name` when the key is an identifier, `["key"]` otherwise. */
-function appendKey(path: string, key: string): string {
-  return IDENTIFIER.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
 }

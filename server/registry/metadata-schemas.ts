@@ -1,5 +1,3 @@
-import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020.js';
-import { RE2JS } from 're2js';
 import { asc, eq, gt } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Executor } from '@/db/client';
@@ -7,10 +5,11 @@ import { metadataSchemas } from '@/db/schema';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
 import { assertCanonicalizable } from '../encoding/jcs';
 import { appendEvent } from './events';
+import { compileSchema, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE, validateWithSchema, type MetadataValidator } from './metadata-validation';
 
 export const SchemaSlug = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,127}$/, 'lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 128 characters');
+  .regex(new RegExp(SCHEMA_SLUG_PATTERN), SCHEMA_SLUG_RULE);
 
 export const RegisterMetadataSchema = z
   .object({
@@ -27,35 +26,13 @@ export interface MetadataSchemaRecord {
   created_at: string;
 }
 
-const validators = new Map<string, ValidateFunction>();
-
-/**
- * Compiles `pattern` and `patternProperties` with RE2 (the re2js port), which matches in linear time. A
- * schema is registered by an admin but then runs on every write token's metadata, and JavaScript's
- * backtracking RegExp takes exponential time on patterns such as `(a+)+$`. RE2 rejects backreferences and
- * lookaround, so a schema using them fails to compile with a 400.
- */
-function re2RegExp(pattern: string, flags: string): { test(value: string): boolean; toString(): string } {
-  const compiled = RE2JS.compile(pattern);
-  // ajv caches compiled patterns by toString(), so it must differ per pattern as RegExp's does.
-  return { test: (value) => compiled.matcher(value).find(), toString: () => `/${pattern}/${flags}` };
-}
-re2RegExp.code = 'RE2JS';
-
-function newAjv(): Ajv2020 {
-  // Formats are not validated (no ajv-formats); `format` keywords are annotations only, as in draft 2020-12.
-  return new Ajv2020({ allErrors: true, strict: false, validateFormats: false, code: { regExp: re2RegExp } });
-}
+const validators = new Map<string, MetadataValidator>();
 
 /** Compiles a JSON Schema (draft 2020-12); a schema that does not compile is a 400 with ajv's message. */
-export function compileMetadataSchema(schema: unknown): ValidateFunction {
-  try {
-    return newAjv().compile(schema as object);
-  } catch (error) {
-    throw new ValidationError('The JSON Schema does not compile.', [
-      { field: 'schema', rule: 'json_schema_2020_12', message: (error as Error).message },
-    ]);
-  }
+export function compileMetadataSchema(schema: unknown): MetadataValidator {
+  const compiled = compileSchema(schema);
+  if (compiled.ok) return compiled.validate;
+  throw new ValidationError('The JSON Schema does not compile.', [{ field: 'schema', rule: 'json_schema_2020_12', message: compiled.message }]);
 }
 
 /** Registers an immutable schema; registering an existing slug again is a 409. */
@@ -120,12 +97,8 @@ export async function validateMetadata(db: Executor, slug: string, metadata: unk
     validate = compileMetadataSchema(rows[0].schema);
     validators.set(slug, validate);
   }
-  if (validate(metadata)) return;
-  throw new ValidationError(`The metadata does not match schema "${slug}".`, (validate.errors ?? []).map((error) => ({
-    field: `metadata${error.instancePath.replaceAll('/', '.')}`,
-    rule: error.keyword,
-    message: error.message ?? 'invalid',
-  })));
+  const issues = validateWithSchema(validate, metadata);
+  if (issues.length > 0) throw new ValidationError(`The metadata does not match schema "${slug}".`, issues);
 }
 
 function toRecord(row: typeof metadataSchemas.$inferSelect): MetadataSchemaRecord {
