@@ -1,4 +1,5 @@
 /** Browser-side access to /api/v1 for the console. The session cookie travels with every same-origin request. */
+import type { RetentionClass } from '@/server/registry/retention-classes';
 
 export const API = '/api/v1';
 
@@ -94,4 +95,42 @@ export function formatBytes(bytes: number | null | undefined): string {
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) return '—';
   return iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+const DURATION_UNITS: [name: string, seconds: number][] = [
+  ['day', 86_400],
+  ['hour', 3_600],
+  ['minute', 60],
+  ['second', 1],
+];
+
+/** Formats a whole number of seconds with every non-zero unit, such as "1 day 6 hours" or "1 hour 30 minutes". */
+export function formatDuration(totalSeconds: number): string {
+  const parts: string[] = [];
+  let rest = Math.floor(totalSeconds);
+  for (const [name, seconds] of DURATION_UNITS) {
+    const count = Math.floor(rest / seconds);
+    rest -= count * seconds;
+    if (count > 0) parts.push(`${count} ${name}${count === 1 ? '' : 's'}`);
+  }
+  return parts.length > 0 ? parts.join(' ') : '0 seconds';
+}
+
+/** Describes a retention class's default duration: null means the class never expires. */
+export function formatClassDuration(seconds: number | null): string {
+  return seconds === null ? 'no expiry' : formatDuration(seconds);
+}
+
+/**
+ * Describes when a package expires. Finalizing sets `expires_at` to the finalize time plus the class's
+ * default duration, so an open package has no expiry yet, and null on a finalized package means never.
+ */
+export function describeExpiry(pkg: { status: string; expires_at: string | null; retention_class: string }, classes: RetentionClass[] | undefined): string {
+  if (pkg.expires_at) return formatTime(pkg.expires_at);
+  if (pkg.status === 'deleted') return '—';
+  if (pkg.status === 'finalized') return 'never';
+  const found = classes?.find((item) => item.class_id === pkg.retention_class);
+  if (!found) return `set at finalize (class ${pkg.retention_class})`;
+  if (found.default_duration_seconds === null) return `never (class ${pkg.retention_class} has no expiry)`;
+  return `set at finalize (class ${pkg.retention_class}: ${formatDuration(found.default_duration_seconds)})`;
 }

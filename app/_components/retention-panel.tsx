@@ -2,7 +2,8 @@
 
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
-import { ApiError, apiJson, errorMessage, formatTime, type EventRecord, type RetentionState } from './api';
+import { ApiError, apiJson, describeExpiry, errorMessage, formatTime, type EventRecord, type RetentionState } from './api';
+import { useRetentionClasses } from './queries';
 import { useScopeGate } from './session';
 
 interface RetentionHistory {
@@ -22,6 +23,7 @@ export function RetentionPanel({ packageId }: { packageId: string }) {
   const gate = useScopeGate('retention');
   const base = `/api/v1/packages/${packageId}/retention`;
   const state = useQuery({ queryKey: ['retention', packageId], queryFn: () => apiJson<RetentionState>(base) });
+  const classes = useRetentionClasses();
   const history = useQuery({
     queryKey: ['retention', packageId, 'history'],
     queryFn: () => apiJson<RetentionHistory>(`${base}/history`),
@@ -89,7 +91,12 @@ export function RetentionPanel({ packageId }: { packageId: string }) {
         <>
           <dl className="fields" data-testid="retention-state">
             <dt>Expires</dt>
-            <dd data-testid="retention-expires">{state.data.current_expires_at ? formatTime(state.data.current_expires_at) : 'never'}</dd>
+            <dd data-testid="retention-expires">
+              {describeExpiry(
+                { status: state.data.status, expires_at: state.data.current_expires_at, retention_class: state.data.effective_class },
+                classes.data?.retention_classes,
+              )}
+            </dd>
             <dt>Class</dt>
             <dd>{state.data.effective_class}</dd>
             <dt>Eligible for deletion</dt>

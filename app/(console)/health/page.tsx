@@ -1,7 +1,9 @@
 'use client';
 
 import { useQuery } from '@tanstack/react-query';
-import { ApiError, apiJson, errorMessage, formatBytes, type BackendReport, type HealthReport, type MetadataSchemaRecord, type RetentionClass } from '../../_components/api';
+import { ApiError, apiJson, errorMessage, formatBytes, formatClassDuration, formatTime, type BackendReport, type HealthReport } from '../../_components/api';
+import { useMetadataSchemas, useRetentionClasses } from '../../_components/queries';
+import { SchemaRegisterForm } from '../../_components/schema-register-form';
 
 /** Reads /health. A degraded server returns 503 with the same report, which is shown, not treated as an error. */
 async function fetchHealth(): Promise<HealthReport> {
@@ -28,14 +30,8 @@ function UsageBar({ backend }: { backend: BackendReport }) {
 
 export default function HealthPage() {
   const health = useQuery({ queryKey: ['health'], queryFn: fetchHealth, refetchInterval: 10_000 });
-  const classes = useQuery({
-    queryKey: ['retention-classes'],
-    queryFn: () => apiJson<{ retention_classes: RetentionClass[] }>('/api/v1/retention-classes'),
-  });
-  const schemas = useQuery({
-    queryKey: ['metadata-schemas'],
-    queryFn: () => apiJson<{ metadata_schemas: MetadataSchemaRecord[] }>('/api/v1/metadata-schemas?limit=500'),
-  });
+  const classes = useRetentionClasses();
+  const schemas = useMetadataSchemas();
 
   return (
     <section>
@@ -89,7 +85,12 @@ export default function HealthPage() {
       )}
 
       <h2>Retention classes</h2>
-      {classes.isError && <p className="error">{errorMessage(classes.error)}</p>}
+      {classes.isPending && <p className="status">Loading the retention classes…</p>}
+      {classes.isError && (
+        <p className="error" role="alert">
+          {errorMessage(classes.error)}
+        </p>
+      )}
       <table className="grid" data-testid="class-table">
         <thead>
           <tr>
@@ -100,9 +101,11 @@ export default function HealthPage() {
         </thead>
         <tbody>
           {classes.data?.retention_classes.map((item) => (
-            <tr key={item.class_id}>
+            <tr key={item.class_id} data-testid="class-row" data-class-id={item.class_id}>
               <td>{item.class_id}</td>
-              <td>{item.default_duration_seconds === null ? 'no expiry' : `${item.default_duration_seconds / 86400} days`}</td>
+              <td data-testid="class-duration" title={item.default_duration_seconds === null ? undefined : `${item.default_duration_seconds} seconds`}>
+                {formatClassDuration(item.default_duration_seconds)}
+              </td>
               <td>{item.deletion_strategy}</td>
             </tr>
           ))}
@@ -110,20 +113,29 @@ export default function HealthPage() {
       </table>
 
       <h2>Metadata schemas</h2>
-      {schemas.isError && <p className="error">{errorMessage(schemas.error)}</p>}
+      {schemas.isPending && <p className="status">Loading the metadata schemas…</p>}
+      {schemas.isError && (
+        <p className="error" role="alert">
+          {errorMessage(schemas.error)}
+        </p>
+      )}
       {schemas.isSuccess && schemas.data.metadata_schemas.length === 0 && <p className="status">No schemas registered.</p>}
-      <ul className="plain">
+      <ul className="plain" data-testid="schema-list">
         {schemas.data?.metadata_schemas.map((item) => (
-          <li key={item.slug}>
+          <li key={item.slug} data-testid="schema-item" data-slug={item.slug}>
             <details>
               <summary>
-                {item.slug} <span className="hint">by {item.created_by}</span>
+                <code>{item.slug}</code>{' '}
+                <span className="hint">
+                  by {item.created_by}, {formatTime(item.created_at)}
+                </span>
               </summary>
               <pre className="json">{JSON.stringify(item.schema, null, 2)}</pre>
             </details>
           </li>
         ))}
       </ul>
+      <SchemaRegisterForm />
     </section>
   );
 }

@@ -3,8 +3,9 @@
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useParams } from 'next/navigation';
 import { useState } from 'react';
-import { apiJson, errorMessage, formatBytes, formatTime, type FileRecord, type PackageRecord } from '../../../_components/api';
+import { apiJson, describeExpiry, errorMessage, formatBytes, formatTime, type FileRecord, type PackageRecord } from '../../../_components/api';
 import { CopyButton } from '../../../_components/copy-button';
+import { useRetentionClasses } from '../../../_components/queries';
 import { RetentionPanel } from '../../../_components/retention-panel';
 import { useScopeGate } from '../../../_components/session';
 import { UploadArea } from '../../../_components/upload-area';
@@ -49,7 +50,7 @@ function FilesTable({ packageId }: { packageId: string }) {
           <tbody>
             {rows.map((file) => (
               <tr key={file.id} data-testid="file-row" data-path={file.relative_path}>
-                <td className="mono" data-testid="file-path">
+                <td className="mono path" title={file.relative_path} data-testid="file-path">
                   {file.relative_path}
                 </td>
                 <td className="num" title={`${file.size_bytes} bytes`}>
@@ -177,6 +178,7 @@ function FinalizeControl({ pkg }: { pkg: PackageRecord }) {
 export default function PackagePage() {
   const { id } = useParams<{ id: string }>();
   const writeGate = useScopeGate('write');
+  const classes = useRetentionClasses();
   const pkg = useQuery({ queryKey: ['package', id], queryFn: () => apiJson<PackageRecord>(`/api/v1/packages/${id}`) });
 
   if (pkg.isPending) return <p className="status">Loading the package…</p>;
@@ -215,7 +217,7 @@ export default function PackagePage() {
         <dt>Finalized</dt>
         <dd>{formatTime(record.finalized_at)}</dd>
         <dt>Expires</dt>
-        <dd>{record.expires_at ? formatTime(record.expires_at) : 'never'}</dd>
+        <dd data-testid="package-expires">{describeExpiry(record, classes.data?.retention_classes)}</dd>
         <dt>Manifest digest</dt>
         <dd className="mono">{record.manifest_digest ?? '—'}</dd>
       </dl>

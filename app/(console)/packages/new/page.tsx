@@ -1,36 +1,22 @@
 'use client';
 
-import { useMutation, useQuery } from '@tanstack/react-query';
+import { useMutation } from '@tanstack/react-query';
 import { useRouter } from 'next/navigation';
 import { useState, type FormEvent } from 'react';
-import { apiJson, errorMessage, type MetadataSchemaRecord, type PackageRecord, type RetentionClass } from '../../../_components/api';
+import { apiJson, errorMessage, formatClassDuration, type PackageRecord } from '../../../_components/api';
+import { useMetadataCheck, type MetadataCheck } from '../../../_components/metadata-check';
+import { useMetadataSchemas, useRetentionClasses } from '../../../_components/queries';
 import { useScopeGate } from '../../../_components/session';
-
-/** Parses the metadata textarea; returns the object or the reason it is not one. */
-function parseMetadata(text: string): { value: Record<string, unknown> } | { error: string } {
-  if (text.trim() === '') return { value: {} };
-  try {
-    const value: unknown = JSON.parse(text);
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) return { error: 'Metadata must be a JSON object, such as {"build": 42}.' };
-    return { value: value as Record<string, unknown> };
-  } catch (error) {
-    return { error: `Metadata is not valid JSON: ${(error as Error).message}` };
-  }
-}
 
 export default function NewPackagePage() {
   const router = useRouter();
   const gate = useScopeGate('write');
-  const classes = useQuery({
-    queryKey: ['retention-classes'],
-    queryFn: () => apiJson<{ retention_classes: RetentionClass[] }>('/api/v1/retention-classes'),
-  });
-  const schemas = useQuery({
-    queryKey: ['metadata-schemas'],
-    queryFn: () => apiJson<{ metadata_schemas: MetadataSchemaRecord[] }>('/api/v1/metadata-schemas?limit=500'),
-  });
+  const classes = useRetentionClasses();
+  const schemas = useMetadataSchemas();
   const [form, setForm] = useState({ name: '', producer: '', subject: '', retention_class: '', metadata_schema: '', metadata: '{}' });
-  const metadata = parseMetadata(form.metadata);
+  const chosenSchema = schemas.data?.metadata_schemas.find((item) => item.slug === form.metadata_schema);
+  const metadata = useMetadataCheck(form.metadata, chosenSchema);
+  const metadataInvalid = metadata.value === undefined || metadata.issues.length > 0;
   const create = useMutation({
     mutationFn: (body: unknown) => apiJson<PackageRecord>('/api/v1/packages', { method: 'POST', json: body }),
     onSuccess: (record) => router.push(`/packages/${record.id}`),
@@ -38,7 +24,8 @@ export default function NewPackagePage() {
 
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    if ('error' in metadata) return;
+    // The browser checks first so an invalid request is never sent; the server checks again and decides.
+    if (metadataInvalid) return;
     create.mutate({
       name: form.name,
       producer: form.producer,
@@ -75,14 +62,14 @@ export default function NewPackagePage() {
           <select {...field('retention_class')} data-testid="package-class" disabled={classes.isPending}>
             {classes.data?.retention_classes.map((item) => (
               <option key={item.class_id} value={item.class_id}>
-                {item.class_id} ({item.default_duration_seconds === null ? 'no expiry' : `${Math.round(item.default_duration_seconds / 86400)} days`})
+                {item.class_id} ({formatClassDuration(item.default_duration_seconds)})
               </option>
             ))}
           </select>
         )}
 
         <label htmlFor="package-metadata_schema">Metadata schema</label>
-        <select {...field('metadata_schema')} data-testid="package-schema">
+        <select {...field('metadata_schema')} data-testid="package-schema" disabled={schemas.isPending}>
           <option value="">none</option>
           {schemas.data?.metadata_schemas.map((item) => (
             <option key={item.slug} value={item.slug}>
@@ -90,17 +77,28 @@ export default function NewPackagePage() {
             </option>
           ))}
         </select>
-        {schemas.isError && <p className="error">Could not load the metadata schemas: {errorMessage(schemas.error)}</p>}
+        {schemas.isPending && <p className="status">Loading the metadata schemas…</p>}
+        {schemas.isError && (
+          <p className="error" role="alert">
+            Could not load the metadata schemas: {errorMessage(schemas.error)}
+          </p>
+        )}
 
         <label htmlFor="package-metadata">Metadata (JSON object)</label>
-        <textarea {...field('metadata')} rows={6} aria-describedby="metadata-check" data-testid="package-metadata" />
-        <p id="metadata-check" className={'error' in metadata ? 'error' : 'hint'} data-testid="metadata-check">
-          {'error' in metadata ? metadata.error : 'Valid JSON object.'}
-        </p>
+        <textarea
+          {...field('metadata')}
+          className="code"
+          rows={6}
+          spellCheck={false}
+          aria-invalid={metadataInvalid}
+          aria-describedby="metadata-check metadata-issues"
+          data-testid="package-metadata"
+        />
+        <MetadataStatus check={metadata} schemaSlug={chosenSchema?.slug} />
 
         <button
           type="submit"
-          disabled={!gate.allowed || create.isPending || 'error' in metadata}
+          disabled={!gate.allowed || create.isPending || metadataInvalid}
           title={gate.reason || undefined}
           aria-describedby={gate.allowed ? undefined : 'create-scope-reason'}
           data-testid="create-package-submit"
@@ -119,5 +117,30 @@ export default function NewPackagePage() {
         )}
       </form>
     </section>
+  );
+}
+
+/** Shows whether the metadata parses and, with a schema chosen, each violation with its path and keyword. */
+function MetadataStatus({ check, schemaSlug }: { check: MetadataCheck; schemaSlug: string | undefined }) {
+  let summary = 'Valid JSON object.';
+  if (check.syntaxError) summary = check.syntaxError;
+  else if (check.issues.length > 0) summary = 'The metadata is invalid:';
+  else if (schemaSlug && check.schemaError) summary = `Valid JSON object; schema "${schemaSlug}" does not compile in the browser (${check.schemaError}), so the server checks it.`;
+  else if (schemaSlug) summary = `Valid JSON object that matches schema "${schemaSlug}".`;
+  const failed = check.syntaxError !== '' || check.issues.length > 0;
+
+  return (
+    <div aria-live="polite">
+      <p id="metadata-check" className={failed ? 'error' : 'hint'} data-testid="metadata-check">
+        {summary}
+      </p>
+      <ul id="metadata-issues" className="issues" data-testid="metadata-issues">
+        {check.issues.map((issue, index) => (
+          <li key={`${issue.field} ${issue.rule} ${index}`} className="error" data-testid="metadata-issue" data-field={issue.field} data-rule={issue.rule}>
+            <code>{issue.field}</code> {issue.message} <span className="hint">(rule: {issue.rule})</span>
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }

@@ -1,0 +1,123 @@
+'use client';
+
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { useDeferredValue, useMemo, useState, type FormEvent } from 'react';
+import { compileSchema, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE } from '@/server/registry/metadata-validation';
+import { apiJson, errorMessage, type MetadataSchemaRecord } from './api';
+import { describeJsonError, parseJsonText } from './json-text';
+import { METADATA_SCHEMAS_KEY } from './queries';
+import { useScopeGate } from './session';
+
+type SchemaTextCheck = { kind: 'empty' } | { kind: 'syntax' | 'compile'; message: string } | { kind: 'valid'; schema: unknown };
+
+/** Parses the schema text and compiles it with the server's ajv setup, so only a schema the server would accept is sent. */
+function checkSchemaText(text: string): SchemaTextCheck {
+  if (text.trim() === '') return { kind: 'empty' };
+  const parsed = parseJsonText(text);
+  if (!parsed.ok) return { kind: 'syntax', message: `Invalid JSON at ${describeJsonError(parsed)}.` };
+  const compiled = compileSchema(parsed.value);
+  if (!compiled.ok) return { kind: 'compile', message: `The schema does not compile: ${compiled.message}` };
+  return { kind: 'valid', schema: parsed.value };
+}
+
+const SLUG = new RegExp(SCHEMA_SLUG_PATTERN);
+
+const EXAMPLE = `{
+  "type": "object",
+  "required": ["commit"],
+  "properties": { "commit": { "type": "string", "pattern": "^[0-9a-f]{7,40}$" } }
+}`;
+
+/** Registers a metadata schema (admin scope). Schemas are immutable, so a slug can be registered once. */
+export function SchemaRegisterForm() {
+  const queryClient = useQueryClient();
+  const gate = useScopeGate('admin');
+  const [slug, setSlug] = useState('');
+  const [text, setText] = useState('');
+  const deferredText = useDeferredValue(text);
+  const check = useMemo(() => checkSchemaText(deferredText), [deferredText]);
+  const checkIsCurrent = deferredText === text;
+  const slugValid = SLUG.test(slug);
+
+  const register = useMutation({
+    mutationFn: (body: { slug: string; schema: unknown }) => apiJson<MetadataSchemaRecord>('/api/v1/metadata-schemas', { method: 'POST', json: body }),
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: METADATA_SCHEMAS_KEY }),
+  });
+  // Any edit clears the outcome of the last request, so no success or error outlives the input it was for.
+  const edit = (apply: () => void) => {
+    apply();
+    if (!register.isIdle) register.reset();
+  };
+
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (!slugValid || !checkIsCurrent || check.kind !== 'valid') return;
+    register.mutate({ slug, schema: check.schema });
+  };
+
+  return (
+    <form className="stacked wide" onSubmit={submit} aria-labelledby="schema-register-heading" data-testid="schema-register-form">
+      <h3 id="schema-register-heading">Register a metadata schema</h3>
+      <label htmlFor="schema-slug">Slug</label>
+      <input
+        id="schema-slug"
+        name="slug"
+        required
+        pattern={SCHEMA_SLUG_PATTERN}
+        value={slug}
+        onChange={(event) => edit(() => setSlug(event.target.value))}
+        aria-describedby="schema-slug-hint"
+        aria-invalid={slug !== '' && !slugValid}
+        data-testid="schema-slug"
+      />
+      <p id="schema-slug-hint" className={slug !== '' && !slugValid ? 'error' : 'hint'}>
+        {SCHEMA_SLUG_RULE}; schemas cannot be changed after registration.
+      </p>
+
+      <label htmlFor="schema-json">JSON Schema (draft 2020-12)</label>
+      <textarea
+        id="schema-json"
+        name="schema"
+        className="code"
+        rows={12}
+        spellCheck={false}
+        placeholder={EXAMPLE}
+        value={text}
+        onChange={(event) => edit(() => setText(event.target.value))}
+        aria-describedby="schema-json-check"
+        aria-invalid={check.kind === 'syntax' || check.kind === 'compile'}
+        data-testid="schema-json"
+      />
+      <p id="schema-json-check" aria-live="polite" className={check.kind === 'syntax' || check.kind === 'compile' ? 'error' : 'hint'} data-testid="schema-json-check" data-state={check.kind}>
+        {check.kind === 'empty' && 'Enter the schema as a JSON object.'}
+        {(check.kind === 'syntax' || check.kind === 'compile') && check.message}
+        {check.kind === 'valid' && 'Valid JSON Schema.'}
+      </p>
+
+      <button
+        type="submit"
+        disabled={!gate.allowed || register.isPending || !slugValid || check.kind !== 'valid' || !checkIsCurrent}
+        title={gate.reason || undefined}
+        aria-describedby={gate.allowed ? undefined : 'schema-scope-reason'}
+        data-testid="schema-register-submit"
+      >
+        {register.isPending ? 'Registering…' : 'Register schema'}
+      </button>
+      {!gate.allowed && (
+        <p id="schema-scope-reason" className="hint">
+          {gate.reason}
+        </p>
+      )}
+      {register.isError && (
+        <p className="error" role="alert" data-testid="schema-register-error">
+          {errorMessage(register.error)}
+        </p>
+      )}
+      {register.isSuccess && (
+        <p className="ok" role="status" data-testid="schema-register-success">
+          Registered schema {register.data.slug}.
+        </p>
+      )}
+    </form>
+  );
+}
