@@ -65,14 +65,25 @@ test('open package expiry is set at finalize', async ({ console: ui, page, token
   await expect(page.getByTestId('retention-expires')).toHaveText(expectedText);
 });
 
-test('health page fits both viewports', async ({ console: ui, page, tokens }) => {
+test('console pages fit both viewports', async ({ console: ui, page, tokens, adminApi }) => {
+  const { id } = await adminApi.createPackage('e2e-viewports');
+  const pages = [
+    { path: '/packages', ready: 'package-row' },
+    { path: '/packages/new', ready: 'create-package-form' },
+    { path: `/packages/${id}`, ready: 'retention-state' },
+    { path: '/events', ready: 'event-connection' },
+    { path: '/health', ready: 'schema-register-form' },
+  ];
   await ui.signIn(tokens.admin);
   for (const viewport of VIEWPORTS) {
     await page.setViewportSize(viewport);
+    for (const entry of pages) {
+      await page.goto(entry.path);
+      await expect(page.getByTestId(entry.ready).first()).toBeVisible();
+      await expectNoHorizontalScroll(page, `${entry.path} at ${viewport.width}x${viewport.height}`);
+    }
     await page.goto('/health');
-    await expect(page.getByTestId('schema-register-form')).toBeVisible();
     await expect(page.getByTestId('class-row')).not.toHaveCount(0);
-    await expectNoHorizontalScroll(page, `health page at ${viewport.width}x${viewport.height}`);
     await ui.screenshot(`health-${viewport.width}x${viewport.height}`);
   }
 });

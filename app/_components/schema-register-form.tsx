@@ -4,6 +4,7 @@ import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useDeferredValue, useMemo, useState, type FormEvent } from 'react';
 import { compileSchema, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE } from '@/server/registry/metadata-validation';
 import { apiJson, errorMessage, type MetadataSchemaRecord } from './api';
+import { GatedSubmit } from './gated-submit';
 import { describeJsonError, parseJsonText } from './json-text';
 import { METADATA_SCHEMAS_KEY } from './queries';
 import { useScopeGate } from './session';
@@ -94,20 +95,15 @@ export function SchemaRegisterForm() {
         {check.kind === 'valid' && 'Valid JSON Schema.'}
       </p>
 
-      <button
-        type="submit"
-        disabled={!gate.allowed || register.isPending || !slugValid || check.kind !== 'valid' || !checkIsCurrent}
-        title={gate.reason || undefined}
-        aria-describedby={gate.allowed ? undefined : 'schema-scope-reason'}
-        data-testid="schema-register-submit"
-      >
-        {register.isPending ? 'Registering…' : 'Register schema'}
-      </button>
-      {!gate.allowed && (
-        <p id="schema-scope-reason" className="hint">
-          {gate.reason}
-        </p>
-      )}
+      <GatedSubmit
+        gate={gate}
+        id="schema"
+        blocked={!slugValid || check.kind !== 'valid' || !checkIsCurrent}
+        pending={register.isPending}
+        label="Register schema"
+        pendingLabel="Registering…"
+        testId="schema-register-submit"
+      />
       {register.isError && (
         <p className="error" role="alert" data-testid="schema-register-error">
           {errorMessage(register.error)}

@@ -4,6 +4,7 @@ import { useMutation } from '@tanstack/react-query';
 import { useRouter } from 'next/navigation';
 import { useState, type FormEvent } from 'react';
 import { apiJson, errorMessage, formatClassDuration, type PackageRecord } from '../../../_components/api';
+import { GatedSubmit } from '../../../_components/gated-submit';
 import { useMetadataCheck, type MetadataCheck } from '../../../_components/metadata-check';
 import { useMetadataSchemas, useRetentionClasses } from '../../../_components/queries';
 import { useScopeGate } from '../../../_components/session';
@@ -96,20 +97,15 @@ export default function NewPackagePage() {
         />
         <MetadataStatus check={metadata} schemaSlug={chosenSchema?.slug} />
 
-        <button
-          type="submit"
-          disabled={!gate.allowed || create.isPending || metadataInvalid}
-          title={gate.reason || undefined}
-          aria-describedby={gate.allowed ? undefined : 'create-scope-reason'}
-          data-testid="create-package-submit"
-        >
-          {create.isPending ? 'Creating…' : 'Create package'}
-        </button>
-        {!gate.allowed && (
-          <p id="create-scope-reason" className="hint">
-            {gate.reason}
-          </p>
-        )}
+        <GatedSubmit
+          gate={gate}
+          id="create"
+          blocked={metadataInvalid}
+          pending={create.isPending}
+          label="Create package"
+          pendingLabel="Creating…"
+          testId="create-package-submit"
+        />
         {create.isError && (
           <p className="error" role="alert" data-testid="create-package-error">
             {errorMessage(create.error)}
