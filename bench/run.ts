@@ -2,7 +2,7 @@
  * Runs the benchmarks against a production build (`next build` + `next start`) on loopback and writes a
  * Markdown table and the raw numbers to bench/results/ with the machine's details.
  *
- *   npm run bench              full sizes (1 GiB files, 10,000 small files, 1 and 4 GiB for memory)
+ *   npm run bench              full sizes (1 GiB files, 10,000 small files, 1 to 4 GiB for memory, 1,000,000 packages)
  *   npm run bench -- --quick   small sizes, one run each; finishes in about two minutes
  *   npm run bench -- --only P3 just the named figures (comma-separated ids)
  *
@@ -35,6 +35,8 @@ const { measureEventLatency } = await import('./measures/event-latency');
 const { measurePeakRss } = await import('./measures/peak-rss');
 const { measureTusIngest, measureTusCompletion } = await import('./measures/tus');
 const { measureScrubImpact } = await import('./measures/scrub-impact');
+const { measureDownloads } = await import('./measures/downloads');
+const { measurePackageListing } = await import('./measures/package-listing');
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const runs = quick ? 1 : 3;
@@ -69,10 +71,15 @@ try {
   await attempt('P1 tus ingest', () => measureTusIngest(api, bigFile, runs));
   await attempt('P1b raw PUT', () => measureRawPut(api, bigFile, runs));
   await attempt('P2 tus completion', () => measureTusCompletion(api, bigFileBytes, runs));
+  await attempt('P4 downloads', () => measureDownloads(api, bigFile, quick ? 2000 : 10_000, runs));
   await attempt('P8 scrub impact', () => measureScrubImpact(api, bigFile, runs));
   await attempt('P5a small files', () => measureSmallFiles(api, quick ? 1000 : 10_000, runs));
   await attempt('P6 event latency', () => measureEventLatency(api, environment.env.DATABASE_URL!, quick ? 50 : 500));
   await attempt('P3 peak RSS', () => measurePeakRss(api, server.process.pid!, quick ? [0.25, 0.5] : [1, 2, 4], idleRssBytes));
+  // Last, because a million seeded rows would slow every figure that lists or writes packages.
+  await attempt('P5b package listing', () =>
+    measurePackageListing(api, environment.env.DATABASE_URL!, quick ? 100_000 : 1_000_000, quick ? 50 : 200),
+  );
 } finally {
   await server.stop();
   await environment.cleanup();

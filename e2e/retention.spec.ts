@@ -1,10 +1,5 @@
 import { expect, test } from './support/fixtures';
 
-test.beforeEach(async ({ adminApi }) => {
-  const probe = await adminApi.get('/api/v1/packages/00000000-0000-4000-8000-000000000000/retention');
-  test.skip(probe.status() === 404 && !(probe.headers()['content-type'] ?? '').includes('problem'), 'the server has no retention endpoints');
-});
-
 test('hold, release and extension history', async ({ console: ui, page, tokens, adminApi }) => {
   const { id } = await adminApi.createPackage('e2e-retention');
   await adminApi.putFile(id, 'payload.txt', Buffer.from('retained bytes\n'));

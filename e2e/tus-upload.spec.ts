@@ -55,11 +55,6 @@ async function throttleUploads(page: Page): Promise<void> {
   });
 }
 
-test.beforeEach(async ({ request, baseURL }) => {
-  const probe = await request.fetch(`${baseURL}/api/v1/uploads`, { method: 'OPTIONS' });
-  test.skip(!probe.headers()['tus-version'] && !probe.headers()['tus-resumable'], 'the server has no tus endpoint');
-});
-
 test('large upload pause, resume, reload', async ({ console: ui, page, tokens, adminApi }) => {
   test.setTimeout(180_000);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'artifact-store-e2e-tus-'));
