@@ -1,13 +1,13 @@
 import { ApiError, CommandError } from './errors';
 
-/** Where the command sends requests and with which bearer token. */
+/** Server address and bearer token for every request of a command. */
 export interface Connection {
   /** Server origin such as http://127.0.0.1:3000, without the /api/v1 base path. */
   url: string;
   token: string | undefined;
 }
 
-/** A fetch wrapper for /api/v1 that turns every non-success answer into an ApiError. */
+/** A fetch wrapper for /api/v1 that turns every non-success response into an ApiError. */
 export class ApiClient {
   constructor(readonly connection: Connection) {}
 

@@ -22,7 +22,7 @@ export interface DownloadOptions {
   file: ExpectedFile;
   /** Final location of the file. */
   target: string;
-  /** Where the bytes collect until they are verified; an existing partial file is resumed. */
+  /** Staging file that collects the bytes until they pass verification; an existing one is resumed. */
   partial: string;
   /** Called once with the bytes already present before any request (a resumed prefix). */
   onStart(resumedBytes: number): void;
@@ -92,7 +92,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadOu
       const contentRange = response.headers.get('content-range') ?? '';
       if (!contentRange.startsWith(`bytes ${offset}-`)) {
         await response.body?.cancel();
-        throw new CommandError(`The server answered the range request for ${file.relativePath} with Content-Range ${JSON.stringify(contentRange)}, expected bytes ${offset}-.`);
+        throw new CommandError(`The server responded to the range request for ${file.relativePath} with Content-Range ${JSON.stringify(contentRange)}; expected bytes ${offset}-.`);
       }
     } else if (response.status !== 200) {
       await response.body?.cancel();

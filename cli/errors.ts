@@ -13,7 +13,7 @@ export class VerificationError extends Error {}
 /** Any other expected failure (unreadable file, conflicting local state); exits 1 with the message only. */
 export class CommandError extends Error {}
 
-/** An RFC 9457 problem+json answer, or another non-success HTTP answer, from the server; exits 1. */
+/** A non-success HTTP response from the server, with its RFC 9457 problem+json body when it has one; exits 1. */
 export class ApiError extends Error {
   readonly status: number;
   readonly title: string;

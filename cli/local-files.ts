@@ -12,10 +12,10 @@ export interface LocalFile {
 }
 
 /**
- * Lists every regular file below `root`, sorted by package path. Symbolic links, sockets, FIFOs and
- * devices, names that break the package path rules, and two names that are equal after NFC
- * normalization are collected first and then reported together in one CommandError, so a push either
- * sends the whole tree or nothing.
+ * Lists every regular file below `root`, sorted by package path. Entries that cannot become package
+ * files are collected first: symbolic links, sockets, FIFOs, devices, names that break the package
+ * path rules, and names equal to another after NFC normalization. They are then reported together
+ * in one CommandError, so a push either sends the whole tree or nothing.
  */
 export async function listLocalFiles(root: string): Promise<LocalFile[]> {
   const found: LocalFile[] = [];
@@ -24,7 +24,7 @@ export async function listLocalFiles(root: string): Promise<LocalFile[]> {
 
   const walk = async (directory: string, prefix: string): Promise<void> => {
     const entries = await fs.readdir(directory, { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    entries.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
     for (const entry of entries) {
       const absolutePath = path.join(directory, entry.name);
       const localPath = prefix ? `${prefix}/${entry.name}` : entry.name;

@@ -77,5 +77,6 @@ async function main(argv: string[]): Promise<number> {
 }
 
 // Exit at once: idle keep-alive connections of fetch and tus-js-client would otherwise hold the process
-// open for a few seconds. Writes to stdout and stderr are synchronous for files and pipes on Linux.
+// open for a few seconds. Node.js writes stdout and stderr synchronously to files, pipes and terminals
+// on Linux, so no output is lost.
 process.exit(await main(process.argv.slice(2)));

@@ -43,7 +43,7 @@ export function connectionFrom(values: { url?: string; token?: string }): Connec
   return { url: parsed.origin, token: values.token ?? (process.env.ARTIFACT_STORE_TOKEN || undefined) };
 }
 
-/** Returns exactly `count` positional arguments or raises UsageError naming them. */
+/** Returns the positional arguments when there are exactly as many as `names`; otherwise raises UsageError naming them. */
 export function requirePositionals(positionals: string[], names: string[]): string[] {
   if (positionals.length !== names.length) {
     throw new UsageError(`Expected ${names.join(' ')}, got ${positionals.length === 0 ? 'nothing' : positionals.map((value) => JSON.stringify(value)).join(' ')}.`);

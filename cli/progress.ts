@@ -9,7 +9,7 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit += 1;
   }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function formatDuration(seconds: number): string {
@@ -56,8 +56,8 @@ export function createTransferProgress(options: { verb: string; totalBytes: numb
   const statsOf = (done: number, total: number, transferred: number, since: number) => {
     const rate = rateOf(transferred, since);
     return {
-      transferred: formatBytes(done),
-      total: formatBytes(total),
+      done: formatBytes(done),
+      size: formatBytes(total),
       rate: `${formatBytes(rate)}/s`,
       left: rate > 0 ? formatDuration((total - done) / rate) : '--',
     };
@@ -66,7 +66,9 @@ export function createTransferProgress(options: { verb: string; totalBytes: numb
   const multibar = options.interactive
     ? new cliProgress.MultiBar(
         {
-          format: '{name} |{bar}| {percentage}% {transferred}/{total} {rate} {left} left',
+          // cli-progress fills {bar} and {percentage}; its own {total} and {value} are raw byte counts, so the
+          // payload carries formatted values under other names.
+          format: '{name} |{bar}| {percentage}% {done}/{size} {rate} {left} left',
           hideCursor: true,
           clearOnComplete: false,
           stopOnComplete: false,
@@ -123,7 +125,7 @@ export function createTransferProgress(options: { verb: string; totalBytes: numb
         const rate = state ? ` at ${formatBytes(rateOf(state.sizeBytes - state.resumedBytes, state.startedAt))}/s` : '';
         const overall = statsOf(overallDone, options.totalBytes, overallDone - overallResumed, startedAt);
         process.stderr.write(
-          `${name}: ${note} in ${seconds.toFixed(1)}s${rate}; overall ${finishedFiles}/${options.totalFiles} files, ${overall.transferred}/${overall.total}, ${overall.left} left\n`,
+          `${name}: ${note} in ${seconds.toFixed(1)}s${rate}; overall ${finishedFiles}/${options.totalFiles} files, ${overall.done}/${overall.size}, ${overall.left} left\n`,
         );
       }
       refreshOverall();

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 
 /**
- * What a push must remember to continue after an interruption: the package it created and the tus
- * upload URL of each file whose upload started. Saved as JSON under the state directory.
+ * State of a push that lets a later run continue it: the package it created and the tus upload URL of
+ * each file whose upload started. Saved as JSON under the state directory.
  */
 export interface PushState {
   version: 1;
@@ -14,7 +14,7 @@ export interface PushState {
   upload_urls: Record<string, string>;
 }
 
-/** The state directory: $ARTIFACT_STORE_STATE_DIR, else $XDG_STATE_HOME/artifact-store, else ~/.local/state/artifact-store. */
+/** Returns the state directory: $ARTIFACT_STORE_STATE_DIR, else $XDG_STATE_HOME/artifact-store, else ~/.local/state/artifact-store. */
 export function stateDirectory(): string {
   if (process.env.ARTIFACT_STORE_STATE_DIR) return path.resolve(process.env.ARTIFACT_STORE_STATE_DIR);
   const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');

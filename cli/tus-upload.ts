@@ -29,9 +29,9 @@ function problemOf(error: tus.DetailedError): Record<string, unknown> | undefine
 }
 
 /**
- * Uploads one file over tus, resuming from `uploadUrl` when the server still has that upload. A
- * creation answered 409 because an unfinished upload already targets the same path (a run killed
- * before it could store the URL) continues that upload instead of failing.
+ * Uploads one file over tus, resuming from `uploadUrl` when the server still has that upload. When the
+ * server rejects the creation with 409 because an unfinished upload already targets the same path (a
+ * run was killed before it could store the URL), this function continues that upload instead.
  */
 export function uploadFileWithTus(options: TusUploadOptions): Promise<void> {
   const { client, file } = options;

@@ -96,8 +96,8 @@ export async function runPull(args: string[]): Promise<number> {
   const expected: ExpectedFile[] = fromCbor.files.map((entry) => {
     const relativePath = safeRelativePath(entry);
     if (relativePath === MANIFEST_CBOR_NAME || relativePath === MANIFEST_JSON_NAME || relativePath.split('/')[0] === PARTIAL_DIRECTORY_NAME) {
-      // NOTE: such a package cannot be pulled with this command; download it file by file instead.
-      throw new CommandError(`Package ${pkg.id} contains ${relativePath}, which is where pull keeps its own files.`);
+      // NOTE: pull cannot fetch such a package, because its own files would overwrite package files.
+      throw new CommandError(`Package ${pkg.id} contains ${relativePath}, the path where pull writes its manifest or partial downloads. Download its files one by one with GET /api/v1/files/{id}/download instead.`);
     }
     const record = recordByPath.get(relativePath);
     if (!record) throw new VerificationError(`The manifest lists ${relativePath}, but the package's file list does not.`);
@@ -110,7 +110,7 @@ export async function runPull(args: string[]): Promise<number> {
       contentAddress: record.content_address,
     };
   });
-  if (records.length !== expected.length) throw new VerificationError(`The package lists ${records.length} files, its manifest ${expected.length}.`);
+  if (records.length !== expected.length) throw new VerificationError(`The package lists ${records.length} files, but its manifest lists ${expected.length}.`);
 
   await fsp.mkdir(directory, { recursive: true });
   const partialDirectory = path.join(directory, PARTIAL_DIRECTORY_NAME);

@@ -65,7 +65,7 @@ function assertSameContent(file: LocalFile, local: DigestResult, remote: FileRec
   if (remote.digest_primary_hex !== local.blake3Hex) differences.push('BLAKE3');
   if (differences.length > 0) {
     throw new VerificationError(
-      `The package already holds ${file.relativePath} with different content (${differences.join(', ')} differ); the local file changed since it was uploaded, and package files cannot be replaced.`,
+      `The package already contains ${file.relativePath} with different content (${differences.join(', ')} differ); the local file changed since it was uploaded, and package files cannot be replaced.`,
     );
   }
 }
@@ -87,6 +87,8 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
       log(`package ${saved.package_id} from ${stateFile} is unknown to this server; creating a new package`);
     }
   }
+  // NOTE: a kill between this request and the state write leaves an empty open package behind, and
+  // the next run creates another; DELETE /packages/{id} removes it.
   const pkg = await client.postJson<PackageRecord>('/packages', body);
   const state: PushState = { version: 1, package_id: pkg.id, upload_urls: {} };
   writePushState(stateFile, state);

@@ -337,9 +337,9 @@ describe('cli errors and operator commands', () => {
     const hold = await runCli(['hold', pkg.id, '--reason', 'audit A-1']);
     expect(hold.code, hold.stderr).toBe(0);
     const holdId = hold.stdout.trim();
-    const shown = await runCli(['show', pkg.id, '--json']);
-    expect(shown.code, shown.stderr).toBe(0);
-    const details = JSON.parse(shown.stdout);
+    const showResult = await runCli(['show', pkg.id, '--json']);
+    expect(showResult.code, showResult.stderr).toBe(0);
+    const details = JSON.parse(showResult.stdout);
     expect(details.retention.active_holds.map((entry: any) => entry.hold_id)).toEqual([holdId]);
     expect(details.files.map((file: any) => file.relative_path)).toEqual(['f.txt']);
 

@@ -58,16 +58,32 @@ class Throttle extends Transform {
   }
 }
 
+/** Passes chunks through unchanged and reports each chunk's length. */
 class Counter extends Transform {
-  readonly #onBytes: (chunk: Buffer) => Buffer;
+  readonly #onBytes: (count: number) => void;
 
-  constructor(onBytes: (chunk: Buffer) => Buffer) {
+  constructor(onBytes: (count: number) => void) {
     super();
     this.#onBytes = onBytes;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    callback(null, this.#onBytes(chunk));
+    this.#onBytes(chunk.length);
+    callback(null, chunk);
+  }
+}
+
+/** Replaces each chunk with what `rewrite` returns for it. */
+class Rewrite extends Transform {
+  readonly #rewrite: (chunk: Buffer) => Buffer;
+
+  constructor(rewrite: (chunk: Buffer) => Buffer) {
+    super();
+    this.#rewrite = rewrite;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    callback(null, this.#rewrite(chunk));
   }
 }
 
@@ -85,11 +101,13 @@ export async function startRecordingProxy(upstream: string, options: RecordingPr
     exchanges.push(exchange);
 
     const upstreamRequest = http.request({ host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers });
-    const count = (bytes: number, direction: 'request' | 'response') => {
-      if (direction === 'request') exchange.requestBytes += bytes;
-      else exchange.responseBytes += bytes;
+    const countRequest = (bytes: number) => {
+      exchange.requestBytes += bytes;
     };
-    const requestStage = options.bytesPerSecond ? new Throttle(options.bytesPerSecond, (n) => count(n, 'request')) : new Counter((chunk) => (count(chunk.length, 'request'), chunk));
+    const countResponse = (bytes: number) => {
+      exchange.responseBytes += bytes;
+    };
+    const requestStage = options.bytesPerSecond ? new Throttle(options.bytesPerSecond, countRequest) : new Counter(countRequest);
     request.pipe(requestStage).pipe(upstreamRequest);
 
     upstreamRequest.on('response', (upstreamResponse) => {
@@ -106,11 +124,8 @@ export async function startRecordingProxy(upstream: string, options: RecordingPr
         seen += chunk.length;
         return chunk;
       };
-      const responseStage = options.bytesPerSecond
-        ? new Throttle(options.bytesPerSecond, (n) => count(n, 'response'))
-        : new Counter((chunk) => (count(chunk.length, 'response'), chunk));
-      const rewriteStage = new Counter(rewrite);
-      upstreamResponse.pipe(rewriteStage).pipe(responseStage).pipe(response);
+      const responseStage = options.bytesPerSecond ? new Throttle(options.bytesPerSecond, countResponse) : new Counter(countResponse);
+      upstreamResponse.pipe(new Rewrite(rewrite)).pipe(responseStage).pipe(response);
       response.on('finish', () => {
         exchange.completed = true;
       });
