@@ -9,6 +9,8 @@ export interface LocalFile {
   relativePath: string;
   absolutePath: string;
   sizeBytes: number;
+  /** Modification time in milliseconds since the epoch, to notice a file changed between runs. */
+  mtimeMs: number;
 }
 
 /**
@@ -55,7 +57,7 @@ export async function listLocalFiles(root: string): Promise<LocalFile[]> {
       }
       seen.set(relativePath, localPath);
       const stat = await fs.stat(absolutePath);
-      found.push({ relativePath, absolutePath, sizeBytes: stat.size });
+      found.push({ relativePath, absolutePath, sizeBytes: stat.size, mtimeMs: stat.mtimeMs });
     }
   };
   await walk(root, '');

@@ -69,7 +69,8 @@ export function createTransferProgress(options: { verb: string; totalBytes: numb
           // cli-progress fills {bar} and {percentage}; its own {total} and {value} are raw byte counts, so the
           // payload carries formatted values under other names.
           format: '{name} |{bar}| {percentage}% {done}/{size} {rate} {left} left',
-          hideCursor: true,
+          // A visible cursor survives Ctrl-C; cli-progress restores a hidden one only through its own SIGINT handler.
+          hideCursor: false,
           clearOnComplete: false,
           stopOnComplete: false,
           stream: process.stdout,

@@ -8,10 +8,17 @@ import path from 'node:path';
  * each file whose upload started. Saved as JSON under the state directory.
  */
 export interface PushState {
-  version: 1;
+  version: 2;
   package_id: string;
-  /** tus upload URL per package path, removed once the file is complete on the server. */
-  upload_urls: Record<string, string>;
+  /** Started tus uploads by package path, each removed once its file is complete on the server. */
+  uploads: Record<string, StartedUpload>;
+}
+
+/** A tus upload and the local file it was sending, so a changed file is not resumed with other bytes. */
+export interface StartedUpload {
+  url: string;
+  size_bytes: number;
+  mtime_ms: number;
 }
 
 /** Returns the state directory: $ARTIFACT_STORE_STATE_DIR, else $XDG_STATE_HOME/artifact-store, else ~/.local/state/artifact-store. */
@@ -42,7 +49,7 @@ export function readPushState(file: string): PushState | undefined {
   }
   try {
     const parsed = JSON.parse(text) as PushState;
-    if (parsed.version === 1 && typeof parsed.package_id === 'string' && parsed.upload_urls && typeof parsed.upload_urls === 'object') return parsed;
+    if (parsed.version === 2 && typeof parsed.package_id === 'string' && parsed.uploads && typeof parsed.uploads === 'object') return parsed;
   } catch {
     // A torn or foreign file is ignored; the push starts a new package.
   }

@@ -91,3 +91,13 @@ export function uploadFileWithTus(options: TusUploadOptions): Promise<void> {
     start(options.uploadUrl);
   });
 }
+
+/** Terminates a tus upload (tus termination extension); an upload the server no longer has is ignored. */
+export async function terminateUpload(client: ApiClient, url: string): Promise<void> {
+  const response = await fetch(url, { method: 'DELETE', headers: { ...client.authHeaders(), 'Tus-Resumable': '1.0.0' } }).catch((error: Error) => {
+    throw new CommandError(`Terminating the upload ${url} failed: ${error.message}`);
+  });
+  await response.body?.cancel();
+  if (response.status === 204 || response.status === 404 || response.status === 410) return;
+  throw new CommandError(`Terminating the upload ${url} failed with HTTP ${response.status}.`);
+}

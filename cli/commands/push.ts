@@ -7,7 +7,7 @@ import { listLocalFiles, type LocalFile } from '../local-files';
 import { COMMON_HELP, connectionFrom, parseCommandArgs, positiveInteger, requireOption, requirePositionals } from '../options';
 import { createTransferProgress, formatBytes } from '../progress';
 import { readPushState, removePushState, stateFilePath, writePushState, type PushState } from '../push-state';
-import { uploadFileWithTus } from '../tus-upload';
+import { terminateUpload, uploadFileWithTus } from '../tus-upload';
 
 export const PUSH_HELP = `usage: artifact-store push DIR --name NAME --producer PRODUCER --subject SUBJECT --class CLASS [options]
 
@@ -90,7 +90,7 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
   // NOTE: a kill between this request and the state write leaves an empty open package behind, and
   // the next run creates another; DELETE /packages/{id} removes it.
   const pkg = await client.postJson<PackageRecord>('/packages', body);
-  const state: PushState = { version: 1, package_id: pkg.id, upload_urls: {} };
+  const state: PushState = { version: 2, package_id: pkg.id, uploads: {} };
   writePushState(stateFile, state);
   log(`created package ${pkg.id}`);
   return { pkg, state };
@@ -166,23 +166,30 @@ export async function runPush(args: string[]): Promise<number> {
     const worker = async () => {
       while (next < pending.length) {
         const file = pending[next++];
+        const started = state.uploads[file.relativePath];
+        let uploadUrl: string | undefined = started?.url;
+        if (started && (started.size_bytes !== file.sizeBytes || started.mtime_ms !== file.mtimeMs)) {
+          progress.log(`${file.relativePath}: changed since its upload started; terminating that upload and starting over`);
+          await terminateUpload(client, started.url);
+          uploadUrl = undefined;
+        }
         progress.startFile(file.relativePath, file.sizeBytes, 0);
         const [, local] = await Promise.all([
           uploadFileWithTus({
             client,
             packageId: pkg.id,
             file,
-            uploadUrl: state.upload_urls[file.relativePath],
+            uploadUrl,
             onUploadUrl(url) {
-              if (state.upload_urls[file.relativePath] === url) return;
-              state.upload_urls[file.relativePath] = url;
+              if (state.uploads[file.relativePath]?.url === url) return;
+              state.uploads[file.relativePath] = { url, size_bytes: file.sizeBytes, mtime_ms: file.mtimeMs };
               writePushState(stateFile, state);
             },
             onProgress: (bytesSent) => progress.updateFile(file.relativePath, bytesSent),
           }),
           digestFile(file.absolutePath),
         ]);
-        delete state.upload_urls[file.relativePath];
+        delete state.uploads[file.relativePath];
         writePushState(stateFile, state);
         uploadedBytes += file.sizeBytes;
         uploadedFiles += 1;
@@ -203,7 +210,9 @@ export async function runPush(args: string[]): Promise<number> {
     const expected = remoteFiles.get(file.relativePath);
     if (!remote || !expected) throw new VerificationError(`Package ${pkg.id} lacks ${file.relativePath} after the upload.`);
     if (remote.digest_primary_hex !== expected.digest_primary_hex || remote.digest_sha256_hex !== expected.digest_sha256_hex || remote.size_bytes !== expected.size_bytes) {
-      throw new VerificationError(`The server stored ${file.relativePath} with digests that differ from the local file.`);
+      throw new VerificationError(
+        `The server stored ${file.relativePath} with digests that differ from the local file, which probably changed during the upload. Delete the open package with DELETE /api/v1/packages/${pkg.id} and push again.`,
+      );
     }
   }
   log(`uploaded ${uploadedFiles} files (${formatBytes(uploadedBytes)}), skipped ${files.length - pending.length} already on the server`);

@@ -187,6 +187,40 @@ describe('cli push', () => {
     }
   });
 
+  it('restarts a file changed between runs', { timeout: 300_000 }, async () => {
+    const source = path.join(environment.dir, 'push-changed');
+    const file = path.join(source, 'changing.bin');
+    writeRandomFile(file, 24 * MiB);
+    const pushArgs = (url: string) => ['push', source, '--name', 'cli-changed', '--producer', 'ci', '--subject', 's', '--class', 'standard', '--url', url];
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 6 * MiB });
+    try {
+      const child = spawnCli(pushArgs(proxy.url));
+      const result = collect(child);
+      const patchedBytes = () => proxy.exchanges.filter((exchange) => exchange.method === 'PATCH').reduce((sum, exchange) => sum + exchange.requestBytes, 0);
+      await waitFor(() => patchedBytes() >= 8 * MiB || child.exitCode !== null, 'part of changing.bin to reach the server');
+      child.kill('SIGKILL');
+      expect((await result).code).toBeNull();
+      const firstUpload = uploadPaths(proxy.exchanges);
+      expect([...firstUpload.values()]).toEqual(['changing.bin']);
+      proxy.exchanges.length = 0;
+
+      writeRandomFile(file, 24 * MiB);
+      const second = await runCli(pushArgs(proxy.url));
+      expect(second.code, second.stderr).toBe(0);
+      expect(second.stderr).toContain('changing.bin: changed since its upload started');
+      const deleted = proxy.exchanges.filter((exchange) => exchange.method === 'DELETE').map((exchange) => exchange.path);
+      expect(deleted).toEqual([...firstUpload.keys()]);
+
+      const packageId = second.stdout.trim();
+      const files = (await (await api.get(`/packages/${packageId}/files`)).json()).files;
+      expect(files).toHaveLength(1);
+      expect(files[0].digest_sha256_hex).toBe(toolDigest('sha256sum', file));
+      expect(files[0].digest_primary_hex).toBe(toolDigest('/usr/bin/b3sum', file));
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('rejects symlinks before uploading', async () => {
     const source = path.join(environment.dir, 'push-symlink');
     writeRandomFile(path.join(source, 'real.bin'), 1000);
