@@ -76,6 +76,8 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadOu
   let digest = new DualDigest();
   await hashPrefix(options.partial, offset, digest);
   options.onStart(offset);
+  // An empty file needs no request, but the rename below still needs a file to move.
+  if (file.sizeBytes === 0) await fsp.writeFile(options.partial, '');
 
   if (offset < file.sizeBytes) {
     const headers: Record<string, string> = {};

@@ -1,3 +1,4 @@
+import type { EventRecord } from '../../server/registry/events';
 import { ApiClient } from '../api-client';
 import { UsageError } from '../errors';
 import { COMMON_HELP, connectionFrom, parseCommandArgs, positiveInteger, requireOption, requirePositionals } from '../options';
@@ -166,15 +167,6 @@ export async function runExtend(args: string[]): Promise<number> {
   return 0;
 }
 
-interface WireEvent {
-  sequence: number;
-  created_at: string;
-  event_type: string;
-  subject_kind: string;
-  subject_id: string;
-  actor: string;
-}
-
 export async function runEvents(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {
     since: { type: 'string' },
@@ -200,7 +192,7 @@ export async function runEvents(args: string[]): Promise<number> {
       query.set('subject_kind', 'package');
       query.set('subject_id', values.package);
     }
-    const page = await client.getJson<{ events: WireEvent[]; next_cursor: string }>(`/events?${query}`);
+    const page = await client.getJson<{ events: EventRecord[]; next_cursor: string }>(`/events?${query}`);
     for (const event of page.events) {
       if (values.json) console.log(JSON.stringify(event));
       else console.log([event.sequence, event.created_at, event.event_type, `${event.subject_kind}:${event.subject_id}`, event.actor].join('\t'));

@@ -3,6 +3,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { DomainError } from '../../server/errors';
 import { parseManifest, type ManifestFileEntry } from '../../server/integrity/verify-package';
+import type { FileRecord } from '../../server/registry/files';
+import type { PackageRecord } from '../../server/registry/packages';
 import { normalizeRelativePath } from '../../server/registry/relative-path';
 import { ApiClient } from '../api-client';
 import { downloadFile, type DownloadOutcome, type ExpectedFile } from '../download-file';
@@ -27,18 +29,6 @@ BLAKE3 was checked against the package's manifest_digest. Exit status 3 when any
 
   --parallel N         downloads at once (default 4, at most 32)
 ${COMMON_HELP}`;
-
-interface PackageRecord {
-  id: string;
-  status: string;
-  manifest_digest: string | null;
-}
-
-interface FileRecord {
-  id: string;
-  relative_path: string;
-  content_address: string;
-}
 
 async function fetchBytes(client: ApiClient, apiPath: string, accept: string): Promise<Buffer> {
   return Buffer.from(await (await client.send('GET', apiPath, { headers: { Accept: accept } })).arrayBuffer());

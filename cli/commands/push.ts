@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { digestFile, type DigestResult } from '../../server/digest';
+import type { FileRecord } from '../../server/registry/files';
+import type { PackageRecord } from '../../server/registry/packages';
 import { ApiClient } from '../api-client';
 import { ApiError, CommandError, UsageError, VerificationError } from '../errors';
 import { listLocalFiles, type LocalFile } from '../local-files';
@@ -32,18 +34,8 @@ backslash or a control character) stop the push before any byte is sent, with on
   --parallel N         uploads at once (default 4, at most 32)
 ${COMMON_HELP}`;
 
-interface PackageRecord {
-  id: string;
-  status: 'open' | 'finalized' | 'deleted';
-  manifest_digest: string | null;
-}
-
-interface FileRecord {
-  relative_path: string;
-  size_bytes: number;
-  digest_primary_hex: string;
-  digest_sha256_hex: string;
-}
+/** The fields of a file record that identify its content. */
+type FileDigests = Pick<FileRecord, 'relative_path' | 'size_bytes' | 'digest_primary_hex' | 'digest_sha256_hex'>;
 
 function readMetadata(file: string | undefined): Record<string, unknown> {
   if (file === undefined) return {};
@@ -58,7 +50,7 @@ function readMetadata(file: string | undefined): Record<string, unknown> {
 }
 
 /** Raises VerificationError when the server's record of a file differs from the local digests. */
-function assertSameContent(file: LocalFile, local: DigestResult, remote: FileRecord): void {
+function assertSameContent(file: LocalFile, local: DigestResult, remote: FileDigests): void {
   const differences: string[] = [];
   if (remote.size_bytes !== local.sizeBytes) differences.push(`size ${remote.size_bytes} on the server, ${local.sizeBytes} here`);
   if (remote.digest_sha256_hex !== local.sha256Hex) differences.push('SHA-256');
@@ -131,7 +123,7 @@ export async function runPush(args: string[]): Promise<number> {
   const stateFile = stateFilePath({ url: connection.url, directory: fs.realpathSync(directory), ...packageBody });
   const { pkg, state } = await openPackage(client, stateFile, packageBody, log);
 
-  const remoteFiles = new Map(
+  const remoteFiles = new Map<string, FileDigests>(
     (await client.listAll<FileRecord>(`/packages/${pkg.id}/files`, 'files', 1000)).map((record) => [record.relative_path, record]),
   );
   const localPaths = new Set(files.map((file) => file.relativePath));

@@ -243,6 +243,7 @@ describe('cli pull and verify', () => {
     writeRandomFile(path.join(source, 'large.bin'), largeSize);
     writeRandomFile(path.join(source, 'docs/readme.txt'), 5000);
     writeRandomFile(path.join(source, 'docs/nested/data.bin'), 200_000);
+    writeRandomFile(path.join(source, 'empty.txt'), 0);
     const pushed = await runCli(['push', source, '--name', 'cli-pull', '--producer', 'ci', '--subject', 'app@2', '--class', 'standard', '--finalize']);
     expect(pushed.code, pushed.stderr).toBe(0);
     packageId = pushed.stdout.trim().split('\n')[0];
@@ -255,6 +256,7 @@ describe('cli pull and verify', () => {
     expect(fs.existsSync(path.join(target, 'manifest.cbor'))).toBe(true);
     expect(fs.existsSync(path.join(target, 'manifest.json'))).toBe(true);
     expect(fs.existsSync(path.join(target, '.artifact-store-partial'))).toBe(false);
+    expect(fs.statSync(path.join(target, 'empty.txt')).size).toBe(0);
     expect(toolDigest('/usr/bin/b3sum', path.join(target, 'large.bin'))).toBe(toolDigest('/usr/bin/b3sum', path.join(source, 'large.bin')));
 
     const verified = await runCli(['verify', target], { ARTIFACT_STORE_URL: 'http://127.0.0.1:9' });

@@ -58,21 +58,6 @@ class Throttle extends Transform {
   }
 }
 
-/** Passes chunks through unchanged and reports each chunk's length. */
-class Counter extends Transform {
-  readonly #onBytes: (count: number) => void;
-
-  constructor(onBytes: (count: number) => void) {
-    super();
-    this.#onBytes = onBytes;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#onBytes(chunk.length);
-    callback(null, chunk);
-  }
-}
-
 /** Replaces each chunk with what `rewrite` returns for it. */
 class Rewrite extends Transform {
   readonly #rewrite: (chunk: Buffer) => Buffer;
@@ -85,6 +70,15 @@ class Rewrite extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     callback(null, this.#rewrite(chunk));
   }
+}
+
+/** Returns a stage that reports the bytes passing through, throttled when `bytesPerSecond` is set. */
+function meter(bytesPerSecond: number | undefined, onBytes: (count: number) => void): Transform {
+  if (bytesPerSecond) return new Throttle(bytesPerSecond, onBytes);
+  return new Rewrite((chunk) => {
+    onBytes(chunk.length);
+    return chunk;
+  });
 }
 
 /**
@@ -107,7 +101,7 @@ export async function startRecordingProxy(upstream: string, options: RecordingPr
     const countResponse = (bytes: number) => {
       exchange.responseBytes += bytes;
     };
-    const requestStage = options.bytesPerSecond ? new Throttle(options.bytesPerSecond, countRequest) : new Counter(countRequest);
+    const requestStage = meter(options.bytesPerSecond, countRequest);
     request.pipe(requestStage).pipe(upstreamRequest);
 
     upstreamRequest.on('response', (upstreamResponse) => {
@@ -124,7 +118,7 @@ export async function startRecordingProxy(upstream: string, options: RecordingPr
         seen += chunk.length;
         return chunk;
       };
-      const responseStage = options.bytesPerSecond ? new Throttle(options.bytesPerSecond, countResponse) : new Counter(countResponse);
+      const responseStage = meter(options.bytesPerSecond, countResponse);
       upstreamResponse.pipe(new Rewrite(rewrite)).pipe(responseStage).pipe(response);
       response.on('finish', () => {
         exchange.completed = true;
