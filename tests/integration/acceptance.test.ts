@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { blake3Hex } from '@/server/digest/blake3-hex';
 import { decodeCbor } from '@/server/encoding/cbor';
-import { pushDirectory } from '@/scripts/lib/push-directory';
+import { pushDirectory } from '../support/push-directory';
 import { ApiClient } from '../support/client';
 import { ON_POSTGRES } from '../support/database';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
