@@ -15,7 +15,7 @@ export const SettingsSchema = z.object({
   STORAGE_ROOT: z.string().optional(),
   PGLITE_DIR: z.string().optional(),
   ANON_READ: booleanFlag,
-  // Lets GET /api/v1/metrics answer without a token, for a Prometheus server on a private network.
+  // Opens GET /api/v1/metrics to requests without a token, for a Prometheus server on a private network.
   METRICS_ANON: booleanFlag,
   MAX_FILE_SIZE_BYTES: positiveInteger(1024 ** 4),
   MAX_METADATA_BYTES: positiveInteger(64 * 1024),

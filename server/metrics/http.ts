@@ -11,10 +11,11 @@ const MAX_TEMPLATE_LENGTH = 512;
  *
  * Next.js passes the parameters in the order of their segments, and a catch-all is always the last
  * segment, so its values are the last path segments. Each other parameter replaces the first segment,
- * after the previous parameter's, whose decoded value equals it. A parameter whose value equals a
- * static segment before it (`/files/files/download` with id `files`) is placed on that static segment,
- * which gives a wrong but still bounded label: every segment left unreplaced is then a static segment
- * of the route or equals one. When a parameter is not found at all the result is UNMATCHED_ROUTE.
+ * after the previous parameter's, whose decoded value equals it.
+ * NOTE: a parameter whose value equals a static segment before it (`/files/files/download` with id
+ * `files`) lands on that static segment. The label is then wrong but still bounded, because every
+ * segment left unreplaced is a static segment of the route or equals one. When a parameter is not in
+ * the path at all, the result is UNMATCHED_ROUTE.
  */
 export function routeTemplate(pathname: string, params: unknown): string {
   const segments = pathname.split('/').filter((segment) => segment !== '');
@@ -86,7 +87,7 @@ export interface PassThroughHooks {
 }
 
 /**
- * Wraps a byte stream in one that reads a chunk from the source only when its consumer asks for one
+ * Wraps a byte stream in one that reads a chunk from the source only when its consumer requests one
  * (high-water mark 0), so what the hooks see is what the consumer took, not what was buffered ahead.
  * Errors and cancellation pass through unchanged.
  */

@@ -1,13 +1,13 @@
 /**
- * The process's Prometheus metrics. Counters and histograms are updated where the work happens; the
- * gauges that describe state (event log head, storage space, failed copies, waiters) are set at scrape
- * time by `server/metrics/scrape.ts`. Every name starts with `artifact_store_` and uses base units.
+ * The process's Prometheus metrics, updated where the work happens. The gauges that describe state
+ * (event log head, storage space, failed copies, waiters) are read at scrape time instead, in
+ * `server/metrics/scrape.ts`. Every name starts with `artifact_store_` and uses base units.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export const METRIC_PREFIX = 'artifact_store_';
 
-/** How file bytes reach the server: a raw PUT body, a multipart/form-data part or a tus PATCH (or creation-with-upload POST). */
+/** Transport of uploaded file bytes: a raw PUT body, a multipart/form-data part, or a tus PATCH (or creation-with-upload POST). */
 export type UploadProtocol = 'raw_put' | 'multipart' | 'tus';
 
 /** Why a tus write failed: its Upload-Checksum did not match, the body or staging file failed, or recording the finished file failed. */
@@ -25,7 +25,7 @@ function createMetrics() {
 
     httpRequests: new Counter({
       name: `${METRIC_PREFIX}http_requests_total`,
-      help: 'HTTP requests answered by the API, by route template, method and status; counted when the response body ends.',
+      help: 'HTTP requests handled by the API, by route template, method and status; counted when the response body ends.',
       labelNames: ['route', 'method', 'status'] as const,
       registers,
     }),
@@ -82,47 +82,6 @@ function createMetrics() {
     digestSeconds: new Counter({
       name: `${METRIC_PREFIX}digest_seconds_total`,
       help: 'Time spent in the BLAKE3 and SHA-256 hash calls counted by digest_bytes_total.',
-      registers,
-    }),
-
-    eventLogHeadSequence: new Gauge({
-      name: `${METRIC_PREFIX}event_log_head_sequence`,
-      help: 'Sequence number of the newest committed event, read at scrape time; NaN while the database does not answer.',
-      registers,
-    }),
-    eventWaiters: new Gauge({
-      name: `${METRIC_PREFIX}event_waiters`,
-      help: 'Open long polls (kind long_poll, GET /events) and event streams (kind sse, GET /events/stream) that wait for new events.',
-      labelNames: ['kind'] as const,
-      registers,
-    }),
-
-    storageUp: new Gauge({
-      name: `${METRIC_PREFIX}storage_backend_up`,
-      help: 'Whether the storage backend passed its health check at scrape time (1) or not (0).',
-      labelNames: ['backend'] as const,
-      registers,
-    }),
-    storageFreeBytes: new Gauge({
-      name: `${METRIC_PREFIX}storage_free_bytes`,
-      help: 'Free bytes on the storage backend at scrape time; absent while the backend is unavailable.',
-      labelNames: ['backend'] as const,
-      registers,
-    }),
-    storageTotalBytes: new Gauge({
-      name: `${METRIC_PREFIX}storage_total_bytes`,
-      help: 'Size in bytes of the storage backend at scrape time; absent while the backend is unavailable.',
-      labelNames: ['backend'] as const,
-      registers,
-    }),
-    storageFailedLocations: new Gauge({
-      name: `${METRIC_PREFIX}storage_failed_locations`,
-      help: 'Stored copies whose last check found them corrupt or missing, read at scrape time; NaN while the database does not answer.',
-      registers,
-    }),
-    databaseUp: new Gauge({
-      name: `${METRIC_PREFIX}database_up`,
-      help: 'Whether the database answered at scrape time (1) or not (0).',
       registers,
     }),
 

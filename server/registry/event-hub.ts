@@ -13,7 +13,7 @@ export interface EventWaiter {
   close(): void;
 }
 
-/** What a waiter serves: a long poll of GET /events or an SSE stream of GET /events/stream. */
+/** Kind of request a waiter serves: a long poll of GET /events or an SSE stream of GET /events/stream. */
 export type EventWaiterKind = 'long_poll' | 'sse';
 
 export class EventHub {

@@ -254,7 +254,7 @@ export interface AddFileInput {
   maxBytes: number;
   /** The declared length, when the client sent one; checked against the limit before any byte is read. */
   declaredLength?: number;
-  /** How the bytes arrive, for the upload metrics. */
+  /** Transport of the bytes, a label of the upload metrics. */
   protocol: UploadProtocol;
 }
 

@@ -67,7 +67,7 @@ function valueOf(families: Families, name: string, labels: Labels = {}): number 
   return matching.reduce((total, sample) => total + Number(sample.value), 0);
 }
 
-/** A counter's growth between two scrapes; a series that does not exist yet counts as 0. */
+/** Returns a counter's growth between two scrapes; a series that does not exist yet counts as 0. */
 function growth(before: Families, after: Families, name: string, labels: Labels = {}): number {
   return (valueOf(after, name, labels) ?? 0) - (valueOf(before, name, labels) ?? 0);
 }
@@ -99,7 +99,7 @@ function patchUpload(location: string, offset: number, body: Buffer, headers: Re
   });
 }
 
-/** The sequence of the newest event, found by paging through GET /events. */
+/** Returns the sequence of the newest event, found by paging through GET /events. */
 async function eventsApiHead(): Promise<number> {
   let since = 0;
   for (;;) {
