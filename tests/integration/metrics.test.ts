@@ -171,12 +171,21 @@ describe('request metrics', () => {
     const anonymous = await admin.withToken(undefined).get('/packages');
     expect(anonymous.status).toBe(401);
     await anonymous.text();
+    const release = await admin.post(`/packages/${packageId}/retention/holds/${unknownId}/release`, { reason: 'metrics test' });
+    expect(release.status).toBe(404);
+    await release.text();
+    const unknownEndpoint = await admin.get('/no/such/endpoint');
+    expect(unknownEndpoint.status).toBe(404);
+    await unknownEndpoint.text();
 
     const after = await scrape();
     const packageRoute = '/api/v1/packages/[id]';
     expect(growth(before, after, 'artifact_store_http_requests_total', { route: packageRoute, method: 'GET', status: '404' })).toBe(1);
     expect(growth(before, after, 'artifact_store_http_requests_total', { route: packageRoute, method: 'GET', status: '200' })).toBe(1);
     expect(growth(before, after, 'artifact_store_http_requests_total', { route: '/api/v1/packages', method: 'GET', status: '401' })).toBe(1);
+    const releaseRoute = '/api/v1/packages/[id]/retention/holds/[hold_id]/release';
+    expect(growth(before, after, 'artifact_store_http_requests_total', { route: releaseRoute, method: 'POST', status: '404' })).toBe(1);
+    expect(growth(before, after, 'artifact_store_http_requests_total', { route: '/api/v1/[...unknown]', method: 'GET', status: '404' })).toBe(1);
   });
 
   it('labels with templates, never raw paths', async () => {
@@ -429,6 +438,32 @@ describe('retention metrics', () => {
     expect(growth(before, after, 'artifact_store_retention_sweeps_total', { result: 'success' })).toBe(1);
     expect(growth(before, after, 'artifact_store_retention_deletions_total', { kind: 'package' })).toBe(1);
     expect(growth(before, after, 'artifact_store_retention_deletions_total', { kind: 'blob' })).toBe(report.blobs_removed.length);
+  });
+});
+
+describe('scrub metrics', () => {
+  it('scrub counts checked copies and failures', async () => {
+    const pkg = await admin.createPackage({ name: 'metrics-scrub' });
+    const bytes = crypto.randomBytes(20_000);
+    const put = await admin.putFile(pkg.id, 'scrub.bin', new Uint8Array(bytes));
+    expect(put.status).toBe(201);
+    const hex: string = (await put.json()).digest_primary_hex;
+    const objectPath = path.join(environment.storageRoot, 'blake3', hex.slice(0, 2), hex.slice(2, 4), hex);
+    fs.chmodSync(objectPath, 0o644);
+    fs.writeFileSync(objectPath, crypto.randomBytes(bytes.length));
+    const before = await scrape();
+
+    const response = await admin.post('/scrub', { package_id: pkg.id });
+    expect(response.status).toBe(200);
+    const report = await response.json();
+    expect(report.corrupt.length).toBe(1);
+
+    const after = await scrape();
+    expect(growth(before, after, 'artifact_store_scrub_copies_checked_total')).toBe(report.checked);
+    expect(growth(before, after, 'artifact_store_scrub_bytes_read_total')).toBe(report.bytes_read);
+    expect(growth(before, after, 'artifact_store_scrub_failures_total', { status: 'corrupt' })).toBe(1);
+    expect(growth(before, after, 'artifact_store_scrub_repairs_total', { result: 'failed' })).toBe(report.repair_failed.length);
+    expect(valueOf(after, 'artifact_store_storage_failed_locations')).toBe(1);
   });
 });
 
