@@ -7,7 +7,7 @@ const MAX_TEMPLATE_LENGTH = 512;
 
 /**
  * Rebuilds the route template, such as `/api/v1/packages/[id]/files/[...relative_path]`, from a request
- * path and the route parameters that Next.js matched, so that metric labels never contain raw paths.
+ * path and the route parameters that Next.js matched, so that metric labels carry no ids or file paths.
  *
  * Next.js passes the parameters in the order of their segments, and a catch-all is always the last
  * segment, so its values are the last path segments. Each other parameter replaces the first segment,
