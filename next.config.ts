@@ -12,6 +12,8 @@ const nextConfig: NextConfig = {
     'pg',
     'pino',
     'busboy',
+    // One copy of prom-client for every route bundle; the metrics themselves live on globalThis.
+    'prom-client',
   ],
   // The build type-checks the application only; `npm run typecheck` covers tests, scripts and benchmarks too.
   typescript: { tsconfigPath: 'tsconfig.build.json' },

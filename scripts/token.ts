@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util';
 import { connectDatabase } from '../db/client';
 import { getSettings } from '../server/settings';
-import { createToken, listTokens, revokeToken, Scope } from '../server/registry/tokens';
+import { createToken, listTokens, revokeToken, Scope, SCOPES } from '../server/registry/tokens';
 
 const USAGE = `usage:
   npm run token -- create --name NAME --scopes read,write,retention,admin
@@ -48,7 +48,7 @@ async function main(): Promise<number> {
       const scopes = values.scopes.split(',').map((scope) => scope.trim());
       const invalid = scopes.filter((scope) => !Scope.safeParse(scope).success);
       if (invalid.length > 0) {
-        console.error(`unknown scope(s): ${invalid.join(', ')}; use read, write, retention, admin`);
+        console.error(`unknown scope(s): ${invalid.join(', ')}; use ${SCOPES.join(', ')}`);
         return 2;
       }
       const created = await createToken(connection.db, { name: values.name, scopes: scopes as Scope[], actor });

@@ -15,6 +15,8 @@ export const SettingsSchema = z.object({
   STORAGE_ROOT: z.string().optional(),
   PGLITE_DIR: z.string().optional(),
   ANON_READ: booleanFlag,
+  // Opens GET /api/v1/metrics to requests without a token, for a Prometheus server on a private network.
+  METRICS_ANON: booleanFlag,
   MAX_FILE_SIZE_BYTES: positiveInteger(1024 ** 4),
   MAX_METADATA_BYTES: positiveInteger(64 * 1024),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

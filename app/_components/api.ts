@@ -56,7 +56,7 @@ export function errorMessage(error: unknown): string {
   return String(error);
 }
 
-export type Scope = 'read' | 'write' | 'retention' | 'admin';
+export type Scope = 'read' | 'write' | 'retention' | 'metrics' | 'admin';
 
 export interface SessionInfo {
   name: string;

@@ -4,6 +4,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { PayloadTooLargeError } from '../errors';
+import { getMetrics } from '../metrics/registry';
 
 /**
  * Maximum bytes handed to one native hash call. Larger chunks are split so that each synchronous
@@ -66,10 +67,15 @@ export class DualDigest {
   }
 
   #updateSlice(slice: Uint8Array): void {
+    const startedAt = performance.now();
     // The native hasher's binding is typed for Buffer; this view shares the slice's memory.
     this.#blake3.update(Buffer.isBuffer(slice) ? slice : Buffer.from(slice.buffer, slice.byteOffset, slice.byteLength));
     this.#sha256.update(slice);
     this.#sizeBytes += slice.byteLength;
+
+    const metrics = getMetrics();
+    metrics.digestBytes.inc(slice.byteLength);
+    metrics.digestSeconds.inc((performance.now() - startedAt) / 1000);
   }
 
   #assertOpen(): void {

@@ -1,11 +1,13 @@
 import { Readable } from 'node:stream';
+import { countDownloadBytes } from '../metrics/http';
 import type { ContentHandle } from '../registry/content';
 import { buildByteResponse } from './byte-response';
 import { contentDisposition } from './content-disposition';
 
 /**
  * Serves stored content for GET or HEAD with ranges and conditionals. The strong ETag is the quoted
- * content address, which changes exactly when the bytes do.
+ * content address, which changes exactly when the bytes do. The content bytes (not the multipart
+ * boundaries of a multi-range response) count toward download_bytes_sent_total as the client reads them.
  */
 export async function contentResponse(request: Request, content: ContentHandle, extraHeaders: Record<string, string> = {}): Promise<Response> {
   const response = await buildByteResponse({
@@ -16,7 +18,7 @@ export async function contentResponse(request: Request, content: ContentHandle, 
     contentType: content.mediaType,
     contentDisposition: contentDisposition(content.fileName),
     lastModified: content.lastModified,
-    openRange: async (range) => Readable.toWeb(await content.open(range)) as ReadableStream<Uint8Array>,
+    openRange: async (range) => countDownloadBytes(Readable.toWeb(await content.open(range)) as ReadableStream<Uint8Array>),
   });
   for (const [name, value] of Object.entries(extraHeaders)) response.headers.set(name, value);
   return response;

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { getAppContext, type AppContext } from '../app-context';
 import type { Principal, Scope } from '../registry/tokens';
 import { UnauthorizedError } from '../errors';
+import { observeHttpResponse, routeTemplate } from '../metrics/http';
 import { authenticate, requireScope } from './auth';
 import { errorToResponse, problemResponse } from './problem';
 
@@ -28,10 +29,12 @@ const NOBODY: Principal = { tokenId: null, name: 'anonymous', scopes: new Set(),
 
 /**
  * Wraps a route handler: assigns a request id, authenticates and checks the scope, gives the handler a
- * child logger with the request id and actor, and turns any thrown error into problem+json.
+ * child logger with the request id and actor, turns any thrown error into problem+json, and counts the
+ * request in the HTTP metrics under its route template.
  */
 export function apiRoute<Params = Record<string, never>>(options: RouteOptions, handler: RouteHandler<Params>) {
   return async (request: Request, context: { params: Promise<Params> }): Promise<Response> => {
+    const startedAt = performance.now();
     const supplied = request.headers.get('x-request-id');
     const requestId = supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
     let log: Logger | undefined;
@@ -60,7 +63,8 @@ export function apiRoute<Params = Record<string, never>>(options: RouteOptions, 
     }
 
     response.headers.set('X-Request-Id', requestId);
-    return response;
+    const params = await Promise.resolve(context.params).catch(() => undefined);
+    return observeHttpResponse(routeTemplate(new URL(request.url).pathname, params), request.method, startedAt, response);
   };
 }
 

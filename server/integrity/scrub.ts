@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Database } from '@/db/client';
 import { blobs, files, storageLocations } from '@/db/schema';
 import { digestStream } from '../digest';
+import { getMetrics } from '../metrics/registry';
 import { appendEvent } from '../registry/events';
 import { lockBlob } from '../registry/files';
 import { getPackageRow } from '../registry/packages';
@@ -151,6 +152,7 @@ async function scrubBlob(context: ScrubContext, options: ScrubOptions, contentAd
       continue;
     }
     report.checked += 1;
+    getMetrics().scrubCopiesChecked.inc();
 
     if (result.status === 'ok') {
       report.ok += 1;
@@ -161,6 +163,7 @@ async function scrubBlob(context: ScrubContext, options: ScrubOptions, contentAd
         // A copy that was failed but now passes (restored by an operator) is restored to ok as a repair.
         if (await recordRepair(db, location, 'the copy passed its check again', null, options.actor)) {
           report.repaired.push(findingOf(location, 'the copy passed its check again'));
+          getMetrics().scrubRepairs.inc({ result: 'repaired' });
         }
         good.push(location);
       }
@@ -174,6 +177,7 @@ async function scrubBlob(context: ScrubContext, options: ScrubOptions, contentAd
     try {
       if (await recordLocationFailure(db, refOf(location), result.status, result.detail, options.actor, confirm)) {
         report[result.status].push(findingOf(location, result.detail));
+        getMetrics().scrubFailures.inc({ status: result.status });
         failed.push(location);
       }
     } catch (error) {
@@ -197,6 +201,7 @@ async function checkCopy(backend: Backend, objectKey: string, expected: Expected
   const throttled = async function* () {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       report.bytes_read += chunk.byteLength;
+      getMetrics().scrubBytesRead.inc(chunk.byteLength);
       await limiter.consume(chunk.byteLength);
       yield chunk;
     }
@@ -234,6 +239,7 @@ async function repairCopy(
   const sourceLocation = good.find((candidate) => candidate.backendId !== location.backendId);
   if (!sourceLocation) {
     report.repair_failed.push(findingOf(location, 'no good copy of the blob is available to repair from.'));
+    getMetrics().scrubRepairs.inc({ result: 'failed' });
     return;
   }
   const source = backends.get(sourceLocation.backendId)!;
@@ -241,6 +247,7 @@ async function repairCopy(
   try {
     const writer = await copyObject(source, target, sourceLocation.objectKey, expected, (bytes) => {
       report.bytes_read += bytes;
+      getMetrics().scrubBytesRead.inc(bytes);
       return limiter.consume(bytes);
     });
     const detail = `rewritten from ${source.id}`;
@@ -271,10 +278,12 @@ async function repairCopy(
     if (repaired) {
       log.info({ content_address: location.contentAddress, backend_id: location.backendId, source_backend_id: source.id }, 'scrub repaired a stored copy');
       report.repaired.push(findingOf(location, detail));
+      getMetrics().scrubRepairs.inc({ result: 'repaired' });
     }
   } catch (error) {
     log.error({ err: error, content_address: location.contentAddress, backend_id: location.backendId }, 'scrub failed to repair a stored copy');
     report.repair_failed.push(findingOf(location, `repair failed: ${(error as Error).message}`));
+    getMetrics().scrubRepairs.inc({ result: 'failed' });
   }
 }
 

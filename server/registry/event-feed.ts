@@ -12,7 +12,7 @@ export async function pollEvents(
   signal?: AbortSignal,
 ): Promise<EventRecord[]> {
   const deadline = Date.now() + options.waitSeconds * 1000;
-  const waiter = app.eventHub.createWaiter();
+  const waiter = app.eventHub.createWaiter('long_poll');
   try {
     for (;;) {
       const events = await listEvents(app.db, options);

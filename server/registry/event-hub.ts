@@ -13,8 +13,12 @@ export interface EventWaiter {
   close(): void;
 }
 
+/** Kind of request a waiter serves: a long poll of GET /events or an SSE stream of GET /events/stream. */
+export type EventWaiterKind = 'long_poll' | 'sse';
+
 export class EventHub {
   private readonly emitter = new EventEmitter();
+  private readonly openWaiters: Record<EventWaiterKind, number> = { long_poll: 0, sse: 0 };
 
   private constructor(private readonly log: Logger) {
     this.emitter.setMaxListeners(0);
@@ -30,6 +34,11 @@ export class EventHub {
     return this.emitter.listenerCount('event');
   }
 
+  /** Waiters created and not yet closed, by kind. */
+  get waiterCountsByKind(): Readonly<Record<EventWaiterKind, number>> {
+    return { ...this.openWaiters };
+  }
+
   private notify(sequence: number): void {
     if (!Number.isSafeInteger(sequence)) {
       this.log.warn({ payload: sequence }, 'ignored a malformed event notification');
@@ -42,14 +51,16 @@ export class EventHub {
    * Starts recording commits so none is missed between a query and the wait that follows it: create the
    * waiter, query the log, and call `next` only when the query found nothing new.
    */
-  createWaiter(): EventWaiter {
+  createWaiter(kind: EventWaiterKind): EventWaiter {
     let pending = false;
+    let closed = false;
     let wake: (() => void) | undefined;
     const onEvent = () => {
       pending = true;
       wake?.();
     };
     this.emitter.on('event', onEvent);
+    this.openWaiters[kind] += 1;
 
     return {
       next: (timeoutMs, signal) =>
@@ -74,6 +85,9 @@ export class EventHub {
       close: () => {
         this.emitter.off('event', onEvent);
         wake = undefined;
+        if (closed) return;
+        closed = true;
+        this.openWaiters[kind] -= 1;
       },
     };
   }

@@ -9,6 +9,8 @@ import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } f
 import { createDigestTransform } from '../digest';
 import { objectKeyForBlake3, type Backend } from '../storage/backend';
 import { replicateNewBlob } from '../integrity/replicas';
+import { countUploadBytes, trackUploadInProgress } from '../metrics/uploads';
+import type { UploadProtocol } from '../metrics/registry';
 import { appendEvent } from './events';
 import { assertOpen, getPackageRow, lockPackage, parsePackageId } from './packages';
 import { normalizeRelativePath } from './relative-path';
@@ -252,6 +254,8 @@ export interface AddFileInput {
   maxBytes: number;
   /** The declared length, when the client sent one; checked against the limit before any byte is read. */
   declaredLength?: number;
+  /** Transport of the bytes, a label of the upload metrics. */
+  protocol: UploadProtocol;
 }
 
 /**
@@ -270,10 +274,11 @@ export async function addFileFromStream(db: Database, backend: Backend, input: A
   await assertPathFree(db, pkg.id, relativePath);
 
   const writer = await backend.createWriter();
+  const finishTracking = trackUploadInProgress(input.protocol);
   let placed = false;
   try {
     const digest = createDigestTransform({ maxBytes: input.maxBytes });
-    await pipeline(input.body, digest, writer.stream);
+    await pipeline(input.body, countUploadBytes(input.protocol), digest, writer.stream);
     const content = digest.result();
     const record = await recordFile(db, {
       packageId: pkg.id,
@@ -289,6 +294,7 @@ export async function addFileFromStream(db: Database, backend: Backend, input: A
     });
     return record;
   } finally {
+    finishTracking();
     if (!placed) await writer.cancel();
   }
 }

@@ -2,6 +2,7 @@ import { and, asc, count, eq, isNull, lte, notExists } from 'drizzle-orm';
 import type { Database, Executor } from '@/db/client';
 import { files, holds, packages, retentionClasses } from '@/db/schema';
 import type { AppContext } from '../app-context';
+import { getMetrics } from '../metrics/registry';
 import { appendEvent } from './events';
 import { removeOrphanObjects, removeUnreferencedBlobs, type BlobRemoval, type OrphanRemoval } from './retention-content';
 import { evaluateEligibility, listActiveHolds } from './retention-state';
@@ -53,9 +54,25 @@ export interface SweepReport {
  *    in this run, so a sweep killed between steps 1 and 2 is completed by the next one.
  * 3. Objects in the backends without any storage location row are removed (see removeOrphanObjects).
  *
- * A dry run performs only the selection of step 1 and reports it in `would_delete`.
+ * A dry run performs only the selection of step 1 and reports it in `would_delete`. Runs that are not
+ * dry runs count in retention_sweeps_total, and what they remove in retention_deletions_total.
  */
 export async function sweepRetention(app: SweepContext, options: SweepOptions): Promise<SweepReport> {
+  if (options.dryRun) return runSweep(app, options);
+
+  const metrics = getMetrics();
+  let report: SweepReport;
+  try {
+    report = await runSweep(app, options);
+  } catch (error) {
+    metrics.retentionSweeps.inc({ result: 'error' });
+    throw error;
+  }
+  metrics.retentionSweeps.inc({ result: 'success' });
+  return report;
+}
+
+async function runSweep(app: SweepContext, options: SweepOptions): Promise<SweepReport> {
   const now = options.now ?? new Date();
   const report: SweepReport = { dry_run: options.dryRun, now: now.toISOString(), deleted: [], would_delete: [], blobs_removed: [], orphans_removed: [] };
   const candidates = await findEligiblePackageIds(app.db, now);
@@ -68,15 +85,20 @@ export async function sweepRetention(app: SweepContext, options: SweepOptions): 
     return report;
   }
 
+  // Deletions count as each step ends, so a sweep that fails later still reports what it removed.
+  const deletions = getMetrics().retentionDeletions;
   for (const id of candidates) {
     const deletion = await deletePackageIfEligible(app.db, id, now, options.actor);
     if (deletion) {
       report.deleted.push(deletion);
+      deletions.inc({ kind: 'package' });
       app.log.info({ package_id: id, actor: options.actor, file_count: deletion.file_count }, 'retention deleted a package');
     }
   }
   report.blobs_removed = await removeUnreferencedBlobs(app, options.actor);
+  deletions.inc({ kind: 'blob' }, report.blobs_removed.length);
   report.orphans_removed = await removeOrphanObjects(app, now);
+  deletions.inc({ kind: 'orphan_object' }, report.orphans_removed.length);
   return report;
 }
 

@@ -6,7 +6,8 @@ import { apiTokens, sessions } from '@/db/schema';
 import { ConflictError, NotFoundError } from '../errors';
 import { appendEvent } from './events';
 
-export const SCOPES = ['read', 'write', 'retention', 'admin'] as const;
+/** `metrics` allows only GET /api/v1/metrics, so a Prometheus server's token can read nothing else. */
+export const SCOPES = ['read', 'write', 'retention', 'metrics', 'admin'] as const;
 export const Scope = z.enum(SCOPES);
 export type Scope = z.infer<typeof Scope>;
 

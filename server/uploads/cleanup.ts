@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Database } from '@/db/client';
 import type { AppContext } from '../app-context';
+import { getMetrics } from '../metrics/registry';
 import { endUpload, listExpiredUploads } from './records';
 import { forgetDigestState, removeStagingFiles } from './store';
 import { isFilesystemBackend } from './tus-server';
@@ -20,6 +21,7 @@ export async function cleanupExpiredUploads(db: Database, stagingDirectory: stri
       // NOTE: this takes no tus lock; a PATCH already writing when the upload expires fails at
       // completion, because completion requires the row to be unfinished.
       if (!(await endUpload(db, row.id, 'upload.expired', UPLOAD_CLEANUP_ACTOR))) continue;
+      getMetrics().tusUploadsAbandoned.inc({ reason: 'expired' });
       forgetDigestState(row.id);
       await removeStagingFiles(stagingDirectory, row.id);
       removed.push(row.id);

@@ -4,12 +4,16 @@ import { getAppContext, type AppContext } from '../app-context';
 import { DomainError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { authenticate, requireScope } from '../http/auth';
 import { errorToResponse, problemResponse } from '../http/problem';
+import { observeHttpResponse } from '../metrics/http';
 import { parsePackageId } from '../registry/packages';
 import { parseUploadMetadata } from './metadata';
 import { CHECKSUM_ALGORITHMS, uploadRequestStorage, type ChecksumAlgorithm, type ExpectedChecksum, type UploadRequestContext } from './request-context';
 import { getUploadService, UPLOAD_ID_PATTERN, UPLOADS_PATH, type UploadService } from './tus-server';
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** The route template of app/api/v1/uploads/[[...id]]/route.ts, the label of every tus request in the HTTP metrics. */
+export const UPLOADS_ROUTE_TEMPLATE = '/api/v1/uploads/[[...id]]';
 
 const STATUS_TITLES: Record<number, string> = {
   400: 'Invalid request',
@@ -29,9 +33,11 @@ const STATUS_TITLES: Record<number, string> = {
 /**
  * Handles one tus request under /api/v1/uploads: validates the upload id, authenticates (every method but
  * OPTIONS needs the `write` scope), parses Upload-Metadata and Upload-Checksum, passes the request to
- * @tus/server and turns every error response, its own and the library's, into problem+json.
+ * @tus/server and turns every error response, its own and the library's, into problem+json. Counts the
+ * request in the HTTP metrics.
  */
 export async function handleUploadRequest(request: Request): Promise<Response> {
+  const startedAt = performance.now();
   const supplied = request.headers.get('x-request-id');
   const requestId = supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
   let log: Logger | undefined;
@@ -48,7 +54,7 @@ export async function handleUploadRequest(request: Request): Promise<Response> {
     response.headers.set('Tus-Resumable', '1.0.0');
   }
   response.headers.set('X-Request-Id', requestId);
-  return response;
+  return observeHttpResponse(UPLOADS_ROUTE_TEMPLATE, request.method, startedAt, response);
 }
 
 async function dispatch(app: AppContext, request: Request, log: Logger, requestId: string): Promise<Response> {

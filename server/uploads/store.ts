@@ -11,6 +11,8 @@ import type { Database } from '@/db/client';
 import { uploads } from '@/db/schema';
 import { ConflictError } from '../errors';
 import { DIGEST_SLICE_BYTES, DualDigest, type DigestResult } from '../digest';
+import { getMetrics, type TusWriteFailure } from '../metrics/registry';
+import { trackUploadInProgress } from '../metrics/uploads';
 import { appendEvent } from '../registry/events';
 import { recordFile } from '../registry/files';
 import type { Backend } from '../storage/backend';
@@ -87,6 +89,7 @@ export class RegistryFileStore extends FileStore {
     if (row.completedAt) throw UPLOAD_COMPLETED;
     const ended = await endUpload(this.#db, id, 'upload.terminated', currentUploadRequest().principal.name);
     if (!ended) throw ERRORS.FILE_NO_LONGER_EXISTS;
+    getMetrics().tusUploadsAbandoned.inc({ reason: 'terminated' });
     forgetDigestState(id);
     await removeStagingFiles(this.directory, id);
   }
@@ -102,6 +105,19 @@ export class RegistryFileStore extends FileStore {
     if (!row) throw ERRORS.FILE_NOT_FOUND;
     if (row.completedAt) return offset;
 
+    const finishTracking = trackUploadInProgress('tus');
+    try {
+      return await this.#writeAndComplete(readable, row, offset);
+    } finally {
+      finishTracking();
+    }
+  }
+
+  async #writeAndComplete(readable: Readable, row: UploadRow, offset: number): Promise<number> {
+    const id = row.id;
+    const metrics = getMetrics();
+    const received = metrics.uploadBytesReceived.labels({ protocol: 'tus' });
+    const fail = (reason: TusWriteFailure) => metrics.tusWriteFailures.inc({ reason });
     const context = currentUploadRequest();
     const digest = await this.#digestAt(id, offset);
     // The state is in flux until the write has succeeded; a failed write leaves none, so the next PATCH rebuilds it.
@@ -109,6 +125,7 @@ export class RegistryFileStore extends FileStore {
     const checksum = context.checksum ? createHash(context.checksum.algorithm) : undefined;
     const tap = new Transform({
       transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+        received.inc(chunk.byteLength);
         checksum?.update(chunk);
         if (chunk.byteLength <= DIGEST_SLICE_BYTES) {
           digest.update(chunk);
@@ -124,6 +141,7 @@ export class RegistryFileStore extends FileStore {
     try {
       await pipeline(readable, tap, createWriteStream(this.stagingPath(id), { flags: 'r+', start: offset }));
     } catch (error) {
+      fail('write_error');
       // @tus/server's size limiter destroys the body with its own error object (413); the pipeline may
       // report a premature close instead, which would become a 500.
       const sourceError: unknown = readable.errored;
@@ -133,6 +151,7 @@ export class RegistryFileStore extends FileStore {
     const newOffset = digest.bytes;
 
     if (checksum && !checksum.digest().equals(context.checksum!.digest)) {
+      fail('checksum_mismatch');
       await fs.truncate(this.stagingPath(id), offset);
       context.log.warn({ upload_id: id, offset, algorithm: context.checksum!.algorithm }, 'upload chunk failed its Upload-Checksum and was discarded');
       throw CHECKSUM_MISMATCH;
@@ -140,7 +159,14 @@ export class RegistryFileStore extends FileStore {
     digestStates.set(id, digest);
 
     const upload = await super.getUpload(id);
-    if (upload.size !== undefined && newOffset === upload.size) await this.#complete(row, digest.finish());
+    if (upload.size !== undefined && newOffset === upload.size) {
+      try {
+        await this.#complete(row, digest.finish());
+      } catch (error) {
+        fail('completion_error');
+        throw error;
+      }
+    }
     return newOffset;
   }
 
@@ -190,6 +216,7 @@ export class RegistryFileStore extends FileStore {
       },
     });
 
+    getMetrics().tusUploadsCompleted.inc();
     digestStates.delete(row.id);
     await this.configstore.delete(row.id);
     context.log.info({ upload_id: row.id, file_id: file.id, size_bytes: content.sizeBytes }, 'upload completed and recorded as a file');

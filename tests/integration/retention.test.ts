@@ -10,7 +10,7 @@ import { decodeCbor } from '@/server/encoding/cbor';
 import { canonicalJson } from '@/server/encoding/jcs';
 import { ApiClient, problemOf } from '../support/client';
 import { ON_POSTGRES } from '../support/database';
-import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
+import { createTestEnvironment, startServer, useRetentionClasses, type TestEnvironment, type TestServer } from '../support/server';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const SHORT_SECONDS = 2;
@@ -22,18 +22,11 @@ let writerApi: ApiClient;
 
 beforeAll(async () => {
   environment = await createTestEnvironment({ SWEEP_INTERVAL_SECONDS: '0', ORPHAN_SAFETY_WINDOW_SECONDS: '60' });
-  const classesFile = path.join(environment.dir, 'retention-classes.json');
-  fs.writeFileSync(
-    classesFile,
-    JSON.stringify({
-      retention_classes: [
-        { class_id: 'short', default_duration_seconds: SHORT_SECONDS, deletion_strategy: 'delete' },
-        { class_id: 'standard', default_duration_seconds: 365 * 24 * 3600, deletion_strategy: 'delete' },
-        { class_id: 'permanent', default_duration_seconds: null, deletion_strategy: 'delete' },
-      ],
-    }),
-  );
-  environment.env.RETENTION_CLASSES_FILE = classesFile;
+  useRetentionClasses(environment, [
+    { class_id: 'short', default_duration_seconds: SHORT_SECONDS, deletion_strategy: 'delete' },
+    { class_id: 'standard', default_duration_seconds: 365 * 24 * 3600, deletion_strategy: 'delete' },
+    { class_id: 'permanent', default_duration_seconds: null, deletion_strategy: 'delete' },
+  ]);
   const writerToken = await environment.createToken('writer-only', ['read', 'write']);
   server = await startServer(environment);
   api = new ApiClient(server.url, environment.adminToken);

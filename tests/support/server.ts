@@ -68,6 +68,20 @@ export async function createTestEnvironment(extraEnv: Record<string, string> = {
   };
 }
 
+/** A retention class as RETENTION_CLASSES_FILE lists it. */
+export interface RetentionClassConfig {
+  class_id: string;
+  default_duration_seconds: number | null;
+  deletion_strategy: string;
+}
+
+/** Writes a RETENTION_CLASSES_FILE into the environment's directory and points the environment's servers at it. */
+export function useRetentionClasses(environment: TestEnvironment, classes: RetentionClassConfig[]): void {
+  const classesFile = path.join(environment.dir, 'retention-classes.json');
+  fs.writeFileSync(classesFile, JSON.stringify({ retention_classes: classes }));
+  environment.env.RETENTION_CLASSES_FILE = classesFile;
+}
+
 export interface TestServer {
   url: string;
   port: number;

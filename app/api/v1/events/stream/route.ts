@@ -51,7 +51,7 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
   const encoder = new TextEncoder();
 
   // The waiter starts recording commits before the first query, so none falls between query and wait.
-  const waiter = app.eventHub.createWaiter();
+  const waiter = app.eventHub.createWaiter('sse');
   const closed = new AbortController();
   const stop = () => closed.abort();
   signal.addEventListener('abort', stop, { once: true });

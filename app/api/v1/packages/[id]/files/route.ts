@@ -20,6 +20,7 @@ export const POST = apiRoute<{ id: string }>({ scope: 'write' }, async ({ reques
       body: part.stream,
       actor: principal.name,
       maxBytes: app.settings.MAX_FILE_SIZE_BYTES,
+      protocol: 'multipart',
     }),
   );
   return jsonResponse(record, 201, { Location: `/api/v1/files/${record.id}` });

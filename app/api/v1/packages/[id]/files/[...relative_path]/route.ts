@@ -24,6 +24,7 @@ export const PUT = apiRoute<{ id: string; relative_path: string[] }>({ scope: 'w
     actor: principal.name,
     maxBytes: app.settings.MAX_FILE_SIZE_BYTES,
     declaredLength,
+    protocol: 'raw_put',
   });
   return jsonResponse(record, 201, { Location: `/api/v1/files/${record.id}` });
 });

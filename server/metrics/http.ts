@@ -1,0 +1,135 @@
+import { getMetrics } from './registry';
+
+/** The label used when a route template cannot be rebuilt from the path and parameters. */
+export const UNMATCHED_ROUTE = '(unmatched)';
+
+const MAX_TEMPLATE_LENGTH = 512;
+
+/**
+ * Rebuilds the route template, such as `/api/v1/packages/[id]/files/[...relative_path]`, from a request
+ * path and the route parameters that Next.js matched, so that metric labels carry no ids or file paths.
+ *
+ * Next.js passes the parameters in the order of their segments, and a catch-all is always the last
+ * segment, so its values are the last path segments. Each other parameter replaces the first segment,
+ * after the previous parameter's, whose decoded value equals it.
+ * NOTE: a parameter whose value equals a static segment before it (`/files/files/download` with id
+ * `files`) lands on that static segment. The label is then wrong but still bounded, because every
+ * segment left unreplaced is a static segment of the route or equals one. When a parameter is not in
+ * the path at all, the result is UNMATCHED_ROUTE.
+ */
+export function routeTemplate(pathname: string, params: unknown): string {
+  const segments = pathname.split('/').filter((segment) => segment !== '');
+  const decoded = segments.map(decodeSegment);
+  const template = [...segments];
+  let end = segments.length;
+  let cursor = 0;
+
+  const entries: [string, unknown][] = params !== null && typeof params === 'object' ? Object.entries(params) : [];
+  const catchAll = entries.find(([, value]) => Array.isArray(value));
+  if (catchAll) {
+    const values = catchAll[1] as string[];
+    end = segments.length - values.length;
+    if (end < 0) return UNMATCHED_ROUTE;
+  }
+
+  for (const [name, value] of entries) {
+    if (typeof value !== 'string') continue;
+    const index = decoded.indexOf(value, cursor);
+    if (index < 0 || index >= end) return UNMATCHED_ROUTE;
+    template[index] = `[${name}]`;
+    cursor = index + 1;
+  }
+
+  const kept = template.slice(0, end);
+  if (catchAll) kept.push(`[...${catchAll[0]}]`);
+  const result = `/${kept.join('/')}`;
+  return result.length > MAX_TEMPLATE_LENGTH ? UNMATCHED_ROUTE : result;
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/**
+ * Counts one API request and its duration once its response has ended: at once for a response without
+ * a body, otherwise when the body has been read to its end, errored or been cancelled because the client
+ * went away. Returns the response to send, whose body (if any) is a pass-through of the original.
+ * `startedAt` is a `performance.now()` reading taken when the request arrived.
+ */
+export function observeHttpResponse(route: string, method: string, startedAt: number, response: Response): Response {
+  const labels = { route, method, status: String(response.status) };
+  let recorded = false;
+  const record = () => {
+    if (recorded) return;
+    recorded = true;
+    const { httpRequests, httpRequestDuration } = getMetrics();
+    httpRequests.inc(labels);
+    httpRequestDuration.observe(labels, (performance.now() - startedAt) / 1000);
+  };
+
+  if (response.body === null) {
+    record();
+    return response;
+  }
+  const body = passThrough(response.body, { onChunk: () => undefined, onEnd: record });
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
+
+export interface PassThroughHooks {
+  /** Called with each chunk as the consumer reads it. */
+  onChunk: (chunk: Uint8Array) => void;
+  /** Called once when the source ends, errors or the consumer cancels. */
+  onEnd: () => void;
+}
+
+/**
+ * Wraps a byte stream in one that reads a chunk from the source only when its consumer requests one
+ * (high-water mark 0), so what the hooks see is what the consumer took, not what was buffered ahead.
+ * Errors and cancellation pass through unchanged.
+ */
+export function passThrough(source: ReadableStream<Uint8Array>, hooks: PassThroughHooks): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    hooks.onEnd();
+  };
+
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await reader.read();
+        } catch (error) {
+          end();
+          controller.error(error);
+          return;
+        }
+        if (result.done) {
+          end();
+          controller.close();
+          return;
+        }
+        hooks.onChunk(result.value);
+        controller.enqueue(result.value);
+      },
+      async cancel(reason) {
+        end();
+        await reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** Wraps a download body so that each chunk the client reads is added to download_bytes_sent_total. */
+export function countDownloadBytes(source: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const counter = getMetrics().downloadBytesSent;
+  return passThrough(source, { onChunk: (chunk) => counter.inc(chunk.byteLength), onEnd: () => undefined });
+}
