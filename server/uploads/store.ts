@@ -156,6 +156,9 @@ export class RegistryFileStore extends FileStore {
       context.log.warn({ upload_id: id, offset, algorithm: context.checksum!.algorithm }, 'upload chunk failed its Upload-Checksum and was discarded');
       throw CHECKSUM_MISMATCH;
     }
+    // The offset this PATCH reports must survive a crash, so the chunk is flushed before the response.
+    // Flushing per chunk also keeps completion from waiting for the whole file's dirty pages.
+    await syncFile(this.stagingPath(id));
     digestStates.set(id, digest);
 
     const upload = await super.getUpload(id);
@@ -243,5 +246,15 @@ export class RegistryFileStore extends FileStore {
 export async function removeStagingFiles(directory: string, id: string): Promise<void> {
   for (const file of [path.join(directory, id), path.join(directory, `${id}.json`)]) {
     await fs.rm(file, { force: true });
+  }
+}
+
+/** Flushes a file's data to disk (fdatasync). */
+async function syncFile(filePath: string): Promise<void> {
+  const handle = await fs.open(filePath, 'r+');
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
   }
 }
