@@ -64,9 +64,18 @@ export async function appendEvent(tx: Executor, event: NewEvent): Promise<number
   };
   const chainDigestHex = computeChainDigestHex(previousChainDigestHex, chainLinkOf(row));
 
-  await tx.insert(events).values({ ...row, chainDigestHex });
-  await tx.execute(sql`UPDATE event_log_head SET chain_digest_hex = ${chainDigestHex} WHERE id = 1`);
-  await tx.execute(sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${String(sequence)})`);
+  // One round trip while the head row is locked: the insert, the head's chain digest and the NOTIFY.
+  // Data-modifying CTEs always run to completion, and the SELECT reads nothing else.
+  await tx.execute(sql`
+    WITH inserted AS (
+      INSERT INTO events (sequence, created_at, event_type, subject_kind, subject_id, actor, payload, payload_digest_hex, chain_digest_hex)
+      VALUES (${sequence}, ${row.createdAt.toISOString()}::timestamptz, ${row.eventType}, ${row.subjectKind}, ${row.subjectId}, ${row.actor},
+              decode(${payload.toString('hex')}, 'hex'), ${row.payloadDigestHex}, ${chainDigestHex})
+      RETURNING sequence
+    ), head AS (
+      UPDATE event_log_head SET chain_digest_hex = ${chainDigestHex} WHERE id = 1 RETURNING id
+    )
+    SELECT pg_notify(${EVENTS_CHANNEL}, ${String(sequence)}) FROM inserted, head`);
   return sequence;
 }
 

@@ -147,6 +147,7 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
         })
         .returning();
       await input.onRecorded?.(tx, fileId);
+      const locations = await tx.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
 
       // The package row is only share-locked here, so last_event_sequence is not updated: writing it would
       // need the row exclusively while other uploads hold it shared and wait for the event head (a
@@ -167,7 +168,6 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
           ...input.eventDetails,
         },
       });
-      const locations = await tx.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
       return toFileRecord(row, locations);
     });
   } catch (error) {
