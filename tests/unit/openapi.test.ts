@@ -80,7 +80,7 @@ async function rejection(method: string, url: string, response: Response): Promi
 describe('OpenAPI document', () => {
   it('validates as OpenAPI 3.1', async () => {
     const result = await validate(structuredClone(document) as never);
-    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid ? [] : result.errors).toEqual([]);
     expect(result.valid).toBe(true);
     expect(document.openapi).toBe('3.1.0');
   });
@@ -112,7 +112,7 @@ describe('OpenAPI document', () => {
   });
 
   it('lists the problem statuses of a scoped JSON operation', () => {
-    const statuses = Object.keys(document.paths['/packages'].post.responses);
+    const statuses = Object.keys(document.paths['/packages'].post.responses as object);
     expect(statuses).toEqual(['201', '400', '401', '403', '413', '415', '500', '503']);
   });
 });

@@ -48,7 +48,11 @@ export const UPLOAD_OPERATIONS: OperationSpec[] = [
     requestHeaders: ['Tus-Resumable', 'Upload-Length', 'Upload-Defer-Length', 'Upload-Metadata', 'Upload-Checksum'],
     requestBody: { required: false, description: 'creation-with-upload: the first bytes of the upload.', content: { [TUS_BODY]: RAW } },
     responses: {
-      201: { description: 'The upload exists at Location.', headers: ['Location', 'Tus-Resumable', 'Upload-Offset?', 'Upload-Expires?'] },
+      201: {
+        description: 'The upload exists at Location. The body is empty; @tus/server 2.4.5 labels it text/plain.',
+        content: { 'text/plain': RAW },
+        headers: ['Location', 'Tus-Resumable', 'Upload-Offset?', 'Upload-Expires?'],
+      },
       400: problem('Missing or invalid Upload-Metadata, Upload-Length or Upload-Checksum; `errors` names the header.', ['Tus-Resumable?']),
       404: problem('The package named by `package_id` does not exist.', ['Tus-Resumable?']),
       409: problem('The package is not open, or the path is taken.', ['Tus-Resumable?']),
@@ -70,7 +74,8 @@ export const UPLOAD_OPERATIONS: OperationSpec[] = [
     requestHeaders: ['Tus-Resumable'],
     responses: {
       200: {
-        description: 'The upload state, without a body.',
+        description: 'The upload state, in headers; @tus/server 2.4.5 labels the absent body text/plain.',
+        content: { 'text/plain': RAW },
         headers: ['Tus-Resumable', 'Upload-Offset', 'Upload-Length?', 'Upload-Defer-Length?', 'Upload-Metadata?', 'Upload-Expires?'],
       },
       ...UPLOAD_ERRORS,
