@@ -4,6 +4,7 @@ import type { Executor } from '@/db/client';
 import { files, packages } from '@/db/schema';
 import { compareCborKeys, encodeArrayHeader, encodeCanonicalCbor, encodeMapHeader } from '../encoding/cbor';
 import { canonicalJson } from '../encoding/jcs';
+import { PackageRecord } from './packages';
 
 export const MANIFEST_VERSION = 1;
 const PAGE_SIZE = 1000;
@@ -26,17 +27,16 @@ export type ManifestFile = z.infer<typeof ManifestFile>;
  */
 export const Manifest = z.object({
   manifest_version: z.literal(MANIFEST_VERSION),
-  package: z.object({
-    id: z.uuid(),
-    name: z.string(),
-    producer: z.string(),
-    subject: z.string(),
-    retention_class: z.string(),
-    metadata_schema: z.string().nullable(),
-    metadata: z.unknown(),
-    created_at: z.iso.datetime(),
-    finalized_at: z.iso.datetime(),
-  }),
+  package: PackageRecord.pick({
+    id: true,
+    name: true,
+    producer: true,
+    subject: true,
+    retention_class: true,
+    metadata_schema: true,
+    metadata: true,
+    created_at: true,
+  }).extend({ finalized_at: z.iso.datetime() }),
   file_count: z.number().int().min(0),
   total_size_bytes: z.number().int().min(0),
   files: z.array(ManifestFile),
@@ -57,7 +57,7 @@ export function manifestHeader(row: PackageRow, finalizedAt: Date, fileCount: nu
       subject: row.subject,
       retention_class: row.retentionClass,
       metadata_schema: row.metadataSchema,
-      metadata: row.metadata,
+      metadata: row.metadata as Record<string, unknown>,
       created_at: row.createdAt.toISOString(),
       finalized_at: finalizedAt.toISOString(),
     },

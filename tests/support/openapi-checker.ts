@@ -12,7 +12,7 @@ const PROBLEM_REF = '#/components/schemas/Problem';
 
 type JsonObject = Record<string, any>;
 
-/** What the checker sees of a response: tus-js-client's responses have no readable body here. */
+/** The parts of a response that the checker reads; tus-js-client's responses have no readable body here. */
 export interface ObservedResponse {
   status: number;
   header(name: string): string | null;
@@ -48,7 +48,7 @@ export class OpenApiResponseChecker {
   constructor(document: OpenApiDocument) {
     this.#document = document;
     this.#routes = Object.keys(document.paths).map((template) => compileTemplate(template, document.paths[template]));
-    // strict: false because the document around the schemas holds OpenAPI keywords that ajv does not know.
+    // strict: false because the document around the schemas contains OpenAPI keywords that ajv does not know.
     this.#ajv = new Ajv2020({ strict: false, allErrors: true });
     addFormats(this.#ajv);
     this.#ajv.addSchema(document as object, DOCUMENT_ID);
@@ -65,20 +65,20 @@ export class OpenApiResponseChecker {
 
   async check(method: string, url: string, response: ObservedResponse): Promise<void> {
     const pathname = new URL(url, 'http://localhost').pathname;
-    const what = `${method.toUpperCase()} ${pathname} → ${response.status}`;
-    if (!pathname.startsWith(`${API_PREFIX}/`)) throw new UndocumentedResponseError(`${what}: the path is outside ${API_PREFIX}.`);
+    const exchange = `${method.toUpperCase()} ${pathname} → ${response.status}`;
+    if (!pathname.startsWith(`${API_PREFIX}/`)) throw new UndocumentedResponseError(`${exchange}: the path is outside ${API_PREFIX}.`);
     const route = this.#matchRoute(pathname.slice(API_PREFIX.length));
 
     if (!route) {
-      // The document's description: any other path below /api/v1 is answered with a 404 problem.
-      if (response.status !== 404) throw new UndocumentedResponseError(`${what}: no path of the OpenAPI document matches.`);
-      await this.#checkBody(what, method, response, 'application/problem+json', PROBLEM_REF);
+      // As the document's description states, any other path below /api/v1 gets a 404 problem.
+      if (response.status !== 404) throw new UndocumentedResponseError(`${exchange}: no path of the OpenAPI document matches.`);
+      await this.#checkBody(exchange, method, response, 'application/problem+json', PROBLEM_REF);
       return;
     }
 
     const operation = this.#document.paths[route.template][method.toLowerCase()] as JsonObject | undefined;
-    if (!operation) throw new UndocumentedResponseError(`${what}: ${route.template} has no ${method.toUpperCase()} operation in the document.`);
-    const where = `${what} (${method.toUpperCase()} ${route.template})`;
+    if (!operation) throw new UndocumentedResponseError(`${exchange}: ${route.template} has no ${method.toUpperCase()} operation in the document.`);
+    const where = `${exchange} (${method.toUpperCase()} ${route.template})`;
     const documented = operation.responses[String(response.status)] as JsonObject | undefined;
     if (!documented) {
       throw new UndocumentedResponseError(`${where}: status ${response.status} is not documented; documented: ${Object.keys(operation.responses).join(', ')}.`);
@@ -159,7 +159,7 @@ function baseType(contentType: string): string {
   return contentType.split(';')[0].trim().toLowerCase();
 }
 
-/** The documented media type a Content-Type falls under: exact, then `type/*`, then `*\/*`. */
+/** Returns the documented media type that a Content-Type falls under: exact, then `type/*`, then `*\/*`. */
 function matchMediaType(contentType: string, documented: string[]): string | undefined {
   const type = baseType(contentType);
   return documented.find((key) => key === type) ?? documented.find((key) => key === `${type.split('/')[0]}/*`) ?? documented.find((key) => key === '*/*');
@@ -167,7 +167,7 @@ function matchMediaType(contentType: string, documented: string[]): string | und
 
 let shared: OpenApiResponseChecker | undefined;
 
-/** The checker for the document this source tree builds; a test compares it with the served one. */
+/** Returns the checker for the document this source tree builds; a test compares it with the served one. */
 export function responseChecker(): OpenApiResponseChecker {
   shared ??= new OpenApiResponseChecker(buildOpenApiDocument());
   return shared;

@@ -20,7 +20,7 @@ interface RouteExport {
   methods: string[];
 }
 
-/** Every `route.ts` below app/api/v1 with its exported methods; the top-level catch-all is left out. */
+/** Lists every `route.ts` below app/api/v1 with its exported methods, leaving out the top-level catch-all. */
 function routeExports(): RouteExport[] {
   const routes: RouteExport[] = [];
   const visit = (dir: string) => {
@@ -90,7 +90,7 @@ describe('OpenAPI document', () => {
     expect(routes.length).toBeGreaterThanOrEqual(30);
     for (const { templates, methods } of routes) {
       for (const method of methods) {
-        // The tus route serves each method on one of its two URLs and answers 405 on the other.
+        // The tus route serves each method on one of its two URLs and returns 405 on the other.
         const documented = templates.some((template) => document.paths[template]?.[method.toLowerCase()] !== undefined);
         expect(documented, `${method} ${templates.join(' or ')}`).toBe(true);
       }

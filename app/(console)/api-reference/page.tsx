@@ -1,5 +1,5 @@
 import { buildOpenApiDocument } from '@/server/http/openapi/document';
-import { SchemaSection, TypeSummary } from './schema-view';
+import { ColumnHeads, SchemaSection, TypeSummary } from './schema-view';
 
 export const metadata = { title: 'API reference · artifact-store' };
 
@@ -15,7 +15,7 @@ function operationAnchor(operation: JsonObject): string {
   return `operation-${operation.operationId}`;
 }
 
-/** The scopes an operation needs, read from its security requirements; null when it is open to anyone. */
+/** Returns the scopes an operation needs, read from its security requirements, or null when it is open to anyone. */
 function requiredScope(operation: JsonObject): string | null {
   const requirements = (operation.security ?? []) as Record<string, string[]>[];
   if (requirements.some((requirement) => Object.keys(requirement).length === 0)) return null;
@@ -59,15 +59,7 @@ function OperationSection({ method, path, operation }: Operation) {
 
       <h4>Parameters</h4>
       <table className="grid">
-        <thead>
-          <tr>
-            <th>name</th>
-            <th>in</th>
-            <th>type</th>
-            <th>required</th>
-            <th>description</th>
-          </tr>
-        </thead>
+        <ColumnHeads columns={['name', 'in', 'type', 'required', 'description']} />
         <tbody>
           {parameters.map((parameter) => (
             <tr key={`${parameter.in}:${parameter.name}`}>
@@ -96,14 +88,7 @@ function OperationSection({ method, path, operation }: Operation) {
 
       <h4>Responses</h4>
       <table className="grid">
-        <thead>
-          <tr>
-            <th>status</th>
-            <th>description</th>
-            <th>body</th>
-            <th>headers</th>
-          </tr>
-        </thead>
+        <ColumnHeads columns={['status', 'description', 'body', 'headers']} />
         <tbody>
           {Object.entries(operation.responses as Record<string, JsonObject>).map(([status, response]) => (
             <tr key={status}>
@@ -130,7 +115,7 @@ function OperationSection({ method, path, operation }: Operation) {
   );
 }
 
-/** The API reference, rendered on the server from the same document that /api/v1/openapi.json serves. */
+/** Renders the API reference on the server from the same document that /api/v1/openapi.json serves. */
 export default function ApiReferencePage() {
   const document = buildOpenApiDocument();
   const operations: Operation[] = Object.entries(document.paths).flatMap(([path, item]) =>

@@ -2,12 +2,25 @@ type JsonSchema = Record<string, any>;
 
 const REF_PREFIX = '#/components/schemas/';
 
-/** The HTML id of a component schema's section. */
+/** Returns the HTML id of a component schema's section. */
 export function schemaAnchor(name: string): string {
   return `schema-${name}`;
 }
 
-/** A one-line summary of a schema's type: a link for a `$ref`, `T[]` for arrays, `a | b` for unions. */
+/** Renders the header row of a reference table. */
+export function ColumnHeads({ columns }: { columns: string[] }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((column) => (
+          <th key={column}>{column}</th>
+        ))}
+      </tr>
+    </thead>
+  );
+}
+
+/** Renders a schema's type on one line: a link for a `$ref`, `T[]` for arrays, `a | b` for unions. */
 export function TypeSummary({ schema }: { schema: JsonSchema | undefined }) {
   if (!schema || Object.keys(schema).length === 0) return <code>any</code>;
   if (typeof schema.$ref === 'string' && schema.$ref.startsWith(REF_PREFIX)) {
@@ -33,7 +46,9 @@ export function TypeSummary({ schema }: { schema: JsonSchema | undefined }) {
       </>
     );
   }
-  const types: string[] = Array.isArray(schema.type) ? schema.type : schema.type ? [schema.type] : [];
+  let types: string[] = [];
+  if (Array.isArray(schema.type)) types = schema.type;
+  else if (typeof schema.type === 'string') types = [schema.type];
   if (types.includes('array')) {
     return (
       <>
@@ -55,15 +70,15 @@ export function TypeSummary({ schema }: { schema: JsonSchema | undefined }) {
 function rangeOf(schema: JsonSchema): string | undefined {
   const low = schema.minimum ?? schema.minLength;
   const high = schema.maximum ?? schema.maxLength;
-  // zod writes the safe-integer bounds on every integer; they say nothing a reader needs.
-  const shown = (value: unknown) => typeof value === 'number' && Math.abs(value) < Number.MAX_SAFE_INTEGER;
-  if (shown(low) && shown(high)) return `${low}–${high}`;
-  if (shown(low)) return `≥ ${low}`;
-  if (shown(high)) return `≤ ${high}`;
+  // zod writes the safe-integer bounds on every integer, which tell a reader nothing, so they are hidden.
+  const isShown = (value: unknown) => typeof value === 'number' && Math.abs(value) < Number.MAX_SAFE_INTEGER;
+  if (isShown(low) && isShown(high)) return `${low}–${high}`;
+  if (isShown(low)) return `≥ ${low}`;
+  if (isShown(high)) return `≤ ${high}`;
   return undefined;
 }
 
-/** A component schema: its properties as a table, or its type when it is not an object. */
+/** Renders a component schema: its properties as a table, or its type when it is not an object. */
 export function SchemaSection({ name, schema }: { name: string; schema: JsonSchema }) {
   const properties = Object.entries((schema.properties ?? {}) as Record<string, JsonSchema>);
   const required = new Set<string>(schema.required ?? []);
@@ -79,14 +94,7 @@ export function SchemaSection({ name, schema }: { name: string; schema: JsonSche
         </p>
       ) : (
         <table className="grid">
-          <thead>
-            <tr>
-              <th>field</th>
-              <th>type</th>
-              <th>required</th>
-              <th>description</th>
-            </tr>
-          </thead>
+          <ColumnHeads columns={['field', 'type', 'required', 'description']} />
           <tbody>
             {properties.map(([property, propertySchema]) => (
               <tr key={property}>

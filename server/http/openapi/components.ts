@@ -95,7 +95,7 @@ interface HeaderObject {
 const text = { type: 'string' };
 const integer = { type: 'integer', minimum: 0 };
 
-/** Request headers an operation can name; each becomes a parameter component of the same name. */
+/** Request headers an operation can name; the builder inlines each one as a header parameter. */
 export const REQUEST_HEADERS: Record<string, HeaderObject> = {
   'If-Match': { description: 'Serve only when the ETag matches (RFC 9110 §13.1.1); 412 otherwise.', schema: text },
   'If-Modified-Since': { description: 'Answer 304 when the representation has not changed since this HTTP date.', schema: text },
@@ -117,7 +117,7 @@ export const REQUEST_HEADERS: Record<string, HeaderObject> = {
   'X-Request-Id': { description: 'A request id (1 to 128 characters of `A-Za-z0-9._-`) to log and echo; another value is replaced by a new UUID.', schema: text },
 };
 
-/** Response headers an operation can name; each becomes a header component of the same name. */
+/** Response headers an operation can name; the builder inlines each one in the responses that list it. */
 export const RESPONSE_HEADERS: Record<string, HeaderObject> = {
   'Accept-Ranges': { description: 'Always `bytes`.', schema: { type: 'string', const: 'bytes' } },
   Allow: { description: 'The methods this URL accepts.', schema: text },

@@ -46,8 +46,14 @@ function convertStandalone(schema: z.ZodType, io: 'input' | 'output'): JsonObjec
   return rest;
 }
 
+/** Compares by UTF-16 code units, as Array.prototype.sort does by default, so the order never depends on the locale. */
+function compareKeys([a]: [string, unknown], [b]: [string, unknown]): number {
+  if (a < b) return -1;
+  return a > b ? 1 : 0;
+}
+
 function sortedObject<T>(entries: [string, T][]): Record<string, T> {
-  return Object.fromEntries([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return Object.fromEntries([...entries].sort(compareKeys));
 }
 
 class DocumentBuilder {
@@ -64,7 +70,7 @@ class DocumentBuilder {
     for (const [name, schema] of [...Object.entries(RESPONSE_SCHEMAS), ...Object.entries(REQUEST_SCHEMAS)]) this.#names.set(schema, name);
   }
 
-  /** A media type object: a `$ref` to the body's component, or no schema for raw bytes. */
+  /** Builds a media type object: a `$ref` to the body's component, or no schema for raw bytes. */
   mediaType(body: BodySpec, where: string): JsonObject {
     if ('raw' in body) return {};
     const name = this.#names.get(body as z.ZodType);
@@ -154,8 +160,8 @@ class DocumentBuilder {
 }
 
 /**
- * Security requirements: a scoped route accepts a bearer token or the session cookie with that scope (or
- * `admin`); a route open to anyone still reads credentials when they are sent, so `{}` comes first.
+ * Returns the security requirements. A scoped route accepts a bearer token or the session cookie with that
+ * scope (or `admin`). A route open to anyone still reads credentials when they are sent, so `{}` comes first.
  */
 function securityOf(spec: OperationSpec): JsonObject[] {
   if (spec.scope === null) return [{}, { bearerAuth: [] }, { sessionCookie: [] }];
@@ -163,9 +169,10 @@ function securityOf(spec: OperationSpec): JsonObject[] {
 }
 
 /**
- * Adds the responses that the shared wrappers produce for every route: 401 and 403 from authentication,
- * 400 from query validation, 400, 413 and 415 from JSON body parsing, 500 for an unexpected error and
- * 503 when the database or storage failed to start. An operation's own entry for a status wins.
+ * Adds the responses that the shared wrappers produce: 401 and 403 from authentication, 400 from query
+ * validation, and 400, 413 and 415 from JSON body parsing. Every route can also answer 500 for an
+ * unexpected error and 503 when the database or storage failed to start. An operation's own entry for a
+ * status wins.
  */
 function withCommonResponses(spec: OperationSpec): Record<number, ResponseSpec> {
   const common: Record<number, ResponseSpec> = {
@@ -230,7 +237,7 @@ export function buildOpenApiDocument(): OpenApiDocument {
 
 let cachedJson: string | undefined;
 
-/** The document as JSON text, built once per process. */
+/** Returns the document as JSON text, built once per process. */
 export function openApiDocumentJson(): string {
   cachedJson ??= JSON.stringify(buildOpenApiDocument());
   return cachedJson;

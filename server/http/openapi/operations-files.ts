@@ -16,7 +16,7 @@ export const MultipartFileUpload = z
   .strict();
 
 const FILE_ID: Record<string, PathParameterSpec> = {
-  id: { schema: z.uuid(), description: 'The file id. A value that is not a UUID cannot exist and is answered with 404.' },
+  id: { schema: z.uuid(), description: 'The file id. A value that is not a UUID cannot exist and gets 404.' },
 };
 
 const DOWNLOAD_CONDITIONALS = ['If-Match', 'If-None-Match', 'If-Modified-Since', 'If-Unmodified-Since'];

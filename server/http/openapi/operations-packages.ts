@@ -3,12 +3,12 @@ import { CreatePackage, ListPackagesQuery, PackagePage, PackageRecord } from '@/
 import { json, PACKAGE_ID, problem, RAW, type BodySpec, type OperationSpec, type ResponseSpec } from './spec';
 
 // NOTE: the handler sets Content-Length on every 200 and 206, but `next start` (Next.js 16.5) drops it on
-// streamed bodies and on HEAD, so clients cannot rely on it; it is listed as optional until that is fixed.
+// streamed bodies and on HEAD. Clients cannot rely on it, so it is listed as optional until that is fixed.
 const BYTE_HEADERS = ['Accept-Ranges', 'ETag', 'Content-Disposition', 'Content-Length?', 'X-Content-Type-Options', 'Last-Modified?'];
 const CONDITIONAL_HEADERS = ['If-Match', 'If-None-Match', 'If-Modified-Since', 'If-Unmodified-Since'];
 
 /**
- * The responses of a byte download (file content or manifest) for GET; HEAD has the same without
+ * Builds the responses of a byte download (file content or manifest) for GET; HEAD has the same without
  * partial content. `mediaType` is the body's type, `*\/*` for a file's own media type; `body` is the
  * schema of the whole representation, when it has one.
  */
@@ -30,12 +30,12 @@ export function byteResponses(method: 'get' | 'head', mediaType: string, body: B
   return responses;
 }
 
-function manifestOperations(path: string, mediaType: string, what: string): OperationSpec[] {
+function manifestOperations(path: string, mediaType: string, encodingName: string): OperationSpec[] {
   return (['get', 'head'] as const).map((method) => ({
     method,
     path,
     operationId: `${method === 'get' ? 'get' : 'head'}Manifest${mediaType === 'application/json' ? 'Json' : 'Cbor'}`,
-    summary: `${method === 'get' ? 'Download' : 'Check'} the manifest as ${what}`,
+    summary: `${method === 'get' ? 'Download' : 'Check'} the manifest as ${encodingName}`,
     description:
         "The finalized package's fields and its files sorted by the UTF-8 bytes of `relative_path`, with both digests. The same package always yields the same bytes; the manifest digest is BLAKE3 of the CBOR form.",
     tag: 'Manifests',

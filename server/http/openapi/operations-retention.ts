@@ -71,7 +71,7 @@ export const RETENTION_OPERATIONS: OperationSpec[] = [
     scope: 'retention',
     pathParameters: {
       ...PACKAGE_ID,
-      hold_id: { schema: z.uuid(), description: 'The hold id. A value that is not a UUID cannot exist and is answered with 404.' },
+      hold_id: { schema: z.uuid(), description: 'The hold id. A value that is not a UUID cannot exist and gets 404.' },
     },
     requestBody: { required: true, content: { 'application/json': HoldRequest } },
     responses: {

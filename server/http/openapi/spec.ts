@@ -37,7 +37,7 @@ export interface OperationSpec {
   summary: string;
   description?: string;
   tag: string;
-  /** The scope the route asks for; null for routes open to anyone. */
+  /** The scope the route requires; null for routes open to anyone. */
   scope: Scope | null;
   pathParameters?: Record<string, PathParameterSpec>;
   query?: z.ZodObject;
@@ -47,17 +47,17 @@ export interface OperationSpec {
   responses: Record<number, ResponseSpec>;
 }
 
-/** A problem+json response with the given description. */
+/** Builds a problem+json response with the given description. */
 export function problem(description: string, headers: string[] = []): ResponseSpec {
   return { description, content: { [PROBLEM_CONTENT_TYPE]: Problem }, headers };
 }
 
-/** A JSON response with the given schema. */
+/** Builds a JSON response with the given schema. */
 export function json(description: string, schema: z.ZodType, headers: string[] = []): ResponseSpec {
   return { description, content: { 'application/json': schema }, headers };
 }
 
 /** The `{id}` of every /packages/{id} path. */
 export const PACKAGE_ID: Record<string, PathParameterSpec> = {
-  id: { schema: z.uuid(), description: 'The package id. A value that is not a UUID cannot exist and is answered with 404.' },
+  id: { schema: z.uuid(), description: 'The package id. A value that is not a UUID cannot exist and gets 404.' },
 };
