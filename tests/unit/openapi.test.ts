@@ -138,6 +138,16 @@ describe('response checker', () => {
     expect(message).toContain('must NOT have additional properties');
   });
 
+  it('accepts a 404 problem on an unknown path', async () => {
+    const problem = { type: 'about:blank', title: 'Not found', status: 404, detail: 'API endpoint "/api/v1/nope" does not exist.' };
+    await checker.checkFetchResponse('GET', `${BASE}/nope`, jsonResponse(404, problem, {}, 'application/problem+json'));
+  });
+
+  it('rejects an unknown path with a bad problem', async () => {
+    const message = await rejection('GET', `${BASE}/nope`, jsonResponse(404, { detail: 'gone' }, {}, 'application/problem+json'));
+    expect(message).toContain("must have required property 'title'");
+  });
+
   it('rejects an undocumented route', async () => {
     const message = await rejection('GET', `${BASE}/no-such-endpoint`, jsonResponse(200, {}));
     expect(message).toContain('no path of the OpenAPI document matches');
