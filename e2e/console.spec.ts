@@ -171,3 +171,21 @@ test('event stream resumes after Last-Event-ID', async ({ request, tokens, admin
   expect(Number(next![1])).toBeGreaterThan(event.sequence);
   void request;
 });
+
+test('API reference lists operations and schemas', async ({ console: ui, page, tokens }) => {
+  await ui.signIn(tokens.read);
+  await page.getByRole('link', { name: 'API reference' }).click();
+  await expect(page).toHaveURL(/\/api-reference$/);
+  await ui.screenshot('api-reference');
+
+  const index = page.getByTestId('api-reference-index');
+  await expect(index.getByRole('link', { name: 'POST /packages', exact: true })).toBeVisible();
+  await expect(index.getByRole('link', { name: 'PATCH /uploads/{id}' })).toBeVisible();
+
+  const create = page.getByTestId('operation-createPackage');
+  await expect(create).toContainText('"write" scope');
+  await expect(create.getByRole('row', { name: /^201/ })).toContainText('Package');
+  await expect(create.getByRole('row', { name: /^415/ })).toContainText('application/problem+json');
+  await expect(page.getByTestId('schema-Problem')).toContainText('expected_offset');
+  await expect(page.getByRole('link', { name: '/api/v1/openapi.json' })).toHaveAttribute('href', '/api/v1/openapi.json');
+});

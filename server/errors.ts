@@ -2,6 +2,8 @@
  * Domain errors. Each carries the HTTP status it maps to and extra problem fields; server/http/problem.ts
  * turns any of them into an RFC 9457 problem+json response. Any other error becomes a bare 500.
  */
+import { z } from 'zod';
+
 export type ProblemFields = Record<string, unknown>;
 
 export class DomainError extends Error {
@@ -27,11 +29,9 @@ export class DomainError extends Error {
   }
 }
 
-export interface ValidationIssue {
-  field: string;
-  rule: string;
-  message: string;
-}
+/** One invalid input of a 400 response: the field (a dotted path, a header or `(body)`), the rule it broke and why. */
+export const ValidationIssue = z.object({ field: z.string(), rule: z.string(), message: z.string() });
+export type ValidationIssue = z.infer<typeof ValidationIssue>;
 
 export class ValidationError extends DomainError {
   constructor(detail: string, errors: ValidationIssue[], fields: ProblemFields = {}) {

@@ -35,6 +35,7 @@ function ConsoleHeader({ session }: { session: SessionInfo }) {
     ['/packages/new', 'New package'],
     ['/events', 'Events'],
     ['/health', 'Health'],
+    ['/api-reference', 'API reference'],
   ] as const;
 
   return (

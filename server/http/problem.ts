@@ -1,7 +1,40 @@
-import { DomainError } from '../errors';
 import type { Logger } from 'pino';
+import { z } from 'zod';
+import { DomainError, ValidationIssue } from '../errors';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+const Timestamp = z.iso.datetime();
+
+/**
+ * An RFC 9457 problem details body. `type` is always `about:blank`, so `title` is the status phrase and
+ * `detail` says what failed. The extension members listed here appear only where they help; others may
+ * be added, so clients must ignore members they do not know.
+ */
+export const Problem = z.looseObject({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int().min(400).max(599),
+  detail: z.string(),
+  errors: z.array(ValidationIssue).optional().meta({ description: 'Every invalid input of a 400 response.' }),
+  request_id: z.string().optional().meta({ description: 'The X-Request-Id of a request that failed on the server side.' }),
+  required_scope: z.string().optional().meta({ description: 'The scope a 403 response asks for.' }),
+  limit_bytes: z.number().int().optional().meta({ description: 'The size limit that a 413 response enforces.' }),
+  max_bytes: z.number().int().optional().meta({ description: 'The size limit that a 413 response enforces, for a body that passed it while streaming.' }),
+  expected_offset: z.number().int().optional().meta({ description: 'tus: the upload offset to resume from after a 409.' }),
+  package_id: z.string().optional(),
+  package_status: z.string().optional(),
+  path: z.string().optional().meta({ description: 'The relative path that a 400 or 409 response is about.' }),
+  conflicting_path: z.string().optional(),
+  hold_id: z.string().optional(),
+  released_at: Timestamp.optional(),
+  released_by: z.string().optional(),
+  slug: z.string().optional(),
+  current_expires_at: Timestamp.nullable().optional(),
+  requested_expires_at: Timestamp.optional(),
+  unfinished_uploads: z.array(z.object({ upload_id: z.string(), relative_path: z.string() })).optional(),
+});
+export type Problem = z.infer<typeof Problem>;
 
 /** Builds an RFC 9457 problem+json response. */
 export function problemResponse(

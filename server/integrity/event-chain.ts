@@ -23,6 +23,7 @@
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { encodeCanonicalCbor } from '../encoding/cbor';
 import { blake3Hex } from '../digest/blake3-hex';
+import { z } from 'zod';
 
 /** chain(0): the value the first event is chained to. */
 export const GENESIS_CHAIN_DIGEST_HEX = '0'.repeat(64);
@@ -66,13 +67,15 @@ export interface ChainedEvent extends ChainLink {
   chain_digest_hex: string | null;
 }
 
-export type ChainFailureReason =
-  | 'missing_event'
-  | 'unexpected_sequence'
-  | 'payload_digest_mismatch'
-  | 'chain_digest_missing'
-  | 'chain_digest_mismatch'
-  | 'head_mismatch';
+export const ChainFailureReason = z.enum([
+  'missing_event',
+  'unexpected_sequence',
+  'payload_digest_mismatch',
+  'chain_digest_missing',
+  'chain_digest_mismatch',
+  'head_mismatch',
+]);
+export type ChainFailureReason = z.infer<typeof ChainFailureReason>;
 
 export interface ChainFailure {
   sequence: number;

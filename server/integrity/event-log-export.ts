@@ -4,10 +4,15 @@ import { events } from '@/db/schema';
 import { encodeCanonicalCbor } from '../encoding/cbor';
 import { canonicalJson } from '../encoding/jcs';
 import { chainLinkOf } from './event-chain-store';
+import { z } from 'zod';
 
 const PAGE_SIZE = 500;
 
-export type EventExportFormat = 'cbor-seq' | 'jsonl';
+export const EventExportFormat = z.enum(['cbor-seq', 'jsonl']);
+export type EventExportFormat = z.infer<typeof EventExportFormat>;
+
+/** GET /events/export query. */
+export const EventExportQuery = z.object({ format: EventExportFormat.default('cbor-seq') }).strict();
 
 export const EVENT_EXPORT_MEDIA_TYPES: Record<EventExportFormat, string> = {
   'cbor-seq': 'application/cbor-seq',

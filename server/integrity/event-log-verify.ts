@@ -1,8 +1,9 @@
 import { and, asc, eq, gte, lte } from 'drizzle-orm';
 import type { Executor } from '@/db/client';
 import { eventLogHead, events } from '@/db/schema';
-import { EventChainVerifier, GENESIS_CHAIN_DIGEST_HEX, type ChainFailureReason } from './event-chain';
+import { ChainFailureReason, EventChainVerifier, GENESIS_CHAIN_DIGEST_HEX } from './event-chain';
 import { chainLinkOf } from './event-chain-store';
+import { z } from 'zod';
 
 const PAGE_SIZE = 1000;
 
@@ -15,16 +16,24 @@ export interface EventLogVerifyOptions {
   to?: number;
 }
 
-export interface EventLogVerifyReport {
-  ok: boolean;
-  /** Number of events that passed every check. */
-  checked: number;
-  first_bad_sequence: number | null;
-  reason: ChainFailureReason | null;
-  detail: string | null;
-  from: number;
-  to: number;
-}
+/** GET /events/verify query: the sequence range to check. */
+export const EventLogVerifyQuery = z
+  .object({
+    from: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+    to: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  })
+  .strict();
+
+export const EventLogVerifyReport = z.object({
+  ok: z.boolean(),
+  checked: z.number().int().min(0).meta({ description: 'Number of events that passed every check.' }),
+  first_bad_sequence: z.number().int().nullable(),
+  reason: ChainFailureReason.nullable(),
+  detail: z.string().nullable(),
+  from: z.number().int(),
+  to: z.number().int(),
+});
+export type EventLogVerifyReport = z.infer<typeof EventLogVerifyReport>;
 
 /**
  * Recomputes the event log's payload digests and hash chain from `from` to `to`, reading a page of

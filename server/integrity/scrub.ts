@@ -15,6 +15,7 @@ import type { Backend } from '../storage/backend';
 import { recordLocationFailure, recordLocationVerified, type LocationFailure, type LocationRef } from './location-status';
 import { ReadRateLimiter } from './rate-limiter';
 import { copyObject, CopyMismatchError, type ExpectedContent } from './replicas';
+import { z } from 'zod';
 
 const PAGE_SIZE = 200;
 
@@ -33,27 +34,33 @@ export interface ScrubOptions {
   signal?: AbortSignal;
 }
 
-export interface LocationFinding {
-  content_address: string;
-  backend_id: string;
-  object_key: string;
-  detail: string;
-}
+export const LocationFinding = z.object({
+  content_address: z.string(),
+  backend_id: z.string(),
+  object_key: z.string(),
+  detail: z.string(),
+});
+export type LocationFinding = z.infer<typeof LocationFinding>;
 
-export interface ScrubReport {
-  started_at: string;
-  finished_at: string;
-  package_id: string | null;
-  checked: number;
-  bytes_read: number;
-  ok: number;
-  corrupt: LocationFinding[];
-  missing: LocationFinding[];
-  repaired: LocationFinding[];
-  repair_failed: LocationFinding[];
-  /** Copies on a backend this process has not configured, or whose storage failed while reading. */
-  skipped: LocationFinding[];
-}
+export const ScrubReport = z.object({
+  started_at: z.iso.datetime(),
+  finished_at: z.iso.datetime(),
+  package_id: z.string().nullable(),
+  checked: z.number().int().min(0),
+  bytes_read: z.number().int().min(0),
+  ok: z.number().int().min(0),
+  corrupt: z.array(LocationFinding),
+  missing: z.array(LocationFinding),
+  repaired: z.array(LocationFinding),
+  repair_failed: z.array(LocationFinding),
+  skipped: z
+    .array(LocationFinding)
+    .meta({ description: 'Copies on a backend this process has not configured, or whose storage failed while reading.' }),
+});
+export type ScrubReport = z.infer<typeof ScrubReport>;
+
+/** POST /scrub body; an absent body scrubs every stored blob. */
+export const ScrubRequest = z.object({ package_id: z.string().min(1).max(64).optional() }).strict();
 
 type LocationRow = typeof storageLocations.$inferSelect;
 type CheckResult = { status: 'ok' } | { status: LocationFailure; detail: string };

@@ -1,5 +1,30 @@
+import { z } from 'zod';
 import type { AppContext } from '../app-context';
 import { listEvents, type EventRecord, type ListEventsOptions } from './events';
+
+const EventFilters = {
+  subject_kind: z.string().min(1).max(64).optional(),
+  subject_id: z.string().min(1).max(256).optional(),
+  event_type: z.string().min(1).max(128).optional().meta({ description: 'An event type prefix, such as `retention.`.' }),
+};
+
+/** GET /events query. */
+export const EventsQuery = z
+  .object({
+    since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+    limit: z.coerce.number().int().min(1).max(500).default(100),
+    wait_seconds: z.coerce.number().int().min(0).max(30).default(0),
+    ...EventFilters,
+  })
+  .strict();
+
+/** GET /events/stream query; Last-Event-ID, when sent, takes precedence over `since`. */
+export const EventStreamQuery = z
+  .object({
+    since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    ...EventFilters,
+  })
+  .strict();
 
 /**
  * Returns the events after `since`, waiting up to `waitSeconds` for the first one to commit when there

@@ -5,6 +5,7 @@ import { decodeCbor, encodeCanonicalCbor } from '../encoding/cbor';
 import { blake3Hex } from '../digest/blake3-hex';
 import { computeChainDigestHex } from '../integrity/event-chain';
 import { backfillEventChain, chainLinkOf } from '../integrity/event-chain-store';
+import { z } from 'zod';
 
 export const EVENTS_CHANNEL = 'artifact_store_events';
 
@@ -18,18 +19,34 @@ export interface NewEvent {
   payload: Record<string, unknown>;
 }
 
-export interface EventRecord {
-  sequence: number;
-  created_at: string;
-  event_type: string;
-  subject_kind: string;
-  subject_id: string;
-  actor: string;
-  payload_digest_hex: string;
-  /** Hash chain digest up to and including this event (see server/integrity/event-chain.ts); null before the backfill. */
-  chain_digest_hex: string | null;
-  payload: unknown;
-}
+/** An event as the API returns it, with its payload decoded. */
+export const EventRecord = z.object({
+  sequence: z.number().int().min(1),
+  created_at: z.iso.datetime(),
+  event_type: z.string(),
+  subject_kind: z.string(),
+  subject_id: z.string(),
+  actor: z.string(),
+  payload_digest_hex: z.string().regex(/^[0-9a-f]{64}$/),
+  chain_digest_hex: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable()
+    .meta({ description: 'Hash chain digest up to and including this event; null until the chain backfill has reached it.' }),
+  payload: z.unknown(),
+});
+export type EventRecord = z.infer<typeof EventRecord>;
+
+/** GET /events and GET /packages/{id}/retention/history: events, oldest first. */
+export const EventPage = z.object({
+  events: z.array(EventRecord),
+  next_cursor: z.string().regex(/^\d+$/).meta({ description: 'The sequence to pass as `since` on the next request.' }),
+});
+export type EventPage = z.infer<typeof EventPage>;
+
+/** GET /packages/{id}/retention/history: a package's retention events, oldest first. */
+export const EventList = z.object({ events: z.array(EventRecord) });
+export type EventList = z.infer<typeof EventList>;
 
 /**
  * Appends an event inside the caller's transaction and returns its sequence number.

@@ -32,20 +32,33 @@ export function normalizeMediaType(input: string | null | undefined, field = 'me
   return value;
 }
 
+/** One stored copy of a file's content. */
+export const FileStorageLocation = z.object({
+  backend_id: z.string(),
+  object_key: z.string(),
+  retrieval_tier: z.string(),
+  status: z.enum(['ok', 'corrupt', 'missing']),
+});
+
 /** A file as the API returns it. */
-export interface FileRecord {
-  id: string;
-  package_id: string;
-  relative_path: string;
-  media_type: string;
-  size_bytes: number;
-  digest_algorithm: string;
-  digest_primary_hex: string;
-  digest_sha256_hex: string;
-  content_address: string;
-  created_at: string;
-  storage: { backend_id: string; object_key: string; retrieval_tier: string; status: string }[];
-}
+export const FileRecord = z.object({
+  id: z.uuid(),
+  package_id: z.uuid(),
+  relative_path: z.string(),
+  media_type: z.string(),
+  size_bytes: z.number().int().min(0),
+  digest_algorithm: z.string(),
+  digest_primary_hex: z.string().regex(/^[0-9a-f]{64}$/),
+  digest_sha256_hex: z.string().regex(/^[0-9a-f]{64}$/),
+  content_address: z.string().regex(/^blake3:[0-9a-f]{64}$/),
+  created_at: z.iso.datetime(),
+  storage: z.array(FileStorageLocation),
+});
+export type FileRecord = z.infer<typeof FileRecord>;
+
+/** One page of a package's files, in UTF-8 byte order of their paths. */
+export const FilePage = z.object({ files: z.array(FileRecord), next_cursor: z.string().nullable() });
+export type FilePage = z.infer<typeof FilePage>;
 
 type FileRow = typeof files.$inferSelect;
 type LocationRow = typeof storageLocations.$inferSelect;
@@ -320,7 +333,7 @@ export const ListFilesQuery = z
   .strict();
 
 /** Lists a package's files in UTF-8 byte order of their paths, with keyset pagination on the path. */
-export async function listFiles(db: Executor, packageId: string, query: z.infer<typeof ListFilesQuery>) {
+export async function listFiles(db: Executor, packageId: string, query: z.infer<typeof ListFilesQuery>): Promise<FilePage> {
   const pkg = await getPackageRow(db, packageId);
   let after: string | undefined;
   if (query.cursor !== undefined) {

@@ -2,23 +2,32 @@ import { count, ne } from 'drizzle-orm';
 import type { DatabaseConnection } from '@/db/client';
 import { storageLocations } from '@/db/schema';
 import type { Backend } from '../storage/backend';
+import { z } from 'zod';
 
-export interface BackendReport {
-  id: string;
-  kind: string;
-  retrieval_tier: string;
-  status: 'ok' | 'unavailable';
-  free_bytes: number | null;
-  total_bytes: number | null;
-  detail?: string;
-}
+/** A storage backend with its health; `detail` says why it is unavailable. */
+export const BackendReport = z.object({
+  id: z.string(),
+  kind: z.string(),
+  retrieval_tier: z.string(),
+  status: z.enum(['ok', 'unavailable']),
+  free_bytes: z.number().int().nullable(),
+  total_bytes: z.number().int().nullable(),
+  detail: z.string().optional(),
+});
+export type BackendReport = z.infer<typeof BackendReport>;
 
-export interface HealthReport {
-  status: 'ok' | 'degraded';
-  database: { status: 'ok' | 'unavailable'; kind: string };
-  backends: BackendReport[];
-  failed_storage_locations: number;
-}
+/** GET /backends: every storage backend, in one page. */
+export const BackendList = z.object({ backends: z.array(BackendReport), next_cursor: z.null() });
+export type BackendList = z.infer<typeof BackendList>;
+
+/** GET /health: the database, each backend and the count of storage locations marked corrupt or missing. */
+export const HealthReport = z.object({
+  status: z.enum(['ok', 'degraded']),
+  database: z.object({ status: z.enum(['ok', 'unavailable']), kind: z.string() }),
+  backends: z.array(BackendReport),
+  failed_storage_locations: z.number().int().min(0),
+});
+export type HealthReport = z.infer<typeof HealthReport>;
 
 const CHECK_TIMEOUT_MS = 3000;
 

@@ -1,8 +1,10 @@
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import { z } from 'zod';
 import type { Executor } from '@/db/client';
 import { files, packages } from '@/db/schema';
 import { compareCborKeys, encodeArrayHeader, encodeCanonicalCbor, encodeMapHeader } from '../encoding/cbor';
 import { canonicalJson } from '../encoding/jcs';
+import { PackageRecord } from './packages';
 
 export const MANIFEST_VERSION = 1;
 const PAGE_SIZE = 1000;
@@ -10,19 +12,42 @@ const PAGE_SIZE = 1000;
 type PackageRow = typeof packages.$inferSelect;
 
 /** One file as the manifest lists it. */
-export interface ManifestFile {
-  relative_path: string;
-  media_type: string;
-  size_bytes: number;
-  blake3_hex: string;
-  sha256_hex: string;
-}
+export const ManifestFile = z.object({
+  relative_path: z.string(),
+  media_type: z.string(),
+  size_bytes: z.number().int().min(0),
+  blake3_hex: z.string().regex(/^[0-9a-f]{64}$/),
+  sha256_hex: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type ManifestFile = z.infer<typeof ManifestFile>;
+
+/**
+ * A finalized package's manifest, served as deterministic CBOR and as RFC 8785 JSON with the same fields.
+ * `files` is sorted by the UTF-8 bytes of `relative_path`.
+ */
+export const Manifest = z.object({
+  manifest_version: z.literal(MANIFEST_VERSION),
+  package: PackageRecord.pick({
+    id: true,
+    name: true,
+    producer: true,
+    subject: true,
+    retention_class: true,
+    metadata_schema: true,
+    metadata: true,
+    created_at: true,
+  }).extend({ finalized_at: z.iso.datetime() }),
+  file_count: z.number().int().min(0),
+  total_size_bytes: z.number().int().min(0),
+  files: z.array(ManifestFile),
+});
+export type Manifest = z.infer<typeof Manifest>;
 
 /**
  * The manifest's fields other than `files`. They are fixed at finalization: `expires_at` and holds are
  * left out because retention may change them later, and the manifest bytes must never change.
  */
-export function manifestHeader(row: PackageRow, finalizedAt: Date, fileCount: number, totalSizeBytes: number) {
+export function manifestHeader(row: PackageRow, finalizedAt: Date, fileCount: number, totalSizeBytes: number): Omit<Manifest, 'files'> {
   return {
     manifest_version: MANIFEST_VERSION,
     package: {
@@ -32,7 +57,7 @@ export function manifestHeader(row: PackageRow, finalizedAt: Date, fileCount: nu
       subject: row.subject,
       retention_class: row.retentionClass,
       metadata_schema: row.metadataSchema,
-      metadata: row.metadata,
+      metadata: row.metadata as Record<string, unknown>,
       created_at: row.createdAt.toISOString(),
       finalized_at: finalizedAt.toISOString(),
     },

@@ -19,12 +19,22 @@ export const RegisterMetadataSchema = z
   .strict();
 export type RegisterMetadataSchema = z.infer<typeof RegisterMetadataSchema>;
 
-export interface MetadataSchemaRecord {
-  slug: string;
-  schema: unknown;
-  created_by: string;
-  created_at: string;
-}
+/** A registered metadata schema as the API returns it. */
+export const MetadataSchemaRecord = z.object({
+  slug: z.string(),
+  schema: z.unknown().meta({ description: 'The JSON Schema (draft 2020-12) as registered.' }),
+  created_by: z.string(),
+  created_at: z.iso.datetime(),
+});
+export type MetadataSchemaRecord = z.infer<typeof MetadataSchemaRecord>;
+
+/** One page of GET /metadata-schemas, ordered by slug. */
+export const MetadataSchemaPage = z.object({ metadata_schemas: z.array(MetadataSchemaRecord), next_cursor: z.string().nullable() });
+export type MetadataSchemaPage = z.infer<typeof MetadataSchemaPage>;
+
+export const ListMetadataSchemasQuery = z
+  .object({ limit: z.coerce.number().int().min(1).max(500).default(100), cursor: z.string().max(256).optional() })
+  .strict();
 
 const validators = new Map<string, MetadataValidator>();
 

@@ -28,26 +28,32 @@ export const CreatePackage = z
   .strict();
 export type CreatePackage = z.infer<typeof CreatePackage>;
 
-export type PackageStatus = 'open' | 'finalized' | 'deleted';
+export const PackageStatus = z.enum(['open', 'finalized', 'deleted']);
+export type PackageStatus = z.infer<typeof PackageStatus>;
 
 /** A package as the API returns it. */
-export interface PackageRecord {
-  id: string;
-  name: string;
-  producer: string;
-  subject: string;
-  retention_class: string;
-  metadata_schema: string | null;
-  metadata: Record<string, unknown>;
-  status: PackageStatus;
-  manifest_digest: string | null;
-  created_by: string;
-  created_at: string;
-  finalized_at: string | null;
-  expires_at: string | null;
-  deleted_at: string | null;
-  last_event_sequence: number | null;
-}
+export const PackageRecord = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  producer: z.string(),
+  subject: z.string(),
+  retention_class: z.string(),
+  metadata_schema: z.string().nullable(),
+  metadata: z.record(z.string(), z.unknown()),
+  status: PackageStatus,
+  manifest_digest: z.string().regex(/^blake3:[0-9a-f]{64}$/).nullable(),
+  created_by: z.string(),
+  created_at: z.iso.datetime(),
+  finalized_at: z.iso.datetime().nullable(),
+  expires_at: z.iso.datetime().nullable(),
+  deleted_at: z.iso.datetime().nullable(),
+  last_event_sequence: z.number().int().nullable(),
+});
+export type PackageRecord = z.infer<typeof PackageRecord>;
+
+/** One page of GET /packages, newest first. */
+export const PackagePage = z.object({ packages: z.array(PackageRecord), next_cursor: z.string().nullable() });
+export type PackagePage = z.infer<typeof PackagePage>;
 
 type PackageRow = typeof packages.$inferSelect;
 
@@ -183,7 +189,7 @@ export const ListPackagesQuery = z
     producer: z.string().min(1).max(256).optional(),
     subject: z.string().min(1).max(512).optional(),
     retention_class: z.string().min(1).max(64).optional(),
-    status: z.enum(['open', 'finalized', 'deleted']).optional(),
+    status: PackageStatus.optional(),
     name: z.string().min(1).max(256).optional(),
     metadata_key: z.string().min(1).max(256).optional(),
     metadata_value: z.string().max(4096).optional(),
@@ -224,7 +230,7 @@ function decodeCursor(cursor: string): PackageCursor {
  * top-level key whose value equals `metadata_value` as a string, or as the JSON value it parses to
  * (so `42` matches both "42" and 42); without a value it matches packages that have the key.
  */
-export async function listPackages(db: Executor, query: ListPackagesQuery): Promise<{ packages: PackageRecord[]; next_cursor: string | null }> {
+export async function listPackages(db: Executor, query: ListPackagesQuery): Promise<PackagePage> {
   const conditions: SQL[] = [];
   if (query.producer !== undefined) conditions.push(eq(packages.producer, query.producer));
   if (query.subject !== undefined) conditions.push(eq(packages.subject, query.subject));

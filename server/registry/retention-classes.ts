@@ -13,6 +13,10 @@ export const RetentionClass = z
   .strict();
 export type RetentionClass = z.infer<typeof RetentionClass>;
 
+/** GET /retention-classes: every configured class, in one page. */
+export const RetentionClassList = z.object({ retention_classes: z.array(RetentionClass), next_cursor: z.null() });
+export type RetentionClassList = z.infer<typeof RetentionClassList>;
+
 const RetentionClassFile = z
   .object({ retention_classes: z.array(RetentionClass).min(1) })
   .strict()

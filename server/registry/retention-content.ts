@@ -5,20 +5,22 @@ import type { Backend } from '../storage/backend';
 import { appendEvent } from './events';
 import { lockBlob } from './files';
 import type { SweepContext } from './retention-sweep';
+import { z } from 'zod';
 
-export interface BlobRemoval {
-  content_address: string;
-  size_bytes: number;
-  /** The backend objects deleted, as `<backend_id>:<object_key>`. */
-  objects: string[];
-}
+export const BlobRemoval = z.object({
+  content_address: z.string(),
+  size_bytes: z.number().int().min(0),
+  objects: z.array(z.string()).meta({ description: 'The backend objects deleted, as `<backend_id>:<object_key>`.' }),
+});
+export type BlobRemoval = z.infer<typeof BlobRemoval>;
 
-export interface OrphanRemoval {
-  backend_id: string;
-  object_key: string;
-  size_bytes: number;
-  modified_at: string;
-}
+export const OrphanRemoval = z.object({
+  backend_id: z.string(),
+  object_key: z.string(),
+  size_bytes: z.number().int().min(0),
+  modified_at: z.iso.datetime(),
+});
+export type OrphanRemoval = z.infer<typeof OrphanRemoval>;
 
 /** How many listed objects are checked against storage_locations in one query. */
 const ORPHAN_BATCH_SIZE = 500;

@@ -1,7 +1,7 @@
 import { and, asc, eq, inArray, like, or } from 'drizzle-orm';
 import type { Executor } from '@/db/client';
 import { events } from '@/db/schema';
-import { toEventRecord, type EventRecord } from './events';
+import { toEventRecord, type EventList } from './events';
 import { getPackageRow } from './packages';
 
 /** Event types outside the `retention.` prefix that belong to a package's retention history. */
@@ -12,7 +12,7 @@ const LIFE_CYCLE_EVENT_TYPES = ['package.created', 'package.finalized', 'package
  * first expiry), every `retention.*` event and the deletion by retention. The list holds only stored
  * values, so repeated calls return equal data. 404 for an unknown package.
  */
-export async function listRetentionHistory(db: Executor, id: string): Promise<{ events: EventRecord[] }> {
+export async function listRetentionHistory(db: Executor, id: string): Promise<EventList> {
   const row = await getPackageRow(db, id);
   const rows = await db
     .select()

@@ -12,17 +12,22 @@ export const HoldRequest = z.object({ reason: RetentionReason }).strict();
 export type HoldRequest = z.infer<typeof HoldRequest>;
 
 /** A hold as the API returns it; the release fields are null while it is active. */
-export interface HoldRecord {
-  hold_id: string;
-  package_id: string;
-  reason: string;
-  actor: string;
-  applied_at: string;
-  active: boolean;
-  released_by: string | null;
-  released_at: string | null;
-  release_reason: string | null;
-}
+export const HoldRecord = z.object({
+  hold_id: z.uuid(),
+  package_id: z.uuid(),
+  reason: z.string(),
+  actor: z.string(),
+  applied_at: z.iso.datetime(),
+  active: z.boolean(),
+  released_by: z.string().nullable(),
+  released_at: z.iso.datetime().nullable(),
+  release_reason: z.string().nullable(),
+});
+export type HoldRecord = z.infer<typeof HoldRecord>;
+
+/** GET /packages/{id}/retention/holds: every hold, active and released, oldest first. */
+export const HoldList = z.object({ holds: z.array(HoldRecord) });
+export type HoldList = z.infer<typeof HoldList>;
 
 type HoldRow = typeof holds.$inferSelect;
 

@@ -1,33 +1,38 @@
 import { and, asc, eq, isNull } from 'drizzle-orm';
 import type { Executor } from '@/db/client';
 import { holds, packages } from '@/db/schema';
-import { getPackageRow } from './packages';
+import { getPackageRow, PackageStatus } from './packages';
+import { z } from 'zod';
 
 type PackageRow = typeof packages.$inferSelect;
 type HoldRow = typeof holds.$inferSelect;
 
 /** An active hold as the retention state lists it. */
-export interface ActiveHold {
-  hold_id: string;
-  reason: string;
-  actor: string;
-  applied_at: string;
-}
+export const ActiveHold = z.object({
+  hold_id: z.uuid(),
+  reason: z.string(),
+  actor: z.string(),
+  applied_at: z.iso.datetime(),
+});
+export type ActiveHold = z.infer<typeof ActiveHold>;
 
 /** A package's retention state as GET /packages/{id}/retention returns it. */
-export interface RetentionState {
-  package_id: string;
-  status: PackageRow['status'];
-  /** Null when the package is open (the expiry is set at finalize) or its class never expires. */
-  current_expires_at: string | null;
-  effective_class: string;
-  active_holds: ActiveHold[];
-  /** The most recently applied active hold, or null. */
-  active_hold_id: string | null;
-  eligible_for_deletion: boolean;
-  /** The causes that keep the package from deletion, one per entry; for an eligible package, the cause that allows it. */
-  reasons: string[];
-}
+export const RetentionState = z.object({
+  package_id: z.uuid(),
+  status: PackageStatus,
+  current_expires_at: z.iso
+    .datetime()
+    .nullable()
+    .meta({ description: 'Null when the package is open (the expiry is set at finalize) or its class never expires.' }),
+  effective_class: z.string(),
+  active_holds: z.array(ActiveHold),
+  active_hold_id: z.uuid().nullable().meta({ description: 'The most recently applied active hold, or null.' }),
+  eligible_for_deletion: z.boolean(),
+  reasons: z
+    .array(z.string())
+    .meta({ description: 'The causes that keep the package from deletion, one per entry; for an eligible package, the cause that allows it.' }),
+});
+export type RetentionState = z.infer<typeof RetentionState>;
 
 export interface Eligibility {
   eligible: boolean;

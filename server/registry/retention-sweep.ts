@@ -4,8 +4,9 @@ import { files, holds, packages, retentionClasses } from '@/db/schema';
 import type { AppContext } from '../app-context';
 import { getMetrics } from '../metrics/registry';
 import { appendEvent } from './events';
-import { removeOrphanObjects, removeUnreferencedBlobs, type BlobRemoval, type OrphanRemoval } from './retention-content';
+import { BlobRemoval, OrphanRemoval, removeOrphanObjects, removeUnreferencedBlobs } from './retention-content';
 import { evaluateEligibility, listActiveHolds } from './retention-state';
+import { z } from 'zod';
 
 /** The parts of the process context a sweep uses: database, storage backends, logger and settings. */
 export type SweepContext = Pick<AppContext, 'db' | 'backends' | 'log' | 'settings'>;
@@ -20,27 +21,33 @@ export interface SweepOptions {
 }
 
 /** A package that a sweep deleted, or would delete in a dry run. */
-export interface PackageDeletion {
-  package_id: string;
-  retention_class: string;
-  deletion_strategy: string;
-  manifest_digest: string | null;
-  file_count: number;
-  expires_at: string;
-  /** Null in a dry run. */
-  deleted_at: string | null;
-}
+export const PackageDeletion = z.object({
+  package_id: z.uuid(),
+  retention_class: z.string(),
+  deletion_strategy: z.string(),
+  manifest_digest: z.string().nullable(),
+  file_count: z.number().int().min(0),
+  expires_at: z.iso.datetime(),
+  deleted_at: z.iso.datetime().nullable().meta({ description: 'Null in a dry run.' }),
+});
+export type PackageDeletion = z.infer<typeof PackageDeletion>;
 
-export interface SweepReport {
-  dry_run: boolean;
-  now: string;
-  deleted: PackageDeletion[];
-  would_delete: PackageDeletion[];
-  /** Blobs whose content was removed because no live package and no manifest references them. */
-  blobs_removed: BlobRemoval[];
-  /** Stored objects that no database row referenced, removed once older than the orphan safety window. */
-  orphans_removed: OrphanRemoval[];
-}
+export const SweepReport = z.object({
+  dry_run: z.boolean(),
+  now: z.iso.datetime(),
+  deleted: z.array(PackageDeletion),
+  would_delete: z.array(PackageDeletion),
+  blobs_removed: z
+    .array(BlobRemoval)
+    .meta({ description: 'Blobs whose content was removed because no live package and no manifest references them.' }),
+  orphans_removed: z
+    .array(OrphanRemoval)
+    .meta({ description: 'Stored objects that no database row referenced, removed once older than the orphan safety window.' }),
+});
+export type SweepReport = z.infer<typeof SweepReport>;
+
+/** POST /retention/sweep body. */
+export const SweepRequest = z.object({ dry_run: z.boolean().default(false) }).strict();
 
 /**
  * Runs one retention sweep.

@@ -15,6 +15,35 @@ export const TokenName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, 'letters, digits, ".", "_", "@" or "-", at most 128 characters');
 
+/** POST /tokens body. */
+export const CreateTokenRequest = z.object({ name: TokenName, scopes: z.array(Scope).min(1) }).strict();
+
+/** POST /tokens response: the only time the secret `token` is returned. */
+export const CreatedToken = z.object({ id: z.uuid(), name: z.string(), scopes: z.array(Scope), token: z.string() });
+export type CreatedToken = z.infer<typeof CreatedToken>;
+
+/** A token as GET /tokens lists it, without its secret. */
+export const TokenSummary = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  scopes: z.array(Scope),
+  created_at: z.iso.datetime(),
+  revoked_at: z.iso.datetime().nullable(),
+});
+export const TokenList = z.object({ tokens: z.array(TokenSummary), next_cursor: z.null() });
+export type TokenList = z.infer<typeof TokenList>;
+
+/** POST /session body: the API token to exchange for a session cookie. */
+export const SignInRequest = z.object({ token: z.string().min(1).max(512) }).strict();
+
+/** GET /session: the signed-in principal. */
+export const SessionPrincipal = z.object({ name: z.string(), scopes: z.array(Scope), via: z.enum(['bearer', 'session', 'anonymous']) });
+export type SessionPrincipal = z.infer<typeof SessionPrincipal>;
+
+/** POST /session: the principal of the new session and when the session expires. */
+export const CreatedSession = z.object({ name: z.string(), scopes: z.array(Scope), expires_at: z.iso.datetime() });
+export type CreatedSession = z.infer<typeof CreatedSession>;
+
 /** The identity behind a request: the token's name is the actor of every event the request causes. */
 export interface Principal {
   tokenId: string | null;
@@ -33,7 +62,7 @@ export function sha256Hex(value: string): string {
 export async function createToken(
   db: Executor,
   input: { name: string; scopes: Scope[]; actor: string },
-): Promise<{ id: string; name: string; scopes: Scope[]; token: string }> {
+): Promise<CreatedToken> {
   const name = TokenName.parse(input.name);
   const scopes = [...new Set(input.scopes.map((scope) => Scope.parse(scope)))].sort();
   const token = TOKEN_PREFIX + crypto.randomBytes(32).toString('base64url');

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCbor } from '@/server/encoding/cbor';
 import { blake3Hex } from '@/server/digest/blake3-hex';
-import { ApiClient, problemOf } from '../support/client';
+import { ApiClient, checkedFetch, problemOf } from '../support/client';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
 let environment: TestEnvironment;
@@ -313,7 +313,7 @@ describe('events', () => {
 
 describe('health', () => {
   it('reports the database and backend without a token', async () => {
-    const response = await fetch(`${server.url}/api/v1/health`);
+    const response = await checkedFetch(`${server.url}/api/v1/health`);
     expect(response.status).toBe(200);
     const report = await response.json();
     expect(report.status).toBe('ok');

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient } from '../support/client';
+import { ApiClient, checkedFetch } from '../support/client';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
 let environment: TestEnvironment;
@@ -44,7 +44,7 @@ describe('a server killed mid-upload', () => {
         if (sent > totalBytes / 2 + 8 * chunk.length) await new Promise((resolve) => setTimeout(resolve, 50));
       },
     });
-    const upload = fetch(`${server.url}/api/v1/packages/${pkg.id}/files/big.bin`, {
+    const upload = checkedFetch(`${server.url}/api/v1/packages/${pkg.id}/files/big.bin`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${environment.adminToken}` },
       body,

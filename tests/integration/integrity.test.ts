@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blake3Hex } from '@/server/digest/blake3-hex';
 import { decodeCbor } from '@/server/encoding/cbor';
 import { verifyPackageDirectory } from '@/server/integrity/verify-package';
-import { ApiClient } from '../support/client';
+import { ApiClient, checkedFetch } from '../support/client';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -50,7 +50,7 @@ async function scrub(packageId?: string): Promise<Record<string, any>> {
 }
 
 async function health(): Promise<{ status: number; body: Record<string, any> }> {
-  const response = await fetch(`${server.url}/api/v1/health`);
+  const response = await checkedFetch(`${server.url}/api/v1/health`);
   return { status: response.status, body: await response.json() };
 }
 

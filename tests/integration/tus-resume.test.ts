@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient } from '../support/client';
+import { ApiClient, checkedFetch, checkTusResponse } from '../support/client';
 import { ON_POSTGRES } from '../support/database';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
@@ -62,6 +62,7 @@ describe('tus resume across a restart', () => {
         metadata,
         uploadSize: RESUME_TEST_BYTES,
         retryDelays: [],
+        onAfterResponse: checkTusResponse,
         onProgress(bytesSent) {
           if (bytesSent < RESUME_TEST_BYTES / 2) return;
           upload.abort().then(() => resolve(upload.url!), reject);
@@ -76,7 +77,7 @@ describe('tus resume across a restart', () => {
     await server.stop();
     server = await startServer(environment);
     const resumedUrl = `${server.url}/api/v1/uploads/${uploadId}`;
-    const head = await fetch(resumedUrl, { method: 'HEAD', headers: { ...headers, 'Tus-Resumable': '1.0.0' } });
+    const head = await checkedFetch(resumedUrl, { method: 'HEAD', headers: { ...headers, 'Tus-Resumable': '1.0.0' } });
     const offsetAfterRestart = Number(head.headers.get('upload-offset'));
     expect(offsetAfterRestart).toBeGreaterThan(0);
     expect(offsetAfterRestart).toBeLessThan(RESUME_TEST_BYTES);
@@ -88,6 +89,7 @@ describe('tus resume across a restart', () => {
         metadata,
         uploadSize: RESUME_TEST_BYTES,
         retryDelays: [],
+        onAfterResponse: checkTusResponse,
         onError: reject,
         onSuccess: () => resolve(),
       });

@@ -282,8 +282,9 @@ describe('tus uploads', () => {
     await nul.arrayBuffer();
     // NOTE: Next.js 16.5 answers a malformed percent escape in a dynamic segment with its own 500 before
     // any route or proxy runs (vercel/next.js issue 94278), so parseUploadId's 400 is never reached.
-    // What must hold is that the request fails and touches nothing.
-    const badEscape = await admin.request('HEAD', '/uploads/%', { headers });
+    // What must hold is that the request fails and touches nothing. Plain fetch, because that 500 comes
+    // from Next.js rather than the API, so the OpenAPI document does not describe it.
+    const badEscape = await fetch(admin.url('/uploads/%'), { method: 'HEAD', headers: { ...headers, authorization: `Bearer ${environment.adminToken}` } });
     expect([400, 500]).toContain(badEscape.status);
 
     expect(fs.readFileSync(outside, 'utf8')).toBe('do not touch\n');

@@ -1,6 +1,32 @@
+import type { HttpRequest, HttpResponse } from 'tus-js-client';
 import { decodeCbor } from '@/server/encoding/cbor';
+import { responseChecker } from './openapi-checker';
 
-/** A small fetch wrapper bound to one server and token; every method returns the raw Response. */
+/**
+ * fetch, then checks the response against the OpenAPI document: an undocumented route, status,
+ * Content-Type or header, or a JSON or CBOR body that fails its schema, rejects with an error.
+ */
+export async function checkedFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  const response = await fetch(url, init);
+  await responseChecker().checkFetchResponse(init.method ?? 'GET', url, response);
+  return response;
+}
+
+/**
+ * tus-js-client's onAfterResponse hook: checks the status and headers of every tus response against the
+ * OpenAPI document. Its bodies are not readable here, so a problem body is not checked.
+ */
+export async function checkTusResponse(request: HttpRequest, response: HttpResponse): Promise<void> {
+  await responseChecker().check(request.getMethod(), request.getURL(), {
+    status: response.getStatus(),
+    header: (name) => response.getHeader(name) ?? null,
+  });
+}
+
+/**
+ * A small fetch wrapper bound to one server and token; every method returns the raw Response after
+ * checking it against the OpenAPI document (see checkedFetch).
+ */
 export class ApiClient {
   constructor(
     readonly baseUrl: string,
@@ -23,7 +49,7 @@ export class ApiClient {
       headers.set('content-type', 'application/json');
       body = JSON.stringify(init.json);
     }
-    return fetch(this.url(path), { ...init, method, headers, body, duplex: 'half' } as RequestInit);
+    return checkedFetch(this.url(path), { ...init, method, headers, body, duplex: 'half' } as RequestInit);
   }
 
   get(path: string, init: RequestInit = {}) {

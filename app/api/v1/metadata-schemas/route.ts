@@ -1,13 +1,14 @@
-import { z } from 'zod';
 import { parseJsonBody, parseQuery } from '@/server/http/body';
 import { apiRoute, jsonResponse } from '@/server/http/route';
-import { listMetadataSchemas, registerMetadataSchema, RegisterMetadataSchema } from '@/server/registry/metadata-schemas';
+import {
+  ListMetadataSchemasQuery,
+  listMetadataSchemas,
+  registerMetadataSchema,
+  RegisterMetadataSchema,
+  type MetadataSchemaPage,
+} from '@/server/registry/metadata-schemas';
 
 export const dynamic = 'force-dynamic';
-
-const ListQuery = z
-  .object({ limit: z.coerce.number().int().min(1).max(500).default(100), cursor: z.string().max(256).optional() })
-  .strict();
 
 export const POST = apiRoute({ scope: 'admin' }, async ({ request, app, principal }) => {
   const input = await parseJsonBody(request, RegisterMetadataSchema);
@@ -16,7 +17,8 @@ export const POST = apiRoute({ scope: 'admin' }, async ({ request, app, principa
 });
 
 export const GET = apiRoute({ scope: 'read' }, async ({ request, app }) => {
-  const query = parseQuery(request, ListQuery);
+  const query = parseQuery(request, ListMetadataSchemasQuery);
   const page = await listMetadataSchemas(app.db, { after: query.cursor, limit: query.limit });
-  return jsonResponse({ metadata_schemas: page.items, next_cursor: page.nextAfter });
+  const body: MetadataSchemaPage = { metadata_schemas: page.items, next_cursor: page.nextAfter };
+  return jsonResponse(body);
 });

@@ -1,12 +1,9 @@
-import { z } from 'zod';
 import { parseJsonBody } from '@/server/http/body';
 import { apiRoute, jsonResponse } from '@/server/http/route';
-import { scrubStorage } from '@/server/integrity/scrub';
+import { ScrubRequest, scrubStorage } from '@/server/integrity/scrub';
 import { scrubRateBytesPerSecond } from '@/server/integrity/scrub-schedule';
 
 export const dynamic = 'force-dynamic';
-
-const ScrubRequest = z.object({ package_id: z.string().min(1).max(64).optional() }).strict();
 
 /**
  * Runs a fixity scrub now, over one package's blobs or every stored blob, and returns its report once it

@@ -1,13 +1,17 @@
-import { z } from 'zod';
 import { UnauthorizedError } from '@/server/errors';
 import { readCookie, SESSION_COOKIE } from '@/server/http/auth';
 import { parseJsonBody } from '@/server/http/body';
 import { apiRoute, jsonResponse } from '@/server/http/route';
-import { createSession, deleteSession, findPrincipalByToken } from '@/server/registry/tokens';
+import {
+  createSession,
+  deleteSession,
+  findPrincipalByToken,
+  SignInRequest,
+  type CreatedSession,
+  type SessionPrincipal,
+} from '@/server/registry/tokens';
 
 export const dynamic = 'force-dynamic';
-
-const SignInBody = z.object({ token: z.string().min(1).max(512) }).strict();
 
 function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): string {
   return `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
@@ -16,17 +20,19 @@ function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): s
 /** The signed-in principal: the console shows its name and scopes. */
 export const GET = apiRoute({ scope: null }, async ({ principal }) => {
   if (principal.via === 'anonymous' && principal.scopes.size === 0) throw new UnauthorizedError('Not signed in.', false);
-  return jsonResponse({ name: principal.name, scopes: [...principal.scopes].sort(), via: principal.via });
+  const body: SessionPrincipal = { name: principal.name, scopes: [...principal.scopes].sort(), via: principal.via };
+  return jsonResponse(body);
 });
 
 /** Exchanges an API token for an httpOnly, SameSite=Strict session cookie. */
 export const POST = apiRoute({ scope: null }, async ({ request, app }) => {
-  const { token } = await parseJsonBody(request, SignInBody);
+  const { token } = await parseJsonBody(request, SignInRequest);
   const principal = await findPrincipalByToken(app.db, token);
   if (!principal?.tokenId) throw new UnauthorizedError('The token is unknown or has been revoked.', true);
   const session = await createSession(app.db, principal.tokenId, app.settings.SESSION_TTL_SECONDS);
   const secure = new URL(request.url).protocol === 'https:';
-  return jsonResponse({ name: principal.name, scopes: [...principal.scopes].sort(), expires_at: session.expiresAt.toISOString() }, 201, {
+  const body: CreatedSession = { name: principal.name, scopes: [...principal.scopes].sort(), expires_at: session.expiresAt.toISOString() };
+  return jsonResponse(body, 201, {
     'Set-Cookie': sessionCookie(session.sessionId, app.settings.SESSION_TTL_SECONDS, secure),
   });
 });

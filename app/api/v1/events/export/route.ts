@@ -1,16 +1,13 @@
 import { Readable } from 'node:stream';
-import { z } from 'zod';
 import { parseQuery } from '@/server/http/body';
 import { apiRoute } from '@/server/http/route';
-import { EVENT_EXPORT_MEDIA_TYPES, exportEventLog } from '@/server/integrity/event-log-export';
+import { EVENT_EXPORT_MEDIA_TYPES, EventExportQuery, exportEventLog } from '@/server/integrity/event-log-export';
 
 export const dynamic = 'force-dynamic';
 
-const ExportQuery = z.object({ format: z.enum(['cbor-seq', 'jsonl']).default('cbor-seq') }).strict();
-
 /** Streams the whole event log as a CBOR sequence (RFC 8742) or JSON Lines for offline verification. */
 export const GET = apiRoute({ scope: 'read' }, async ({ request, app }) => {
-  const { format } = parseQuery(request, ExportQuery);
+  const { format } = parseQuery(request, EventExportQuery);
   const body = Readable.toWeb(Readable.from(exportEventLog(app.db, format))) as ReadableStream<Uint8Array>;
   return new Response(body, {
     status: 200,

@@ -1,19 +1,10 @@
-import { z } from 'zod';
 import { parseQuery } from '@/server/http/body';
 import { apiRoute } from '@/server/http/route';
+import { EventStreamQuery } from '@/server/registry/event-feed';
 import { listEvents, type EventRecord } from '@/server/registry/events';
 import { ValidationError } from '@/server/errors';
 
 export const dynamic = 'force-dynamic';
-
-const StreamQuery = z
-  .object({
-    since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-    subject_kind: z.string().min(1).max(64).optional(),
-    subject_id: z.string().min(1).max(256).optional(),
-    event_type: z.string().min(1).max(128).optional(),
-  })
-  .strict();
 
 const HEARTBEAT_MS = 15_000;
 const BATCH_SIZE = 200;
@@ -45,7 +36,7 @@ function formatEvent(event: EventRecord): string {
  * prefix, `subject_kind` and `subject_id` are exact.
  */
 export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => {
-  const query = parseQuery(request, StreamQuery);
+  const query = parseQuery(request, EventStreamQuery);
   const startAfter = lastEventId(request) ?? query.since ?? 0;
   const signal = request.signal;
   const encoder = new TextEncoder();

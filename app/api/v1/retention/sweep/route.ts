@@ -1,11 +1,8 @@
-import { z } from 'zod';
 import { parseJsonBody } from '@/server/http/body';
 import { apiRoute, jsonResponse } from '@/server/http/route';
-import { sweepRetention } from '@/server/registry/retention-sweep';
+import { SweepRequest, sweepRetention } from '@/server/registry/retention-sweep';
 
 export const dynamic = 'force-dynamic';
-
-const SweepRequest = z.object({ dry_run: z.boolean().default(false) }).strict();
 
 /** Runs a retention sweep now (admin only) and returns its report. */
 export const POST = apiRoute({ scope: 'admin' }, async ({ request, app, principal, log }) => {
