@@ -34,6 +34,17 @@ export const ADMIN_OPERATIONS: OperationSpec[] = [
   },
   {
     method: 'get',
+    path: '/metrics',
+    operationId: 'getMetrics',
+    summary: 'Read Prometheus metrics',
+    description:
+      'The Prometheus text exposition format (version 0.0.4). Needs the `metrics` or `admin` scope unless the server runs with METRICS_ANON=true; ANON_READ does not open it.',
+    tag: 'Service',
+    scope: 'metrics',
+    responses: { 200: { description: 'Every metric of this process.', content: { 'text/plain': RAW } } },
+  },
+  {
+    method: 'get',
     path: '/backends',
     operationId: 'listBackends',
     summary: 'List storage backends',
