@@ -3,7 +3,7 @@
 import { useMemo } from 'react';
 import { canonicalizationIssues } from '@/server/encoding/jcs';
 import type { ValidationIssue } from '@/server/errors';
-import { compileSchema, validateWithSchema } from '@/server/registry/metadata-validation';
+import { compileSchema, SCHEMA_RECURSION_RULE, validateWithSchema } from '@/server/registry/metadata-validation';
 import type { MetadataSchemaRecord } from './api';
 import { describeJsonError, parseJsonText } from './json-text';
 
@@ -30,7 +30,7 @@ export function useMetadataCheck(text: string, schema: MetadataSchemaRecord | un
   const compiled = useMemo(() => (schema ? compileSchema(schema.schema) : undefined), [schema]);
 
   return useMemo(() => {
-    const schemaError = compiled && !compiled.ok ? compiled.message : '';
+    const schemaError = compiled && !compiled.ok && compiled.rule !== SCHEMA_RECURSION_RULE ? compiled.message : '';
     if (text.trim() === '') return { value: {}, syntaxError: '', issues: check(compiled, {}), schemaError };
 
     const parsed = parseJsonText(text);
@@ -44,6 +44,11 @@ export function useMetadataCheck(text: string, schema: MetadataSchemaRecord | un
   }, [text, compiled]);
 }
 
+/** Validates against the compiled schema. A schema whose validation never ends is an issue, as the server rejects it too. */
 function check(compiled: ReturnType<typeof compileSchema> | undefined, value: Record<string, unknown>): ValidationIssue[] {
-  return compiled?.ok ? validateWithSchema(compiled.validate, value) : [];
+  if (compiled === undefined) return [];
+  if (!compiled.ok) {
+    return compiled.rule === SCHEMA_RECURSION_RULE ? [{ field: 'metadata_schema', rule: compiled.rule, message: compiled.message }] : [];
+  }
+  return validateWithSchema(compiled.validate, value);
 }

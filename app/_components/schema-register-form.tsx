@@ -2,7 +2,7 @@
 
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useDeferredValue, useMemo, useState, type FormEvent } from 'react';
-import { compileSchema, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE } from '@/server/registry/metadata-validation';
+import { compileSchema, SCHEMA_RECURSION_RULE, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE } from '@/server/registry/metadata-validation';
 import { apiJson, errorMessage, type MetadataSchemaRecord } from './api';
 import { GatedSubmit } from './gated-submit';
 import { describeJsonError, parseJsonText } from './json-text';
@@ -17,7 +17,10 @@ function checkSchemaText(text: string): SchemaTextCheck {
   const parsed = parseJsonText(text);
   if (!parsed.ok) return { kind: 'syntax', message: `Invalid JSON at ${describeJsonError(parsed)}.` };
   const compiled = compileSchema(parsed.value);
-  if (!compiled.ok) return { kind: 'compile', message: `The schema does not compile: ${compiled.message}` };
+  if (!compiled.ok) {
+    const lead = compiled.rule === SCHEMA_RECURSION_RULE ? 'The schema cannot be registered' : 'The schema does not compile';
+    return { kind: 'compile', message: `${lead}: ${compiled.message}` };
+  }
   return { kind: 'valid', schema: parsed.value };
 }
 

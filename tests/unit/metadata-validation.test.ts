@@ -89,3 +89,67 @@ describe('pointerToPath', () => {
     expect(pointerToPath('metadata', '', {})).toBe('metadata');
   });
 });
+
+describe('schema recursion', () => {
+  /** Builds {"c": {"c": … {} …}} nested `depth` levels deep without recursion. */
+  function nested(depth: number): unknown {
+    let value: unknown = {};
+    for (let level = 0; level < depth; level++) value = { c: value };
+    return value;
+  }
+
+  function rejection(schema: unknown): { rule: string; message: string } {
+    const result = compileSchema(schema);
+    if (result.ok) throw new Error(`expected ${JSON.stringify(schema)} to be rejected`);
+    return { rule: result.rule, message: result.message };
+  }
+
+  it('rejects a $ref to the root', () => {
+    const { rule, message } = rejection({ $ref: '#' });
+    expect(rule).toBe('schema_recursion');
+    expect(message).toContain('schema recursion too deep: # → #');
+  });
+
+  it('rejects a $dynamicRef to its own anchor', () => {
+    const { rule, message } = rejection({ $dynamicAnchor: 'x', $dynamicRef: '#x' });
+    expect(rule).toBe('schema_recursion');
+    expect(message).toContain('schema recursion too deep');
+  });
+
+  it('rejects cycles through $defs and same-value keywords', () => {
+    const cycles = [
+      { $defs: { a: { $ref: '#/$defs/a' } }, $ref: '#/$defs/a' },
+      { $defs: { a: { allOf: [{ $ref: '#/$defs/b' }] }, b: { anyOf: [{ type: 'string' }, { $ref: '#/$defs/a' }] } }, $ref: '#/$defs/a' },
+      { type: 'object', if: { required: ['deep'] }, then: { $ref: '#' } },
+      { $defs: { 'a/b': { not: { $ref: '#/$defs/a~1b' } } }, properties: { x: { $ref: '#/$defs/a~1b' } } },
+      { $defs: { a: { $anchor: 'loop', oneOf: [{ $ref: '#loop' }] } } },
+      { dependentSchemas: { p: { $ref: '#' } } },
+    ];
+    for (const schema of cycles) {
+      expect(rejection(schema).rule, JSON.stringify(schema)).toBe('schema_recursion');
+    }
+  });
+
+  it('accepts recursion into properties and items', () => {
+    const trees = [
+      { type: 'object', properties: { c: { $ref: '#' } } },
+      { type: 'array', items: { $ref: '#' } },
+      { $defs: { node: { type: 'object', additionalProperties: { $ref: '#/$defs/node' } } }, $ref: '#/$defs/node' },
+      { $dynamicAnchor: 'node', type: 'object', properties: { children: { type: 'array', items: { $dynamicRef: '#node' } } } },
+    ];
+    for (const schema of trees) {
+      expect(compileSchema(schema).ok, JSON.stringify(schema)).toBe(true);
+    }
+  });
+
+  it('reports stack overflow during validation as an issue', () => {
+    const validate = compiled({ type: 'object', properties: { c: { $ref: '#' } } });
+    expect(validateWithSchema(validate, nested(50))).toEqual([]);
+
+    const issues = validateWithSchema(validate, nested(200_000));
+    expect(issues).toHaveLength(1);
+    expect(issues[0].field).toBe('metadata');
+    expect(issues[0].rule).toBe('schema_recursion');
+    expect(issues[0].message).toContain('schema recursion too deep');
+  });
+});
