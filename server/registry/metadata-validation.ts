@@ -41,7 +41,9 @@ re2RegExp.code = 'RE2JS';
 
 function newAjv(): Ajv2020 {
   // Formats are not validated (no ajv-formats); `format` keywords are annotations only, as in draft 2020-12.
-  return new Ajv2020({ allErrors: true, strict: false, validateFormats: false, code: { regExp: re2RegExp } });
+  // ownProperties makes `required`, `properties` and `dependentRequired` ignore inherited names such as
+  // `constructor` and `toString`, which ajv otherwise counts as present in every object.
+  return new Ajv2020({ allErrors: true, strict: false, validateFormats: false, ownProperties: true, code: { regExp: re2RegExp } });
 }
 
 /**

@@ -153,3 +153,27 @@ describe('schema recursion', () => {
     expect(issues[0].message).toContain('schema recursion too deep');
   });
 });
+
+describe('inherited property names', () => {
+  it('requires constructor and toString as own properties', () => {
+    const validate = compiled({ type: 'object', required: ['constructor', 'toString'] });
+    const issues = validateWithSchema(validate, {});
+    expect(issues.map(({ field, rule }) => `${field} ${rule}`)).toEqual(['metadata.constructor required', 'metadata.toString required']);
+    expect(validateWithSchema(validate, JSON.parse('{"constructor": 1, "toString": 2}'))).toEqual([]);
+  });
+
+  it('ignores inherited names in properties', () => {
+    const validate = compiled({ type: 'object', properties: { constructor: { type: 'string' } } });
+    expect(validateWithSchema(validate, {})).toEqual([]);
+    expect(validateWithSchema(validate, { a: 1 })).toEqual([]);
+    const issues = validateWithSchema(validate, JSON.parse('{"constructor": 1}'));
+    expect(issues.map(({ field, rule }) => `${field} ${rule}`)).toEqual(['metadata.constructor type']);
+  });
+
+  it('ignores inherited names in dependentRequired', () => {
+    const validate = compiled({ type: 'object', dependentRequired: { toString: ['x'] } });
+    expect(validateWithSchema(validate, {})).toEqual([]);
+    const issues = validateWithSchema(validate, JSON.parse('{"toString": "own"}'));
+    expect(issues.map(({ field, rule }) => `${field} ${rule}`)).toEqual(['metadata.x dependentRequired']);
+  });
+});
