@@ -193,3 +193,24 @@ test('create form shows server rejection', async ({ console: ui, page, tokens, a
   const response = await adminApi.get(`/api/v1/packages?producer=${producer}`);
   expect(((await response.json()) as { packages: unknown[] }).packages).toEqual([]);
 });
+
+test('schema lists show every page', async ({ console: ui, page, tokens, adminApi }) => {
+  // One page of the list API holds at most 500 schemas; 501 new ones put the last past the first page.
+  const prefix = uniqueSlug('zz-page');
+  const slugs = Array.from({ length: 501 }, (_, index) => `${prefix}-${String(index).padStart(3, '0')}`);
+  for (let start = 0; start < slugs.length; start += 25) {
+    const batch = slugs.slice(start, start + 25).map((slug) => adminApi.post('/api/v1/metadata-schemas', { slug, schema: { type: 'object' } }));
+    for (const response of await Promise.all(batch)) expect(response.status()).toBe(201);
+  }
+  const last = slugs[slugs.length - 1];
+
+  await ui.signIn(tokens.admin);
+  await page.goto('/health');
+  await expect(page.locator(`[data-testid="schema-item"][data-slug="${last}"]`)).toHaveCount(1);
+  await expect(page.locator(`[data-testid="schema-item"][data-slug^="${prefix}-"]`)).toHaveCount(501);
+
+  await page.goto('/packages/new');
+  await expect(page.getByTestId('package-schema').locator(`option[value="${last}"]`)).toHaveCount(1);
+  await page.getByLabel('Metadata schema').selectOption(last);
+  await expect(page.getByTestId('metadata-check')).toHaveText(`Valid JSON object that matches schema "${last}".`);
+});
