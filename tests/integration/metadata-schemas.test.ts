@@ -80,3 +80,20 @@ describe('schema recursion', () => {
     expect(problem.errors[0].message).toContain('schema recursion too deep');
   });
 });
+
+describe('deeply nested metadata', () => {
+  it('reports max_depth at every depth', async () => {
+    // The body limit is MAX_METADATA_BYTES + 16 KiB, 81,920 bytes by default, so 40,000 levels of "[]" fit.
+    for (const depth of [150, 1_500, 5_000, 40_000]) {
+      const metadata = `{"a":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+      const response = await api.request('POST', '/packages', {
+        body: `{"name":"n","producer":"p","subject":"s","retention_class":"standard","metadata":${metadata}}`,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(response.status, `depth ${depth}`).toBe(400);
+      const problem = await problemOf(response);
+      expect(problem.errors[0].rule, `depth ${depth}`).toBe('max_depth');
+      expect(problem.errors[0].message).toBe('nests arrays and objects more than 100 levels deep.');
+    }
+  });
+});
