@@ -12,6 +12,19 @@ function recordPosts(page: Page, pathname: string): Request[] {
   return sent;
 }
 
+/**
+ * Collects the page's console errors. Chromium also logs every HTTP error status of a fetch as "Failed to
+ * load resource", which the tests that expect a 4xx response cause on purpose, so those are left out.
+ */
+function recordConsoleErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) errors.push(message.text());
+  });
+  page.on('pageerror', (error) => errors.push(error.message));
+  return errors;
+}
+
 function uniqueSlug(prefix: string): string {
   return `${prefix}-${crypto.randomBytes(4).toString('hex')}`;
 }
@@ -86,6 +99,7 @@ test('schema editor shows compile error', async ({ console: ui, page, tokens, ad
 test('valid schema registers and is listed', async ({ console: ui, page, tokens, adminApi }) => {
   const slug = uniqueSlug('e2e-build');
   await ui.signIn(tokens.admin);
+  const consoleErrors = recordConsoleErrors(page);
   await page.goto('/health');
   await expect(page.getByTestId('schema-list')).toBeAttached();
 
@@ -117,6 +131,8 @@ test('valid schema registers and is listed', async ({ console: ui, page, tokens,
 
   await page.goto('/packages/new');
   await expect(page.getByTestId('package-schema').locator(`option[value="${slug}"]`)).toHaveCount(1);
+  // An invalid `pattern` attribute on the slug field logs an error on every keystroke.
+  expect(consoleErrors).toEqual([]);
 });
 
 test('create form checks metadata against schema', async ({ console: ui, page, tokens, adminApi }) => {

@@ -10,8 +10,12 @@ import type { ValidationIssue } from '../errors';
 import { appendKey, pointerToPath } from '../encoding/json-path';
 import { findSameValueCycle } from './schema-recursion';
 
-/** Slugs of metadata schemas: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 128 characters. */
-export const SCHEMA_SLUG_PATTERN = '^[a-z0-9][a-z0-9._-]{0,127}$';
+/**
+ * Slugs of metadata schemas: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at
+ * most 128 characters. The `-` is escaped because Chromium compiles an HTML `pattern` attribute with the `v`
+ * flag, which rejects an unescaped `-` as a literal in a character class.
+ */
+export const SCHEMA_SLUG_PATTERN = '^[a-z0-9][a-z0-9._\\-]{0,127}$';
 export const SCHEMA_SLUG_RULE = 'lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 128 characters';
 
 export type MetadataValidator = ValidateFunction;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pointerToPath } from '@/server/encoding/json-path';
-import { compileSchema, validateWithSchema, type MetadataValidator } from '@/server/registry/metadata-validation';
+import { compileSchema, SCHEMA_SLUG_PATTERN, validateWithSchema, type MetadataValidator } from '@/server/registry/metadata-validation';
 
 function compiled(schema: unknown): MetadataValidator {
   const result = compileSchema(schema);
@@ -175,5 +175,20 @@ describe('inherited property names', () => {
     expect(validateWithSchema(validate, {})).toEqual([]);
     const issues = validateWithSchema(validate, JSON.parse('{"toString": "own"}'));
     expect(issues.map(({ field, rule }) => `${field} ${rule}`)).toEqual(['metadata.x dependentRequired']);
+  });
+});
+
+describe('SCHEMA_SLUG_PATTERN', () => {
+  it('compiles as an HTML pattern attribute', () => {
+    // Chromium compiles a `pattern` attribute as ^(?:pattern)$ with the v flag.
+    const htmlPattern = new RegExp(`^(?:${SCHEMA_SLUG_PATTERN})$`, 'v');
+    for (const slug of ['a', 'build-info', 'v1.2_x', 'a'.repeat(128)]) expect(htmlPattern.test(slug), slug).toBe(true);
+    for (const slug of ['', '-a', 'A', 'a/b', 'a'.repeat(129)]) expect(htmlPattern.test(slug), slug).toBe(false);
+  });
+
+  it('matches the same slugs without the v flag', () => {
+    const serverPattern = new RegExp(SCHEMA_SLUG_PATTERN);
+    for (const slug of ['a', 'build-info', 'v1.2_x']) expect(serverPattern.test(slug), slug).toBe(true);
+    for (const slug of ['', '-a', 'a b', 'a\\-']) expect(serverPattern.test(slug), slug).toBe(false);
   });
 });
