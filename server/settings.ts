@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_MAX_METADATA_BYTES } from './http/json-limits';
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', ''])
@@ -16,7 +17,7 @@ export const SettingsSchema = z.object({
   PGLITE_DIR: z.string().optional(),
   ANON_READ: booleanFlag,
   MAX_FILE_SIZE_BYTES: positiveInteger(1024 ** 4),
-  MAX_METADATA_BYTES: positiveInteger(64 * 1024),
+  MAX_METADATA_BYTES: positiveInteger(DEFAULT_MAX_METADATA_BYTES),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   RETENTION_CLASSES_FILE: z.string().optional(),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
