@@ -310,7 +310,7 @@ test('create form shows server rejection', async ({ console: ui, page, tokens, a
 });
 
 test('schema lists show every page', async ({ console: ui, page, tokens, adminApi }) => {
-  // One page of the list API holds at most 500 schemas; 501 new ones put the last past the first page.
+  // One page of the list API returns at most 500 schemas, so of 501 new ones the last is past the first page.
   const prefix = uniqueSlug('zz-page');
   const slugs = Array.from({ length: 501 }, (_, index) => `${prefix}-${String(index).padStart(3, '0')}`);
   for (let start = 0; start < slugs.length; start += 25) {
