@@ -7,6 +7,9 @@ import { createTestEnvironment, startServer, type TestEnvironment, type TestServ
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
+/** A MAX_METADATA_BYTES other than the default, to show that the console receives the setting. */
+const MAX_METADATA_BYTES = 70_000;
+
 /** Stored as if registered before registration rejected schemas whose validation never ends. */
 const STORED_RECURSIVE_SCHEMA = { $ref: '#' };
 
@@ -29,7 +32,7 @@ beforeAll(async () => {
   } finally {
     await connection.close();
   }
-  server = await startServer(environment);
+  server = await startServer(environment, { MAX_METADATA_BYTES: String(MAX_METADATA_BYTES) });
   api = new ApiClient(server.url, environment.adminToken);
 });
 
@@ -83,7 +86,7 @@ describe('schema recursion', () => {
 
 describe('deeply nested metadata', () => {
   it('reports max_depth at every depth', async () => {
-    // The body limit is MAX_METADATA_BYTES + 16 KiB, 81,920 bytes by default, so 40,000 levels of "[]" fit.
+    // The body limit is MAX_METADATA_BYTES + 16 KiB, 86,384 bytes here, so 40,000 levels of "[]" fit.
     for (const depth of [150, 1_500, 5_000, 40_000]) {
       const metadata = `{"a":${'['.repeat(depth)}${']'.repeat(depth)}}`;
       const response = await api.request('POST', '/packages', {
@@ -95,5 +98,29 @@ describe('deeply nested metadata', () => {
       expect(problem.errors[0].rule, `depth ${depth}`).toBe('max_depth');
       expect(problem.errors[0].message).toBe('nests arrays and objects more than 100 levels deep.');
     }
+  });
+});
+
+describe('metadata size limit', () => {
+  it('sends MAX_METADATA_BYTES to the console', async () => {
+    const signIn = await api.withToken(undefined).post('/session', { token: environment.adminToken });
+    expect(signIn.status).toBe(201);
+    expect((await signIn.json()).max_metadata_bytes).toBe(MAX_METADATA_BYTES);
+
+    const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0];
+    const session = await api.withToken(undefined).get('/session', { headers: { cookie } });
+    expect((await session.json()).max_metadata_bytes).toBe(MAX_METADATA_BYTES);
+  });
+
+  it('rejects metadata one byte over the limit', async () => {
+    // {"blob":"…"} adds 11 bytes to the string.
+    const atLimit = await api.post('/packages', packageBody(null, { blob: 'x'.repeat(MAX_METADATA_BYTES - 11) }));
+    expect(atLimit.status).toBe(201);
+
+    const over = await api.post('/packages', packageBody(null, { blob: 'x'.repeat(MAX_METADATA_BYTES - 10) }));
+    expect(over.status).toBe(400);
+    const problem = await problemOf(over);
+    expect(problem.detail).toBe(`The metadata is ${MAX_METADATA_BYTES + 1} bytes; the limit is ${MAX_METADATA_BYTES}.`);
+    expect(problem.errors[0].rule).toBe('max_bytes');
   });
 });
