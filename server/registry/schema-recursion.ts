@@ -28,6 +28,7 @@ interface SchemaNode {
  * is none. Only references within the document (`#`, `#/pointer`, `#anchor`) are followed. A `$dynamicRef`
  * is taken to reach every `$anchor` or `$dynamicAnchor` with its name, because the one it reaches depends
  * on the dynamic scope.
+ * NOTE: a cycle that validation can never enter, such as one under `"if": false`, is reported too.
  */
 export function findSameValueCycle(root: Record<string, unknown>): string[] | undefined {
   const nodes = collectNodes(root);
