@@ -12,6 +12,24 @@ function recordPosts(page: Page, pathname: string): Request[] {
   return sent;
 }
 
+/**
+ * Collects the page's console errors. Chromium also logs every HTTP error status of a fetch as "Failed to
+ * load resource", which the tests that expect a 4xx response cause on purpose, so those are left out.
+ */
+function recordConsoleErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) errors.push(message.text());
+  });
+  page.on('pageerror', (error) => errors.push(error.message));
+  return errors;
+}
+
+/** Sends `text` unchanged as a JSON request body, for keys such as `__proto__` that an object literal cannot hold. */
+function postRawJson(api: ApiClient, pathname: string, text: string) {
+  return api.request.post(pathname, { headers: { Authorization: `Bearer ${api.token}`, 'Content-Type': 'application/json' }, data: text });
+}
+
 function uniqueSlug(prefix: string): string {
   return `${prefix}-${crypto.randomBytes(4).toString('hex')}`;
 }
@@ -86,6 +104,7 @@ test('schema editor shows compile error', async ({ console: ui, page, tokens, ad
 test('valid schema registers and is listed', async ({ console: ui, page, tokens, adminApi }) => {
   const slug = uniqueSlug('e2e-build');
   await ui.signIn(tokens.admin);
+  const consoleErrors = recordConsoleErrors(page);
   await page.goto('/health');
   await expect(page.getByTestId('schema-list')).toBeAttached();
 
@@ -117,6 +136,47 @@ test('valid schema registers and is listed', async ({ console: ui, page, tokens,
 
   await page.goto('/packages/new');
   await expect(page.getByTestId('package-schema').locator(`option[value="${slug}"]`)).toHaveCount(1);
+  // An invalid `pattern` attribute on the slug field logs an error on every keystroke.
+  expect(consoleErrors).toEqual([]);
+});
+
+const SERVER_REJECTED_SCHEMAS = [
+  { name: 'NUL character', text: '{"properties":{"a":{"const":"x\\u0000y"}}}', state: 'rejected', message: 'schema.properties.a.const contains the NUL character', status: 400 },
+  { name: 'integer above 2^53', text: '{"properties":{"n":{"maximum":9007199254740993}}}', state: 'rejected', message: 'outside ±(2^53 − 1)', status: 400 },
+  {
+    name: '__proto__ key',
+    text: '{"properties":{"__proto__":{"type":"string"}}}',
+    state: 'rejected',
+    message: 'The key "__proto__" is not allowed in request bodies. Rename the key at schema.properties.__proto__.',
+    status: 400,
+  },
+  { name: 'self reference', text: '{"$ref":"#"}', state: 'compile', message: 'The schema cannot be registered: schema recursion too deep', status: 400 },
+  { name: 'dynamic self reference', text: '{"$dynamicAnchor":"x","$dynamicRef":"#x"}', state: 'compile', message: 'schema recursion too deep', status: 400 },
+  { name: 'body over 1 MiB', text: `{"description":"${'x'.repeat(1_100_000)}"}`, state: 'rejected', message: 'The schema is too large: the request would be', status: 413 },
+];
+
+test('schema editor applies server rules', async ({ console: ui, page, tokens, adminApi }) => {
+  await ui.signIn(tokens.admin);
+  const consoleErrors = recordConsoleErrors(page);
+  await page.goto('/health');
+  const posts = recordPosts(page, '/api/v1/metadata-schemas');
+  const check = page.getByTestId('schema-json-check');
+
+  for (const { name, text, state, message, status } of SERVER_REJECTED_SCHEMAS) {
+    const slug = uniqueSlug('e2e-rule');
+    await page.getByLabel('Slug').fill(slug);
+    await page.getByLabel('JSON Schema (draft 2020-12)').fill(text);
+    await expect(check, name).toHaveAttribute('data-state', state);
+    await expect(check, name).toContainText(message);
+    await expect(page.getByTestId('schema-json'), name).toHaveAttribute('aria-invalid', 'true');
+    await expect(page.getByTestId('schema-register-submit'), name).toBeDisabled();
+
+    const server = await postRawJson(adminApi, '/api/v1/metadata-schemas', `{"slug":"${slug}","schema":${text}}`);
+    expect(server.status(), `the server rejects the ${name} too`).toBe(status);
+    await expectNoSchema(adminApi, slug);
+  }
+  expect(posts).toHaveLength(0);
+  expect(consoleErrors).toEqual([]);
 });
 
 test('create form checks metadata against schema', async ({ console: ui, page, tokens, adminApi }) => {
@@ -164,6 +224,61 @@ test('create form checks metadata against schema', async ({ console: ui, page, t
   expect(created[0].metadata_schema).toBe(slug);
 });
 
+test('create form applies server rules', async ({ console: ui, page, tokens, adminApi }) => {
+  const slug = uniqueSlug('e2e-proto');
+  expect((await adminApi.post('/api/v1/metadata-schemas', { slug, schema: BUILD_SCHEMA })).status()).toBe(201);
+  await ui.signIn(tokens.admin);
+  const consoleErrors = recordConsoleErrors(page);
+  await page.goto('/packages/new');
+  const posts = recordPosts(page, '/api/v1/packages');
+
+  await page.getByLabel('Metadata schema').selectOption(slug);
+  const withProto = '{"commit": "abcdef12", "__proto__": {"a": 1}}';
+  await page.getByLabel('Metadata (JSON object)').fill(withProto);
+  await expect(page.locator('[data-testid="metadata-issue"][data-field="metadata.__proto__"][data-rule="no_proto_key"]')).toBeVisible();
+  await expect(page.getByTestId('create-package-submit')).toBeDisabled();
+  const protoResponse = await postRawJson(
+    adminApi,
+    '/api/v1/packages',
+    `{"name":"n","producer":"e2e","subject":"s","retention_class":"standard","metadata_schema":"${slug}","metadata":${withProto}}`,
+  );
+  expect(protoResponse.status()).toBe(400);
+  expect(((await protoResponse.json()) as { errors: { field: string; rule: string }[] }).errors[0]).toMatchObject({ field: 'metadata.__proto__', rule: 'no_proto_key' });
+
+  // 65,536 bytes is the server's default MAX_METADATA_BYTES, which the e2e server keeps.
+  await page.getByLabel('Metadata schema').selectOption('');
+  const large = { blob: 'x'.repeat(70_000) };
+  await page.getByLabel('Metadata (JSON object)').fill(JSON.stringify(large));
+  const sizeIssue = page.locator('[data-testid="metadata-issue"][data-field="metadata"][data-rule="max_bytes"]');
+  await expect(sizeIssue).toContainText('is 70011 bytes of JSON; at most 65536 bytes are allowed');
+  await expect(page.getByTestId('create-package-submit')).toBeDisabled();
+  const sizeResponse = await adminApi.post('/api/v1/packages', { name: 'n', producer: 'e2e', subject: 's', retention_class: 'standard', metadata: large });
+  expect(sizeResponse.status()).toBe(400);
+  expect(((await sizeResponse.json()) as { errors: { rule: string }[] }).errors[0].rule).toBe('max_bytes');
+
+  expect(posts).toHaveLength(0);
+  expect(consoleErrors).toEqual([]);
+});
+
+test('create form survives deep recursion', async ({ console: ui, page, tokens, adminApi }) => {
+  const slug = uniqueSlug('e2e-tree');
+  const tree = { type: 'object', properties: { c: { $ref: '#' } } };
+  expect((await adminApi.post('/api/v1/metadata-schemas', { slug, schema: tree })).status()).toBe(201);
+  await ui.signIn(tokens.admin);
+  await page.goto('/packages/new');
+  const posts = recordPosts(page, '/api/v1/packages');
+
+  await page.getByLabel('Metadata schema').selectOption(slug);
+  // Validating 100,000 levels against the recursive schema overflows the browser's stack.
+  const depth = 100_000;
+  await page.getByLabel('Metadata (JSON object)').fill(`${'{"c":'.repeat(depth)}{}${'}'.repeat(depth)}`);
+  await expect(page.locator('[data-testid="metadata-issue"][data-rule="max_depth"]')).toBeVisible();
+  await expect(page.locator('[data-testid="metadata-issue"][data-field="metadata"][data-rule="schema_recursion"]')).toContainText('schema recursion too deep');
+  await expect(page.getByTestId('create-package-form')).toBeVisible();
+  await expect(page.getByTestId('create-package-submit')).toBeDisabled();
+  expect(posts).toHaveLength(0);
+});
+
 test('create form rejects unstorable numbers', async ({ console: ui, page, tokens }) => {
   await ui.signIn(tokens.admin);
   await page.goto('/packages/new');
@@ -192,4 +307,25 @@ test('create form shows server rejection', async ({ console: ui, page, tokens, a
 
   const response = await adminApi.get(`/api/v1/packages?producer=${producer}`);
   expect(((await response.json()) as { packages: unknown[] }).packages).toEqual([]);
+});
+
+test('schema lists show every page', async ({ console: ui, page, tokens, adminApi }) => {
+  // One page of the list API returns at most 500 schemas, so of 501 new ones the last is past the first page.
+  const prefix = uniqueSlug('zz-page');
+  const slugs = Array.from({ length: 501 }, (_, index) => `${prefix}-${String(index).padStart(3, '0')}`);
+  for (let start = 0; start < slugs.length; start += 25) {
+    const batch = slugs.slice(start, start + 25).map((slug) => adminApi.post('/api/v1/metadata-schemas', { slug, schema: { type: 'object' } }));
+    for (const response of await Promise.all(batch)) expect(response.status()).toBe(201);
+  }
+  const last = slugs[slugs.length - 1];
+
+  await ui.signIn(tokens.admin);
+  await page.goto('/health');
+  await expect(page.locator(`[data-testid="schema-item"][data-slug="${last}"]`)).toHaveCount(1);
+  await expect(page.locator(`[data-testid="schema-item"][data-slug^="${prefix}-"]`)).toHaveCount(501);
+
+  await page.goto('/packages/new');
+  await expect(page.getByTestId('package-schema').locator(`option[value="${last}"]`)).toHaveCount(1);
+  await page.getByLabel('Metadata schema').selectOption(last);
+  await expect(page.getByTestId('metadata-check')).toHaveText(`Valid JSON object that matches schema "${last}".`);
 });

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_MAX_METADATA_BYTES } from './http/json-limits';
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', ''])
@@ -18,7 +19,7 @@ export const SettingsSchema = z.object({
   // Opens GET /api/v1/metrics to requests without a token, for a Prometheus server on a private network.
   METRICS_ANON: booleanFlag,
   MAX_FILE_SIZE_BYTES: positiveInteger(1024 ** 4),
-  MAX_METADATA_BYTES: positiveInteger(64 * 1024),
+  MAX_METADATA_BYTES: positiveInteger(DEFAULT_MAX_METADATA_BYTES),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   RETENTION_CLASSES_FILE: z.string().optional(),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),

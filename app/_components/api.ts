@@ -62,6 +62,8 @@ export interface SessionInfo {
   name: string;
   scopes: Scope[];
   via?: string;
+  /** The server's MAX_METADATA_BYTES setting, which the create form checks metadata against. */
+  max_metadata_bytes: number;
 }
 
 // Wire types come from the server's own definitions; `export type` is erased, so no server code reaches

@@ -13,13 +13,21 @@ export function useRetentionClasses() {
   });
 }
 
-/**
- * Reads the first 500 metadata schemas by slug, the most one page of the API returns.
- * NOTE: schemas past the first 500 are not listed; add paging when a registry contains that many.
- */
+type MetadataSchemaPage = { metadata_schemas: MetadataSchemaRecord[]; next_cursor: string | null };
+
+/** Reads every metadata schema in slug order, following next_cursor through pages of 500, the API's maximum. */
+async function fetchAllMetadataSchemas(): Promise<{ metadata_schemas: MetadataSchemaRecord[] }> {
+  const schemas: MetadataSchemaRecord[] = [];
+  let cursor: string | null = null;
+  do {
+    const query: string = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`;
+    const page: MetadataSchemaPage = await apiJson<MetadataSchemaPage>(`/api/v1/metadata-schemas?limit=500${query}`);
+    schemas.push(...page.metadata_schemas);
+    cursor = page.next_cursor;
+  } while (cursor !== null);
+  return { metadata_schemas: schemas };
+}
+
 export function useMetadataSchemas() {
-  return useQuery({
-    queryKey: METADATA_SCHEMAS_KEY,
-    queryFn: () => apiJson<{ metadata_schemas: MetadataSchemaRecord[] }>('/api/v1/metadata-schemas?limit=500'),
-  });
+  return useQuery({ queryKey: METADATA_SCHEMAS_KEY, queryFn: fetchAllMetadataSchemas });
 }

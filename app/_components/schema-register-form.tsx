@@ -2,23 +2,50 @@
 
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useDeferredValue, useMemo, useState, type FormEvent } from 'react';
-import { compileSchema, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE } from '@/server/registry/metadata-validation';
+import { canonicalizationIssues } from '@/server/encoding/jcs';
+import { bodySizeIssue, findProtoKey, PROTO_KEY_DETAIL } from '@/server/http/json-limits';
+import { compileSchema, SCHEMA_RECURSION_RULE, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE } from '@/server/registry/metadata-validation';
 import { apiJson, errorMessage, type MetadataSchemaRecord } from './api';
 import { GatedSubmit } from './gated-submit';
 import { describeJsonError, parseJsonText } from './json-text';
 import { METADATA_SCHEMAS_KEY } from './queries';
 import { useScopeGate } from './session';
 
-type SchemaTextCheck = { kind: 'empty' } | { kind: 'syntax' | 'compile'; message: string } | { kind: 'valid'; schema: unknown };
+type SchemaTextCheck =
+  | { kind: 'empty' }
+  | { kind: 'syntax' | 'compile' | 'rejected'; message: string }
+  | { kind: 'valid'; schema: unknown };
 
-/** Parses the schema text and compiles it with the server's ajv setup, so only a schema the server would accept is sent. */
+/**
+ * Parses the schema text, applies the server's checks on JSON request bodies (no `__proto__` key, values
+ * that PostgreSQL jsonb stores unchanged) and compiles it with the server's ajv setup. The body size
+ * depends on the slug too, so the form checks it separately.
+ */
 function checkSchemaText(text: string): SchemaTextCheck {
   if (text.trim() === '') return { kind: 'empty' };
   const parsed = parseJsonText(text);
   if (!parsed.ok) return { kind: 'syntax', message: `Invalid JSON at ${describeJsonError(parsed)}.` };
+
+  const protoKey = findProtoKey(parsed.value, 'schema');
+  if (protoKey !== undefined) return { kind: 'rejected', message: `${PROTO_KEY_DETAIL} Rename the key at ${protoKey}.` };
+  const unstorable = canonicalizationIssues(parsed.value, 'schema');
+  if (unstorable.length > 0) {
+    return { kind: 'rejected', message: `The server would reject this schema: ${unstorable.map((issue) => `${issue.field} ${issue.message}`).join(' ')}` };
+  }
+
   const compiled = compileSchema(parsed.value);
-  if (!compiled.ok) return { kind: 'compile', message: `The schema does not compile: ${compiled.message}` };
+  if (!compiled.ok) {
+    const lead = compiled.rule === SCHEMA_RECURSION_RULE ? 'The schema cannot be registered' : 'The schema does not compile';
+    return { kind: 'compile', message: `${lead}: ${compiled.message}` };
+  }
   return { kind: 'valid', schema: parsed.value };
+}
+
+/** Returns the server's 413 as a check when the request body of this slug and schema is over its limit. */
+function checkRequestSize(check: SchemaTextCheck, slug: string): SchemaTextCheck {
+  if (check.kind !== 'valid') return check;
+  const tooLarge = bodySizeIssue({ slug, schema: check.schema });
+  return tooLarge ? { kind: 'rejected', message: `The schema is too large: ${tooLarge.message}.` } : check;
 }
 
 const SLUG = new RegExp(SCHEMA_SLUG_PATTERN);
@@ -36,7 +63,9 @@ export function SchemaRegisterForm() {
   const [slug, setSlug] = useState('');
   const [text, setText] = useState('');
   const deferredText = useDeferredValue(text);
-  const check = useMemo(() => checkSchemaText(deferredText), [deferredText]);
+  const textCheck = useMemo(() => checkSchemaText(deferredText), [deferredText]);
+  const check = useMemo(() => checkRequestSize(textCheck, slug), [textCheck, slug]);
+  const checkFailed = check.kind === 'syntax' || check.kind === 'compile' || check.kind === 'rejected';
   const checkIsCurrent = deferredText === text;
   const slugValid = SLUG.test(slug);
 
@@ -86,12 +115,12 @@ export function SchemaRegisterForm() {
         value={text}
         onChange={(event) => edit(() => setText(event.target.value))}
         aria-describedby="schema-json-check"
-        aria-invalid={check.kind === 'syntax' || check.kind === 'compile'}
+        aria-invalid={checkFailed}
         data-testid="schema-json"
       />
-      <p id="schema-json-check" aria-live="polite" className={check.kind === 'syntax' || check.kind === 'compile' ? 'error' : 'hint'} data-testid="schema-json-check" data-state={check.kind}>
+      <p id="schema-json-check" aria-live="polite" className={checkFailed ? 'error' : 'hint'} data-testid="schema-json-check" data-state={check.kind}>
         {check.kind === 'empty' && 'Enter the schema as a JSON object.'}
-        {(check.kind === 'syntax' || check.kind === 'compile') && check.message}
+        {checkFailed && check.message}
         {check.kind === 'valid' && 'Valid JSON Schema.'}
       </p>
 

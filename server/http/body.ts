@@ -1,7 +1,6 @@
 import type { z } from 'zod';
 import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError, type ValidationIssue } from '../errors';
-
-const DEFAULT_MAX_JSON_BYTES = 1024 * 1024;
+import { findProtoKey, MAX_JSON_BODY_BYTES, PROTO_KEY_DETAIL, protoKeyIssue } from './json-limits';
 
 /**
  * Reads a JSON request body of at most `maxBytes`, then validates it with the schema. Throws 415 for
@@ -10,7 +9,7 @@ const DEFAULT_MAX_JSON_BYTES = 1024 * 1024;
 export async function parseJsonBody<Schema extends z.ZodType>(
   request: Request,
   schema: Schema,
-  maxBytes = DEFAULT_MAX_JSON_BYTES,
+  maxBytes = MAX_JSON_BODY_BYTES,
 ): Promise<z.infer<Schema>> {
   const contentType = request.headers.get('content-type') ?? '';
   if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(contentType)) {
@@ -20,27 +19,16 @@ export async function parseJsonBody<Schema extends z.ZodType>(
   const text = await readTextWithLimit(request, maxBytes);
   let value: unknown;
   try {
-    value = JSON.parse(text, rejectProtoKey);
+    // No reviver: V8 applies a reviver recursively, which overflows the stack on deep but valid JSON.
+    value = JSON.parse(text);
   } catch (error) {
-    if (error instanceof ValidationError) throw error;
     throw new ValidationError('The request body is not valid JSON.', [
       { field: '(body)', rule: 'json', message: (error as Error).message },
     ]);
   }
+  const protoKey = findProtoKey(value, '');
+  if (protoKey !== undefined) throw new ValidationError(PROTO_KEY_DETAIL, [protoKeyIssue(protoKey)]);
   return parseWithSchema(schema, value, 'The request body is invalid.');
-}
-
-/**
- * A JSON object key `__proto__` survives JSON.parse but is lost when the object is copied by assignment
- * (as validation does), so it would be dropped without a word; it is rejected instead.
- */
-function rejectProtoKey(key: string, value: unknown): unknown {
-  if (key === '__proto__') {
-    throw new ValidationError('The key "__proto__" is not allowed in request bodies.', [
-      { field: '__proto__', rule: 'no_proto_key', message: 'rename the key' },
-    ]);
-  }
-  return value;
 }
 
 /** Validates a value with a zod schema, mapping every issue to a field path and rule. */

@@ -5,7 +5,14 @@ import { metadataSchemas } from '@/db/schema';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
 import { assertCanonicalizable } from '../encoding/jcs';
 import { appendEvent } from './events';
-import { compileSchema, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE, validateWithSchema, type MetadataValidator } from './metadata-validation';
+import {
+  compileSchema,
+  SCHEMA_RECURSION_RULE,
+  SCHEMA_SLUG_PATTERN,
+  SCHEMA_SLUG_RULE,
+  validateWithSchema,
+  type MetadataValidator,
+} from './metadata-validation';
 
 export const SchemaSlug = z
   .string()
@@ -38,11 +45,15 @@ export const ListMetadataSchemasQuery = z
 
 const validators = new Map<string, MetadataValidator>();
 
-/** Compiles a JSON Schema (draft 2020-12); a schema that does not compile is a 400 with ajv's message. */
+/**
+ * Compiles a JSON Schema (draft 2020-12) for registration; a schema that does not compile, or whose
+ * validation would not end, is a 400 with the reason.
+ */
 export function compileMetadataSchema(schema: unknown): MetadataValidator {
   const compiled = compileSchema(schema);
   if (compiled.ok) return compiled.validate;
-  throw new ValidationError('The JSON Schema does not compile.', [{ field: 'schema', rule: 'json_schema_2020_12', message: compiled.message }]);
+  const detail = compiled.rule === SCHEMA_RECURSION_RULE ? 'The JSON Schema recurses without end.' : 'The JSON Schema does not compile.';
+  throw new ValidationError(detail, [{ field: 'schema', rule: compiled.rule, message: compiled.message }]);
 }
 
 /** Registers an immutable schema; registering an existing slug again is a 409. */
@@ -94,7 +105,10 @@ export async function listMetadataSchemas(db: Executor, options: { after?: strin
   return { items: page, nextAfter: rows.length > options.limit ? page[page.length - 1].slug : null };
 }
 
-/** Validates metadata against a registered schema; throws 400 listing every violation. */
+/**
+ * Validates metadata against a registered schema; throws 400 listing every violation. A stored schema that
+ * can no longer be compiled (one registered before a check was added) is a 400 naming the schema.
+ */
 export async function validateMetadata(db: Executor, slug: string, metadata: unknown): Promise<void> {
   let validate = validators.get(slug);
   if (!validate) {
@@ -104,10 +118,19 @@ export async function validateMetadata(db: Executor, slug: string, metadata: unk
         { field: 'metadata_schema', rule: 'exists', message: `no metadata schema is registered with slug "${slug}"` },
       ]);
     }
-    validate = compileMetadataSchema(rows[0].schema);
+    const compiled = compileSchema(rows[0].schema);
+    if (!compiled.ok) {
+      throw new ValidationError(`Metadata schema "${slug}" cannot be used to validate metadata: ${compiled.message}.`, [
+        { field: 'metadata_schema', rule: compiled.rule, message: compiled.message },
+      ]);
+    }
+    validate = compiled.validate;
     validators.set(slug, validate);
   }
   const issues = validateWithSchema(validate, metadata);
+  if (issues.some((issue) => issue.rule === SCHEMA_RECURSION_RULE)) {
+    throw new ValidationError(`Metadata schema "${slug}" recursed too deeply to validate the metadata (schema recursion too deep).`, issues);
+  }
   if (issues.length > 0) throw new ValidationError(`The metadata does not match schema "${slug}".`, issues);
 }
 

@@ -5,6 +5,7 @@ import type { Executor } from '@/db/client';
 import { events, files, holds, packages, retentionClasses, uploads } from '@/db/schema';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
 import { assertCanonicalizable } from '../encoding/jcs';
+import { metadataSizeIssue } from '../http/json-limits';
 import { appendEvent } from './events';
 import { validateMetadata } from './metadata-schemas';
 
@@ -100,12 +101,8 @@ export function parsePackageId(id: string): string {
 /** Creates an open package after checking its class, schema and metadata; writes `package.created`. */
 export async function createPackage(db: Executor, input: CreatePackage, actor: string, maxMetadataBytes: number): Promise<PackageRecord> {
   assertCanonicalizable(input.metadata, 'metadata');
-  const metadataBytes = Buffer.byteLength(JSON.stringify(input.metadata), 'utf8');
-  if (metadataBytes > maxMetadataBytes) {
-    throw new ValidationError(`The metadata is ${metadataBytes} bytes; the limit is ${maxMetadataBytes}.`, [
-      { field: 'metadata', rule: 'max_bytes', message: `at most ${maxMetadataBytes} bytes of JSON` },
-    ]);
-  }
+  const tooLarge = metadataSizeIssue(input.metadata, maxMetadataBytes);
+  if (tooLarge) throw new ValidationError(tooLarge.detail, [tooLarge.issue]);
   const classRows = await db.select().from(retentionClasses).where(eq(retentionClasses.classId, input.retention_class));
   if (classRows.length === 0) {
     const known = (await db.select({ id: retentionClasses.classId }).from(retentionClasses)).map((row) => row.id);

@@ -37,11 +37,22 @@ export type TokenList = z.infer<typeof TokenList>;
 export const SignInRequest = z.object({ token: z.string().min(1).max(512) }).strict();
 
 /** GET /session: the signed-in principal. */
-export const SessionPrincipal = z.object({ name: z.string(), scopes: z.array(Scope), via: z.enum(['bearer', 'session', 'anonymous']) });
+export const SessionPrincipal = z.object({
+  name: z.string(),
+  scopes: z.array(Scope),
+  via: z.enum(['bearer', 'session', 'anonymous']),
+  /** The server's limit on a package's metadata, in bytes of canonical JSON; the console checks it before sending. */
+  max_metadata_bytes: z.int().positive(),
+});
 export type SessionPrincipal = z.infer<typeof SessionPrincipal>;
 
 /** POST /session: the principal of the new session and when the session expires. */
-export const CreatedSession = z.object({ name: z.string(), scopes: z.array(Scope), expires_at: z.iso.datetime() });
+export const CreatedSession = z.object({
+  name: z.string(),
+  scopes: z.array(Scope),
+  expires_at: z.iso.datetime(),
+  max_metadata_bytes: z.int().positive(),
+});
 export type CreatedSession = z.infer<typeof CreatedSession>;
 
 /** The identity behind a request: the token's name is the actor of every event the request causes. */

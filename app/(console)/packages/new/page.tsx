@@ -7,7 +7,8 @@ import { apiJson, errorMessage, formatClassDuration, type PackageRecord } from '
 import { GatedSubmit } from '../../../_components/gated-submit';
 import { useMetadataCheck, type MetadataCheck } from '../../../_components/metadata-check';
 import { useMetadataSchemas, useRetentionClasses } from '../../../_components/queries';
-import { useScopeGate } from '../../../_components/session';
+import { DEFAULT_MAX_METADATA_BYTES } from '@/server/http/json-limits';
+import { useScopeGate, useSession } from '../../../_components/session';
 
 export default function NewPackagePage() {
   const router = useRouter();
@@ -16,7 +17,9 @@ export default function NewPackagePage() {
   const schemas = useMetadataSchemas();
   const [form, setForm] = useState({ name: '', producer: '', subject: '', retention_class: '', metadata_schema: '', metadata: '{}' });
   const chosenSchema = schemas.data?.metadata_schemas.find((item) => item.slug === form.metadata_schema);
-  const metadata = useMetadataCheck(form.metadata, chosenSchema);
+  const session = useSession();
+  // Until the session loads, the default limit applies; the server checks again either way.
+  const metadata = useMetadataCheck(form.metadata, chosenSchema, session.data?.max_metadata_bytes ?? DEFAULT_MAX_METADATA_BYTES);
   const metadataInvalid = metadata.value === undefined || metadata.issues.length > 0;
   const create = useMutation({
     mutationFn: (body: unknown) => apiJson<PackageRecord>('/api/v1/packages', { method: 'POST', json: body }),

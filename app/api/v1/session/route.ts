@@ -17,10 +17,18 @@ function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): s
   return `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
 }
 
-/** The signed-in principal: the console shows its name and scopes. */
-export const GET = apiRoute({ scope: null }, async ({ principal }) => {
+/**
+ * Returns the signed-in principal, which the console shows, and the server's metadata size limit, which
+ * the create form checks before sending.
+ */
+export const GET = apiRoute({ scope: null }, async ({ principal, app }) => {
   if (principal.via === 'anonymous' && principal.scopes.size === 0) throw new UnauthorizedError('Not signed in.', false);
-  const body: SessionPrincipal = { name: principal.name, scopes: [...principal.scopes].sort(), via: principal.via };
+  const body: SessionPrincipal = {
+    name: principal.name,
+    scopes: [...principal.scopes].sort(),
+    via: principal.via,
+    max_metadata_bytes: app.settings.MAX_METADATA_BYTES,
+  };
   return jsonResponse(body);
 });
 
@@ -31,7 +39,12 @@ export const POST = apiRoute({ scope: null }, async ({ request, app }) => {
   if (!principal?.tokenId) throw new UnauthorizedError('The token is unknown or has been revoked.', true);
   const session = await createSession(app.db, principal.tokenId, app.settings.SESSION_TTL_SECONDS);
   const secure = new URL(request.url).protocol === 'https:';
-  const body: CreatedSession = { name: principal.name, scopes: [...principal.scopes].sort(), expires_at: session.expiresAt.toISOString() };
+  const body: CreatedSession = {
+    name: principal.name,
+    scopes: [...principal.scopes].sort(),
+    expires_at: session.expiresAt.toISOString(),
+    max_metadata_bytes: app.settings.MAX_METADATA_BYTES,
+  };
   return jsonResponse(body, 201, {
     'Set-Cookie': sessionCookie(session.sessionId, app.settings.SESSION_TTL_SECONDS, secure),
   });
