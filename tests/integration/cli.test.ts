@@ -221,6 +221,31 @@ describe('cli push', () => {
     }
   });
 
+  it('second concurrent push exits 1', { timeout: 300_000 }, async () => {
+    const source = path.join(environment.dir, 'push-concurrent');
+    writeRandomFile(path.join(source, 'big.bin'), 16 * MiB);
+    const pushArgs = (url: string) => ['push', source, '--name', 'cli-concurrent', '--producer', 'ci', '--subject', 's', '--class', 'standard', '--finalize', '--url', url];
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 6 * MiB });
+    try {
+      const first = spawnCli(pushArgs(proxy.url));
+      const firstResult = collect(first);
+      const patchedBytes = () => proxy.exchanges.filter((exchange) => exchange.method === 'PATCH').reduce((sum, exchange) => sum + exchange.requestBytes, 0);
+      await waitFor(() => patchedBytes() > 0 || first.exitCode !== null, 'the first push to start uploading');
+
+      const second = await runCli(pushArgs(proxy.url));
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/A push of .*push-concurrent with the same options is already running as process \d+/);
+
+      const done = await firstResult;
+      expect(done.code, done.stderr).toBe(0);
+      const packages = (await (await api.get('/packages?name=cli-concurrent')).json()).packages;
+      expect(packages.map((pkg: any) => pkg.id)).toEqual([done.stdout.trim().split('\n')[0]]);
+      expect(fs.readdirSync(stateDir)).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('rejects symlinks before uploading', async () => {
     const source = path.join(environment.dir, 'push-symlink');
     writeRandomFile(path.join(source, 'real.bin'), 1000);
@@ -305,6 +330,56 @@ describe('cli pull and verify', () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  it('pull resumed twice at once', { timeout: 300_000 }, async () => {
+    const target = path.join(environment.dir, 'pulled-twice');
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
+    try {
+      const partialDirectory = path.join(target, '.artifact-store-partial');
+      const partialSize = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0) : 0);
+      const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
+      const result = collect(child);
+      await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
+      child.kill('SIGKILL');
+      expect((await result).code).toBeNull();
+
+      // Both runs find the partial file; the lock lets exactly one of them write it.
+      const runs = await Promise.all([runCli(['pull', packageId, target, '--url', proxy.url]), runCli(['pull', packageId, target, '--url', proxy.url])]);
+      const succeeded = runs.filter((run) => run.code === 0);
+      const rejected = runs.filter((run) => run.code !== 0);
+      expect(succeeded, runs.map((run) => run.stderr).join('\n')).toHaveLength(1);
+      expect(rejected).toHaveLength(1);
+      expect(rejected[0].code).toBe(1);
+      expect(rejected[0].stderr).toMatch(/A pull into .*pulled-twice is already running as process \d+/);
+      expect(rejected[0].stderr).not.toMatch(/\n\s+at /);
+
+      expect(fs.statSync(path.join(target, 'large.bin')).size).toBe(largeSize);
+      expect(toolDigest('sha256sum', path.join(target, 'large.bin'))).toBe(toolDigest('sha256sum', path.join(source, 'large.bin')));
+      expect(fs.existsSync(partialDirectory)).toBe(false);
+      const verified = await runCli(['verify', target]);
+      expect(verified.code, verified.stderr).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('pull takes over a lock of a dead process', async () => {
+    const target = path.join(environment.dir, 'pulled-stale-lock');
+    fs.mkdirSync(path.join(target, '.artifact-store-partial'), { recursive: true });
+    // A process id above the kernel's pid_max (4194304 at most) cannot be running.
+    fs.writeFileSync(path.join(target, '.artifact-store-partial', 'pull.lock'), '4999999\n');
+    const result = await runCli(['pull', packageId, target]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(fs.existsSync(path.join(target, '.artifact-store-partial'))).toBe(false);
+  });
+
+  it('pull into a regular file fails clearly', async () => {
+    const target = path.join(environment.dir, 'pull-target-file');
+    fs.writeFileSync(target, 'not a directory');
+    const result = await runCli(['pull', packageId, target]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${target} exists and is not a directory`);
   });
 
   it('pull deletes a download that fails verification', async () => {
