@@ -11,11 +11,9 @@ import { downloadFile, type DownloadOutcome, type ExpectedFile } from '../downlo
 import { CommandError, VerificationError } from '../errors';
 import { COMMON_HELP, connectionFrom, parseCommandArgs, positiveInteger, requirePositionals } from '../options';
 import { createTransferProgress } from '../progress';
+import { MANIFEST_CBOR_NAME, MANIFEST_JSON_NAME } from '../verify-directory';
 import { acquireProcessLock } from '../process-lock';
 
-/** File names of the manifest in a pulled directory; `verify DIR` reads them from there. */
-export const MANIFEST_CBOR_NAME = 'manifest.cbor';
-export const MANIFEST_JSON_NAME = 'manifest.json';
 /** Directory inside DIR where downloads collect until they are verified. */
 export const PARTIAL_DIRECTORY_NAME = '.artifact-store-partial';
 /** Lock file inside the partial directory, holding the id of the process that is pulling into DIR. */
