@@ -65,7 +65,7 @@ function assertSameContent(file: LocalFile, local: DigestResult, remote: FileDig
 }
 
 /** Finds the package of an earlier run of the same push, or creates one and records it in the state file. */
-async function openPackage(client: ApiClient, stateFile: string, body: Record<string, unknown>, log: (line: string) => void): Promise<{ pkg: PackageRecord; state: PushState }> {
+async function openPackage(client: ApiClient, stateFile: string, body: Record<string, unknown>, log: (line: string) => void): Promise<{ pkg: PackageRecord; state: PushState; created: boolean }> {
   const saved = readPushState(stateFile);
   if (saved) {
     try {
@@ -75,7 +75,7 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
         throw new CommandError(`Package ${pkg.id} from an earlier run of this push was deleted; run the command again to push into a new package.`);
       }
       log(`continuing package ${pkg.id} (${pkg.status}) from ${stateFile}`);
-      return { pkg, state: saved };
+      return { pkg, state: saved, created: false };
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404)) throw error;
       log(`package ${saved.package_id} from ${stateFile} is unknown to this server; creating a new package`);
@@ -87,7 +87,23 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
   const state: PushState = { version: 2, package_id: pkg.id, uploads: {} };
   writePushState(stateFile, state);
   log(`created package ${pkg.id}`);
-  return { pkg, state };
+  return { pkg, state, created: true };
+}
+
+/**
+ * Raises CommandError listing every file larger than the server's Tus-Max-Size (the tus OPTIONS
+ * response), so that no package is created for a push the server would reject with 413. A server
+ * that sends no such header, or an OPTIONS request that fails, skips the check.
+ */
+async function assertWithinServerLimit(client: ApiClient, files: LocalFile[]): Promise<void> {
+  const response = await fetch(client.url('/uploads'), { method: 'OPTIONS', headers: { 'Tus-Resumable': '1.0.0' } }).catch(() => undefined);
+  await response?.body?.cancel();
+  const maxSize = Number(response?.headers.get('tus-max-size') ?? NaN);
+  if (!Number.isSafeInteger(maxSize) || maxSize <= 0) return;
+  const tooLarge = files.filter((file) => file.sizeBytes > maxSize);
+  if (tooLarge.length === 0) return;
+  const lines = tooLarge.map((file) => `  ${file.relativePath}: ${file.sizeBytes} bytes`);
+  throw new CommandError(`${tooLarge.length === 1 ? '1 file is' : `${tooLarge.length} files are`} larger than the ${maxSize} bytes the server accepts per file (Tus-Max-Size), so nothing was uploaded:\n${lines.join('\n')}`);
 }
 
 export async function runPush(args: string[]): Promise<number> {
@@ -126,7 +142,8 @@ export async function runPush(args: string[]): Promise<number> {
   // A second run of the same push would create or fill the same package at once; it stops here.
   const lock = acquireProcessLock(`${stateFile}.lock`, `A push of ${directory} with the same options`);
   try {
-    const { pkg, state } = await openPackage(client, stateFile, packageBody, log);
+    await assertWithinServerLimit(client, files);
+    const { pkg, state, created } = await openPackage(client, stateFile, packageBody, log);
 
     const remoteFiles = new Map<string, FileDigests>(
       (await client.listAll<FileRecord>(`/packages/${pkg.id}/files`, 'files', 1000)).map((record) => [record.relative_path, record]),
@@ -196,6 +213,20 @@ export async function runPush(args: string[]): Promise<number> {
         }
       };
       await Promise.all(Array.from({ length: Math.min(parallel, pending.length) }, worker));
+    } catch (error) {
+      // A file the server rejects as too large fails every later run too; an empty package created by
+      // this run is deleted rather than left open.
+      if (error instanceof ApiError && error.status === 413 && created && uploadedFiles === 0) {
+        progress.stop();
+        try {
+          await client.send('DELETE', `/packages/${pkg.id}`);
+          removePushState(stateFile);
+          log(`deleted the empty package ${pkg.id} that this run created`);
+        } catch (deleteError) {
+          log(`could not delete the empty package ${pkg.id}: ${(deleteError as Error).message}`);
+        }
+      }
+      throw error;
     } finally {
       progress.stop();
     }
