@@ -465,6 +465,30 @@ describe('cli pull and verify', () => {
     }
   });
 
+  it('pull rejects a partial file grown by another writer', { timeout: 300_000 }, async () => {
+    const target = path.join(environment.dir, 'pulled-grown');
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
+    try {
+      const partialDirectory = path.join(target, '.artifact-store-partial');
+      const partialFiles = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).filter((name) => name !== 'pull.lock') : []);
+      const partialSize = () => partialFiles().reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0);
+      const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
+      const result = collect(child);
+      await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
+      // Another writer appends to the partial file; the streamed bytes still match the manifest.
+      expect(partialFiles()).toHaveLength(1);
+      fs.appendFileSync(path.join(partialDirectory, partialFiles()[0]), Buffer.alloc(largeSize));
+
+      const grown = await result;
+      expect(grown.code, grown.stderr).toBe(3);
+      expect(grown.stderr).toContain('large.bin failed verification: size on disk');
+      expect(fs.existsSync(path.join(target, 'large.bin'))).toBe(false);
+      expect(partialFiles()).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('pull takes over a lock of a dead process', async () => {
     const target = path.join(environment.dir, 'pulled-stale-lock');
     fs.mkdirSync(path.join(target, '.artifact-store-partial'), { recursive: true });
