@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -85,7 +84,9 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadOu
       headers.Range = `bytes=${offset}-`;
       headers['If-Range'] = `"${file.contentAddress}"`;
     }
-    const response = await client.send('GET', `/files/${encodeURIComponent(file.fileId)}/download`, { headers });
+    const downloadPath = `/files/${encodeURIComponent(file.fileId)}/download`;
+    const downloadUrl = client.url(downloadPath);
+    const response = await client.send('GET', downloadPath, { headers });
     if (response.status === 200 && offset > 0) {
       // The server sent the whole representation (If-Range failed or it ignored the range): start over.
       offset = 0;
@@ -98,40 +99,56 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadOu
       }
     } else if (response.status !== 200) {
       await response.body?.cancel();
-      throw new ApiError('GET', client.url(`/files/${file.fileId}/download`), response.status, { detail: `unexpected status for ${file.relativePath}` });
+      throw new ApiError('GET', downloadUrl, response.status, { detail: `unexpected status for ${file.relativePath}` });
     }
 
-    const output = fs.createWriteStream(options.partial, { flags: offset === 0 ? 'w' : 'a' });
+    // Writes go to explicit offsets, so the bytes land where the digest assumes them, whatever else
+    // happened to the file since its size was read.
+    const handle = await fsp.open(options.partial, offset === 0 ? 'w' : 'r+');
     let written = offset;
     try {
-      for await (const chunk of Readable.fromWeb(response.body! as import('node:stream/web').ReadableStream<Uint8Array>)) {
-        const bytes = chunk as Buffer;
-        if (written + bytes.byteLength > file.sizeBytes) {
-          throw new VerificationError(`The server sent more than the ${file.sizeBytes} bytes of ${file.relativePath}.`);
+      try {
+        for await (const chunk of Readable.fromWeb(response.body! as import('node:stream/web').ReadableStream<Uint8Array>)) {
+          const bytes = chunk as Buffer;
+          if (written + bytes.byteLength > file.sizeBytes) {
+            throw new VerificationError(`The server sent more than the ${file.sizeBytes} bytes of ${file.relativePath}.`);
+          }
+          await digest.updateYielding(bytes);
+          for (let done = 0; done < bytes.byteLength; ) {
+            done += (await handle.write(bytes, done, bytes.byteLength - done, written + done)).bytesWritten;
+          }
+          written += bytes.byteLength;
+          options.onProgress(written);
         }
-        await digest.updateYielding(bytes);
-        if (!output.write(bytes)) await once(output, 'drain');
-        written += bytes.byteLength;
-        options.onProgress(written);
+      } catch (error) {
+        if (error instanceof VerificationError) throw error;
+        // undici reports a connection closed mid-body as a bare "terminated" with the reason in `cause`.
+        const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
+        throw new CommandError(
+          `Downloading ${file.relativePath} from ${downloadUrl} failed after ${written} of ${file.sizeBytes} bytes: ${cause}. Run the same pull again to resume from the bytes already on disk.`,
+        );
       }
-      await new Promise<void>((resolve, reject) => output.end((error?: Error | null) => (error ? reject(error) : resolve())));
+      await handle.sync();
     } catch (error) {
-      output.destroy();
-      if (error instanceof VerificationError) await fsp.rm(options.partial, { force: true });
+      if (error instanceof VerificationError) {
+        await handle.close();
+        await fsp.rm(options.partial, { force: true });
+      }
       throw error;
+    } finally {
+      await handle.close().catch(() => undefined);
     }
   }
 
-  const differences = sameDigests(digest.finish(), file);
+  // The digest covers the bytes read from disk for the resumed prefix and the bytes written after it,
+  // so it describes the file on disk only when the file has exactly that length.
+  const digestResult = digest.finish();
+  const differences = sameDigests(digestResult, file);
+  const sizeOnDisk = (await fsp.stat(options.partial)).size;
+  if (sizeOnDisk !== file.sizeBytes) differences.push(`size on disk (${sizeOnDisk} bytes, expected ${file.sizeBytes})`);
   if (differences.length > 0) {
     await fsp.rm(options.partial, { force: true });
     throw new VerificationError(`${file.relativePath} failed verification: ${differences.join(', ')} differ from the manifest; the download was deleted.`);
-  }
-  const handle = await fsp.open(options.partial, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
   await fsp.mkdir(path.dirname(options.target), { recursive: true });
   await fsp.rename(options.partial, options.target);

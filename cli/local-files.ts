@@ -4,6 +4,8 @@ import { DomainError } from '../server/errors';
 import { normalizeRelativePath } from '../server/registry/relative-path';
 import { CommandError } from './errors';
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 export interface LocalFile {
   /** The package path: `/`-separated and NFC-normalized, as the server stores it. */
   relativePath: string;
@@ -15,8 +17,8 @@ export interface LocalFile {
 
 /**
  * Lists every regular file below `root`, sorted by package path. Entries that cannot become package
- * files are collected first: symbolic links, sockets, FIFOs, devices, names that break the package
- * path rules, and names equal to another after NFC normalization. They are then reported together
+ * files are collected first: symbolic links, sockets, FIFOs, devices, names that are not valid
+ * UTF-8 or break the package path rules, and names equal to another after NFC normalization. They are then reported together
  * in one CommandError, so a push either sends the whole tree or nothing.
  */
 export async function listLocalFiles(root: string): Promise<LocalFile[]> {
@@ -25,11 +27,20 @@ export async function listLocalFiles(root: string): Promise<LocalFile[]> {
   const seen = new Map<string, string>();
 
   const walk = async (directory: string, prefix: string): Promise<void> => {
-    const entries = await fs.readdir(directory, { withFileTypes: true });
-    entries.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+    // Raw names: decoding them as strings would replace invalid UTF-8 with U+FFFD, a name no file has.
+    const entries = await fs.readdir(directory, { withFileTypes: true, encoding: 'buffer' });
+    entries.sort((a, b) => Buffer.compare(a.name, b.name));
     for (const entry of entries) {
-      const absolutePath = path.join(directory, entry.name);
-      const localPath = prefix ? `${prefix}/${entry.name}` : entry.name;
+      let name: string;
+      try {
+        name = UTF8.decode(entry.name);
+      } catch {
+        const lossyName = entry.name.toString('utf8');
+        problems.push(`${JSON.stringify(prefix ? `${prefix}/${lossyName}` : lossyName)}: name is not valid UTF-8 (package paths are UTF-8 text; rename it)`);
+        continue;
+      }
+      const absolutePath = path.join(directory, name);
+      const localPath = prefix ? `${prefix}/${name}` : name;
       if (entry.isSymbolicLink()) {
         problems.push(`${localPath}: symbolic link (packages hold regular files only; copy the target in its place)`);
         continue;
@@ -63,7 +74,8 @@ export async function listLocalFiles(root: string): Promise<LocalFile[]> {
   await walk(root, '');
 
   if (problems.length > 0) {
-    throw new CommandError(`${problems.length} entries of ${root} cannot become package files, so nothing was uploaded:\n${problems.map((line) => `  ${line}`).join('\n')}`);
+    const count = problems.length === 1 ? '1 entry' : `${problems.length} entries`;
+    throw new CommandError(`${count} of ${root} cannot become package files, so nothing was uploaded:\n${problems.map((line) => `  ${line}`).join('\n')}`);
   }
   found.sort((a, b) => Buffer.compare(Buffer.from(a.relativePath), Buffer.from(b.relativePath)));
   return found;

@@ -69,12 +69,25 @@ async function main(argv: string[]): Promise<number> {
       console.error(`error: ${error.message}`);
       return EXIT_FAILURE;
     }
-    // Unexpected errors still print one line and no stack trace; ARTIFACT_STORE_DEBUG=1 shows the stack.
-    if (process.env.ARTIFACT_STORE_DEBUG) console.error(error);
-    else console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+    printUnexpectedError(error);
     return EXIT_FAILURE;
   }
 }
+
+/** Prints an unexpected error as one line; ARTIFACT_STORE_DEBUG=1 prints its stack trace instead. */
+function printUnexpectedError(error: unknown): void {
+  if (process.env.ARTIFACT_STORE_DEBUG) console.error(error);
+  else console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+}
+
+// A library may throw from a callback outside any awaited promise, as tus-js-client 4.3.1 does for a
+// resume offset past the end of the file. Such an error ends the command the same way.
+const exitOnStrayError = (error: unknown) => {
+  printUnexpectedError(error);
+  process.exit(EXIT_FAILURE);
+};
+process.on('uncaughtException', exitOnStrayError);
+process.on('unhandledRejection', exitOnStrayError);
 
 // Exit at once: idle keep-alive connections of fetch and tus-js-client would otherwise hold the process
 // open for a few seconds. Node.js writes stdout and stderr synchronously to files, pipes and terminals

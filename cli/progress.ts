@@ -50,17 +50,16 @@ export function createTransferProgress(options: { verb: string; totalBytes: numb
   const startedAt = Date.now();
   let finishedFiles = 0;
   let overallDone = options.alreadyDoneBytes;
-  const overallResumed = options.alreadyDoneBytes;
+  // Bytes that need no transfer in this run (skipped files and resumed prefixes), excluded from the rate.
+  let overallResumed = options.alreadyDoneBytes;
 
   const rateOf = (transferred: number, since: number) => transferred / Math.max((Date.now() - since) / 1000, 0.001);
   const statsOf = (done: number, total: number, transferred: number, since: number) => {
     const rate = rateOf(transferred, since);
-    return {
-      done: formatBytes(done),
-      size: formatBytes(total),
-      rate: `${formatBytes(rate)}/s`,
-      left: rate > 0 ? formatDuration((total - done) / rate) : '--',
-    };
+    let left = '--';
+    if (done >= total) left = '0s';
+    else if (rate > 0) left = formatDuration((total - done) / rate);
+    return { done: formatBytes(done), size: formatBytes(total), rate: `${formatBytes(rate)}/s`, left };
   };
 
   const multibar = options.interactive
@@ -94,9 +93,12 @@ export function createTransferProgress(options: { verb: string; totalBytes: numb
     startFile(name, sizeBytes, doneBytes) {
       const state: FileState = { sizeBytes, doneBytes, resumedBytes: doneBytes, startedAt: Date.now() };
       files.set(name, state);
+      overallDone += doneBytes;
+      overallResumed += doneBytes;
       if (multibar) {
         state.bar = multibar.create(Math.max(sizeBytes, 1), doneBytes, { name, ...statsOf(doneBytes, sizeBytes, 0, state.startedAt) });
-      } else {
+      } else if (sizeBytes === 0 || doneBytes < sizeBytes) {
+        // A file that is complete already (present, or fully downloaded before a kill) gets only its finish line.
         const resumed = doneBytes > 0 ? `, resuming at ${formatBytes(doneBytes)}` : '';
         process.stderr.write(`${options.verb} ${name} (${formatBytes(sizeBytes)}${resumed})\n`);
       }
@@ -123,7 +125,8 @@ export function createTransferProgress(options: { verb: string; totalBytes: numb
         multibar.log(`${name}: ${note}\n`);
       } else if (!multibar) {
         const seconds = state ? (Date.now() - state.startedAt) / 1000 : 0;
-        const rate = state ? ` at ${formatBytes(rateOf(state.sizeBytes - state.resumedBytes, state.startedAt))}/s` : '';
+        const transferred = state ? state.sizeBytes - state.resumedBytes : 0;
+        const rate = state && transferred > 0 ? ` at ${formatBytes(rateOf(transferred, state.startedAt))}/s` : '';
         const overall = statsOf(overallDone, options.totalBytes, overallDone - overallResumed, startedAt);
         process.stderr.write(
           `${name}: ${note} in ${seconds.toFixed(1)}s${rate}; overall ${finishedFiles}/${options.totalFiles} files, ${overall.done}/${overall.size}, ${overall.left} left\n`,

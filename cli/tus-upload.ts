@@ -16,8 +16,42 @@ export interface TusUploadOptions {
   uploadUrl: string | undefined;
   /** Called with the upload URL as soon as the server assigned or confirmed it. */
   onUploadUrl(url: string): void;
+  /** Called once before any byte is sent, with the bytes the server already stores (a resumed upload). */
+  onStart(resumedBytes: number): void;
   /** Called with the file's bytes the server holds, including those sent before a resume. */
   onProgress(bytesSent: number): void;
+  /** Prints a line about the upload, such as a restart. */
+  log(message: string): void;
+}
+
+/** Reads the length and offset of an unfinished tus upload; returns undefined when the server no longer has it. */
+async function readUploadState(client: ApiClient, url: string): Promise<{ length: number; offset: number } | undefined> {
+  let response: Response;
+  try {
+    response = await fetch(url, { method: 'HEAD', headers: { ...client.authHeaders(), 'Tus-Resumable': '1.0.0' } });
+  } catch (error) {
+    const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
+    throw new CommandError(`HEAD ${url} failed: ${cause}. Check --url and that the server is running.`);
+  }
+  await response.body?.cancel();
+  if (response.status === 404 || response.status === 410) return undefined;
+  if (response.status !== 200) throw new CommandError(`HEAD ${url} failed with HTTP ${response.status}.`);
+  return { length: Number(response.headers.get('upload-length')), offset: Number(response.headers.get('upload-offset')) };
+}
+
+/**
+ * Returns `url` and its offset when the upload there can continue with the local file, else undefined.
+ * An upload of another length was created for other bytes (the file changed, or a killed run created it
+ * for an older version). It is terminated, because tus cannot change an upload's length and sending the
+ * local file into it would leave it short or fail.
+ */
+async function resumableUrl(options: TusUploadOptions, url: string): Promise<{ url: string; offset: number } | undefined> {
+  const state = await readUploadState(options.client, url);
+  if (!state) return undefined;
+  if (state.length === options.file.sizeBytes && state.offset <= state.length) return { url, offset: state.offset };
+  options.log(`${options.file.relativePath}: the unfinished upload on the server is ${state.length} bytes long, the local file ${options.file.sizeBytes}; terminating it and starting over`);
+  await terminateUpload(options.client, url);
+  return undefined;
 }
 
 function problemOf(error: tus.DetailedError): Record<string, unknown> | undefined {
@@ -33,8 +67,17 @@ function problemOf(error: tus.DetailedError): Record<string, unknown> | undefine
  * server rejects the creation with 409 because an unfinished upload already targets the same path (a
  * run was killed before it could store the URL), this function continues that upload instead.
  */
-export function uploadFileWithTus(options: TusUploadOptions): Promise<void> {
+export async function uploadFileWithTus(options: TusUploadOptions): Promise<void> {
   const { client, file } = options;
+  const resumed = options.uploadUrl === undefined ? undefined : await resumableUrl(options, options.uploadUrl);
+  // Announced once the server took the upload, so that an adopted upload reports its own offset.
+  let startOffset = resumed?.offset ?? 0;
+  let announced = false;
+  const announce = () => {
+    if (announced) return;
+    announced = true;
+    options.onStart(startOffset);
+  };
   return new Promise((resolve, reject) => {
     let adoptedUpload = false;
 
@@ -60,12 +103,15 @@ export function uploadFileWithTus(options: TusUploadOptions): Promise<void> {
           return status === 0 || status >= 500 || status === 409 || status === 423;
         },
         onUploadUrlAvailable() {
+          announce();
           if (upload.url) options.onUploadUrl(upload.url);
         },
         onProgress(bytesSent) {
+          announce();
           options.onProgress(bytesSent);
         },
         onSuccess() {
+          announce();
           finish();
         },
         onError(error) {
@@ -75,7 +121,14 @@ export function uploadFileWithTus(options: TusUploadOptions): Promise<void> {
           if (status === 409 && detailed.originalRequest?.getMethod() === 'POST' && typeof problem?.upload_id === 'string' && !adoptedUpload) {
             adoptedUpload = true;
             source.destroy();
-            start(client.url(`/uploads/${encodeURIComponent(problem.upload_id)}`));
+            const existingUrl = client.url(`/uploads/${encodeURIComponent(problem.upload_id)}`);
+            resumableUrl(options, existingUrl).then(
+              (adopted) => {
+                startOffset = adopted?.offset ?? 0;
+                start(adopted?.url);
+              },
+              (checkError: Error) => finish(checkError),
+            );
             return;
           }
           if (status !== undefined && problem) {
@@ -88,7 +141,7 @@ export function uploadFileWithTus(options: TusUploadOptions): Promise<void> {
       upload.start();
     };
 
-    start(options.uploadUrl);
+    start(resumed?.url);
   });
 }
 

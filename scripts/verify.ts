@@ -4,15 +4,16 @@
  *   npm run verify -- DIR --manifest FILE [--digest blake3:<hex>]
  *   npm run verify -- --events EXPORT
  *
- * DIR contains the package's files at their relative paths; FILE is its manifest in CBOR or JSON. EXPORT is
+ * DIR contains the package's files at their relative paths; FILE is its manifest in CBOR or JSON, which may
+ * lie inside DIR, as the manifest.cbor and manifest.json that `artifact-store pull` writes do. EXPORT is
  * the output of GET /api/v1/events/export (CBOR sequence or JSON Lines). Prints a JSON report on stdout
  * and each problem on stderr. Exit status: 0 when everything matches, 3 on any mismatch, 2 for invalid
- * arguments, 1 for any other failure (an unreadable file, a malformed manifest or export).
+ * arguments, 1 for any other failure (an unreadable file, a malformed export). A malformed manifest is a
+ * mismatch (3), as in `artifact-store verify`.
  */
-import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { verifyEventExportFile } from '../server/integrity/verify-events';
-import { verifyPackageDirectory } from '../server/integrity/verify-package';
+import { verifyDirectory } from '../cli/verify-directory';
 
 const USAGE = [
   'usage: npm run verify -- DIR --manifest FILE [--digest blake3:<hex>]',
@@ -28,13 +29,11 @@ const EXIT_USAGE = 2;
 const EXIT_MISMATCH = 3;
 
 async function verifyPackage(directory: string, manifestPath: string, digest: string | undefined): Promise<number> {
-  const report = await verifyPackageDirectory(directory, await fs.readFile(manifestPath), digest);
-  console.log(JSON.stringify(report, null, 2));
-  if (report.manifest_digest_ok === false) console.error(`manifest digest mismatch: expected ${digest}, computed ${report.manifest_digest}`);
-  for (const file of report.missing) console.error(`missing: ${file}`);
-  for (const file of report.extra) console.error(`extra: ${file}`);
-  for (const file of report.changed) console.error(`changed: ${file.relative_path} (${file.mismatches.join(', ')} differ)`);
-  return report.ok ? EXIT_OK : EXIT_MISMATCH;
+  // The same check as `artifact-store verify DIR --manifest FILE`, so both give the same verdict.
+  const verification = await verifyDirectory(directory, manifestPath, digest);
+  console.log(JSON.stringify(verification.report ?? { ok: false, problems: verification.problems }, null, 2));
+  for (const line of verification.problems) console.error(line);
+  return verification.ok ? EXIT_OK : EXIT_MISMATCH;
 }
 
 async function verifyEvents(exportPath: string): Promise<number> {

@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { EventRecord } from '../../server/registry/events';
 import { ApiClient } from '../api-client';
-import { UsageError } from '../errors';
+import { ApiError, UsageError } from '../errors';
 import { COMMON_HELP, connectionFrom, parseCommandArgs, positiveInteger, requireOption, requirePositionals } from '../options';
 
 export const LS_HELP = `usage: artifact-store ls [filters] [options]
@@ -44,11 +45,15 @@ Moves the expiry of a finalized package later; the server rejects an earlier tim
   --reason TEXT        why the package is kept longer (required, recorded in the event log)
 ${COMMON_HELP}`;
 
+/** Upper bound of the wait between retries of `events --follow`. */
+const MAX_RETRY_DELAY_SECONDS = 30;
+
 export const EVENTS_HELP = `usage: artifact-store events [--since N] [--follow] [filters] [options]
 
 Prints events after sequence N in commit order, one per line: sequence, created_at, event_type,
 subject, actor. --json prints one JSON object per line. With --follow the command keeps
-long-polling for new events (30 s per request) until interrupted.
+long-polling for new events (30 s per request) until interrupted. A network error or a 5xx response
+is retried after 1, 2, 4 ... up to ${MAX_RETRY_DELAY_SECONDS} s, each retry logged on stderr; a 4xx response ends it with exit 1.
 
   --since N            print events with a sequence greater than N (default 0)
   --follow             wait for new events instead of exiting
@@ -185,6 +190,7 @@ export async function runEvents(args: string[]): Promise<number> {
   const limit = positiveInteger(values.limit, 'limit', 100, 500);
   const client = new ApiClient(connectionFrom(values));
 
+  let failures = 0;
   for (;;) {
     const query = new URLSearchParams({ since: String(since), limit: String(limit), wait_seconds: values.follow ? '30' : '0' });
     if (values.type) query.set('event_type', values.type);
@@ -192,7 +198,20 @@ export async function runEvents(args: string[]): Promise<number> {
       query.set('subject_kind', 'package');
       query.set('subject_id', values.package);
     }
-    const page = await client.getJson<{ events: EventRecord[]; next_cursor: string }>(`/events?${query}`);
+    let page: { events: EventRecord[]; next_cursor: string };
+    try {
+      page = await client.getJson<{ events: EventRecord[]; next_cursor: string }>(`/events?${query}`);
+      failures = 0;
+    } catch (error) {
+      // A 4xx will not change by asking again; anything else (a restarting server, a lost connection) may.
+      if (!values.follow || (error instanceof ApiError && error.status < 500)) throw error;
+      failures += 1;
+      const delaySeconds = Math.min(2 ** (failures - 1), MAX_RETRY_DELAY_SECONDS);
+      const message = error instanceof ApiError ? error.message : (error as Error).message;
+      console.error(`events: ${message} Retrying in ${delaySeconds} s (attempt ${failures}); Ctrl-C stops.`);
+      await sleep(delaySeconds * 1000);
+      continue;
+    }
     for (const event of page.events) {
       if (values.json) console.log(JSON.stringify(event));
       else console.log([event.sequence, event.created_at, event.event_type, `${event.subject_kind}:${event.subject_id}`, event.actor].join('\t'));

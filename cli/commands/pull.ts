@@ -11,12 +11,13 @@ import { downloadFile, type DownloadOutcome, type ExpectedFile } from '../downlo
 import { CommandError, VerificationError } from '../errors';
 import { COMMON_HELP, connectionFrom, parseCommandArgs, positiveInteger, requirePositionals } from '../options';
 import { createTransferProgress } from '../progress';
+import { MANIFEST_CBOR_NAME, MANIFEST_JSON_NAME } from '../verify-directory';
+import { acquireProcessLock } from '../process-lock';
 
-/** File names of the manifest in a pulled directory; `verify DIR` reads them from there. */
-export const MANIFEST_CBOR_NAME = 'manifest.cbor';
-export const MANIFEST_JSON_NAME = 'manifest.json';
 /** Directory inside DIR where downloads collect until they are verified. */
 export const PARTIAL_DIRECTORY_NAME = '.artifact-store-partial';
+/** Lock file inside the partial directory, holding the id of the process that is pulling into DIR. */
+const PULL_LOCK_NAME = 'pull.lock';
 
 export const PULL_HELP = `usage: artifact-store pull PACKAGE_ID DIR [options]
 
@@ -24,6 +25,7 @@ Downloads every file of a finalized package into DIR (created if missing), sever
 size, BLAKE3 and SHA-256 of each file as it streams. Bytes collect in DIR/${PARTIAL_DIRECTORY_NAME}/ and a
 file gets its final name only after it passed verification. Running the command again continues: a
 partial file is re-hashed and resumed with a Range request, and finished files are checked and kept.
+Only one pull runs in DIR at a time: a second one exits 1 and names the process id of the first.
 The manifest is written beside the files as ${MANIFEST_CBOR_NAME} and ${MANIFEST_JSON_NAME}, after its
 BLAKE3 was checked against the package's manifest_digest. Exit status 3 when any bytes fail verification.
 
@@ -53,6 +55,41 @@ function safeRelativePath(entry: ManifestFileEntry): string {
   }
 }
 
+/** Downloads every expected file with `parallel` workers and counts the outcomes. */
+async function downloadAll(options: { client: ApiClient; directory: string; partialDirectory: string; expected: ExpectedFile[]; parallel: number; interactive: boolean }): Promise<Map<DownloadOutcome, number>> {
+  const { client, directory, partialDirectory, expected } = options;
+  const progress = createTransferProgress({
+    verb: 'download',
+    totalBytes: expected.reduce((sum, file) => sum + file.sizeBytes, 0),
+    totalFiles: expected.length,
+    alreadyDoneBytes: 0,
+    interactive: options.interactive,
+  });
+  const outcomes = new Map<DownloadOutcome, number>();
+  try {
+    let next = 0;
+    const worker = async () => {
+      while (next < expected.length) {
+        const file = expected[next++];
+        const outcome = await downloadFile({
+          client,
+          file,
+          target: path.join(directory, ...file.relativePath.split('/')),
+          partial: path.join(partialDirectory, file.fileId),
+          onStart: (resumedBytes) => progress.startFile(file.relativePath, file.sizeBytes, resumedBytes),
+          onProgress: (doneBytes) => progress.updateFile(file.relativePath, doneBytes),
+        });
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        progress.finishFile(file.relativePath, outcome === 'present' ? 'already present and verified' : `${outcome} and verified`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(options.parallel, expected.length) }, worker));
+  } finally {
+    progress.stop();
+  }
+  return outcomes;
+}
+
 export async function runPull(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, { parallel: { type: 'string' } });
   if (values.help) {
@@ -64,6 +101,8 @@ export async function runPull(args: string[]): Promise<number> {
   const client = new ApiClient(connectionFrom(values));
   const directory = path.resolve(directoryArgument);
   const log = (line: string) => process.stderr.write(`${line}\n`);
+  const existing = fs.statSync(directory, { throwIfNoEntry: false });
+  if (existing && !existing.isDirectory()) throw new CommandError(`${directory} exists and is not a directory; pull into a new or existing directory.`);
 
   const pkg = await client.getJson<PackageRecord>(`/packages/${encodeURIComponent(packageId)}`);
   if (pkg.status !== 'finalized' || !pkg.manifest_digest) {
@@ -104,38 +143,16 @@ export async function runPull(args: string[]): Promise<number> {
 
   await fsp.mkdir(directory, { recursive: true });
   const partialDirectory = path.join(directory, PARTIAL_DIRECTORY_NAME);
-  const progress = createTransferProgress({
-    verb: 'download',
-    totalBytes: expected.reduce((sum, file) => sum + file.sizeBytes, 0),
-    totalFiles: expected.length,
-    alreadyDoneBytes: 0,
-    interactive: process.stdout.isTTY === true && values.json !== true,
-  });
-  const outcomes = new Map<DownloadOutcome, number>();
+  // Two pulls into one directory would write the same partial files; the second one stops here.
+  const lock = acquireProcessLock(path.join(partialDirectory, PULL_LOCK_NAME), `A pull into ${directory}`);
+  let outcomes: Map<DownloadOutcome, number>;
   try {
-    let next = 0;
-    const worker = async () => {
-      while (next < expected.length) {
-        const file = expected[next++];
-        const outcome = await downloadFile({
-          client,
-          file,
-          target: path.join(directory, ...file.relativePath.split('/')),
-          partial: path.join(partialDirectory, file.fileId),
-          onStart: (resumedBytes) => progress.startFile(file.relativePath, file.sizeBytes, resumedBytes),
-          onProgress: (doneBytes) => progress.updateFile(file.relativePath, doneBytes),
-        });
-        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-        progress.finishFile(file.relativePath, outcome === 'present' ? 'already present and verified' : `${outcome} and verified`);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(parallel, expected.length) }, worker));
+    outcomes = await downloadAll({ client, directory, partialDirectory, expected, parallel, interactive: process.stdout.isTTY === true && values.json !== true });
+    await writeFileAtomically(path.join(directory, MANIFEST_CBOR_NAME), manifestCbor);
+    await writeFileAtomically(path.join(directory, MANIFEST_JSON_NAME), manifestJson);
   } finally {
-    progress.stop();
+    lock.release();
   }
-
-  await writeFileAtomically(path.join(directory, MANIFEST_CBOR_NAME), manifestCbor);
-  await writeFileAtomically(path.join(directory, MANIFEST_JSON_NAME), manifestJson);
   if (fs.existsSync(partialDirectory)) await fsp.rmdir(partialDirectory).catch(() => log(`left ${partialDirectory} in place: it is not empty`));
 
   const summary = {

@@ -8,6 +8,7 @@ import { ApiError, CommandError, UsageError, VerificationError } from '../errors
 import { listLocalFiles, type LocalFile } from '../local-files';
 import { COMMON_HELP, connectionFrom, parseCommandArgs, positiveInteger, requireOption, requirePositionals } from '../options';
 import { createTransferProgress, formatBytes } from '../progress';
+import { acquireProcessLock } from '../process-lock';
 import { readPushState, removePushState, stateFilePath, writePushState, type PushState } from '../push-state';
 import { terminateUpload, uploadFileWithTus } from '../tus-upload';
 
@@ -19,7 +20,8 @@ package id (and with --finalize the manifest digest) on stdout.
 Running the same command again after an interruption continues the same package: files already on the
 server are checked against the local bytes and skipped, and partial uploads resume at the server's
 offset. The state lives in $ARTIFACT_STORE_STATE_DIR (default ~/.local/state/artifact-store) and is
-removed once the package is finalized.
+removed once the package is finalized. Only one run of the same push goes on at a time: a second one
+exits 1 and names the process id of the first.
 
 Symbolic links, special files and names that are not valid package paths (for example with a
 backslash or a control character) stop the push before any byte is sent, with one line per entry.
@@ -63,7 +65,7 @@ function assertSameContent(file: LocalFile, local: DigestResult, remote: FileDig
 }
 
 /** Finds the package of an earlier run of the same push, or creates one and records it in the state file. */
-async function openPackage(client: ApiClient, stateFile: string, body: Record<string, unknown>, log: (line: string) => void): Promise<{ pkg: PackageRecord; state: PushState }> {
+async function openPackage(client: ApiClient, stateFile: string, body: Record<string, unknown>, log: (line: string) => void): Promise<{ pkg: PackageRecord; state: PushState; created: boolean }> {
   const saved = readPushState(stateFile);
   if (saved) {
     try {
@@ -73,7 +75,7 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
         throw new CommandError(`Package ${pkg.id} from an earlier run of this push was deleted; run the command again to push into a new package.`);
       }
       log(`continuing package ${pkg.id} (${pkg.status}) from ${stateFile}`);
-      return { pkg, state: saved };
+      return { pkg, state: saved, created: false };
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404)) throw error;
       log(`package ${saved.package_id} from ${stateFile} is unknown to this server; creating a new package`);
@@ -85,7 +87,23 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
   const state: PushState = { version: 2, package_id: pkg.id, uploads: {} };
   writePushState(stateFile, state);
   log(`created package ${pkg.id}`);
-  return { pkg, state };
+  return { pkg, state, created: true };
+}
+
+/**
+ * Raises CommandError listing every file larger than the server's Tus-Max-Size (the tus OPTIONS
+ * response), so that no package is created for a push the server would reject with 413. A server
+ * that sends no such header, or an OPTIONS request that fails, skips the check.
+ */
+async function assertWithinServerLimit(client: ApiClient, files: LocalFile[]): Promise<void> {
+  const response = await fetch(client.url('/uploads'), { method: 'OPTIONS', headers: { 'Tus-Resumable': '1.0.0' } }).catch(() => undefined);
+  await response?.body?.cancel();
+  const maxSize = Number(response?.headers.get('tus-max-size') ?? NaN);
+  if (!Number.isSafeInteger(maxSize) || maxSize <= 0) return;
+  const tooLarge = files.filter((file) => file.sizeBytes > maxSize);
+  if (tooLarge.length === 0) return;
+  const lines = tooLarge.map((file) => `  ${file.relativePath}: ${file.sizeBytes} bytes`);
+  throw new CommandError(`${tooLarge.length === 1 ? '1 file is' : `${tooLarge.length} files are`} larger than the ${maxSize} bytes the server accepts per file (Tus-Max-Size), so nothing was uploaded:\n${lines.join('\n')}`);
 }
 
 export async function runPush(args: string[]): Promise<number> {
@@ -121,105 +139,127 @@ export async function runPush(args: string[]): Promise<number> {
   const client = new ApiClient(connection);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const stateFile = stateFilePath({ url: connection.url, directory: fs.realpathSync(directory), ...packageBody });
-  const { pkg, state } = await openPackage(client, stateFile, packageBody, log);
-
-  const remoteFiles = new Map<string, FileDigests>(
-    (await client.listAll<FileRecord>(`/packages/${pkg.id}/files`, 'files', 1000)).map((record) => [record.relative_path, record]),
-  );
-  const localPaths = new Set(files.map((file) => file.relativePath));
-  const unexpected = [...remoteFiles.keys()].filter((relativePath) => !localPaths.has(relativePath));
-  if (unexpected.length > 0) {
-    throw new VerificationError(`Package ${pkg.id} holds files that are not in ${directoryArgument}: ${unexpected.join(', ')}.`);
-  }
-  const pending = files.filter((file) => !remoteFiles.has(file.relativePath));
-  if (pkg.status !== 'open' && pending.length > 0) {
-    throw new CommandError(`Package ${pkg.id} is ${pkg.status} but lacks ${pending.length} files of ${directoryArgument}, such as ${pending[0].relativePath}.`);
-  }
-
-  const progress = createTransferProgress({
-    verb: 'upload',
-    totalBytes: files.reduce((sum, file) => sum + file.sizeBytes, 0),
-    totalFiles: files.length,
-    alreadyDoneBytes: files.filter((file) => remoteFiles.has(file.relativePath)).reduce((sum, file) => sum + file.sizeBytes, 0),
-    interactive: process.stdout.isTTY === true && values.json !== true,
-  });
-  let uploadedBytes = 0;
-  let uploadedFiles = 0;
+  // A second run of the same push would create or fill the same package at once; it stops here.
+  const lock = acquireProcessLock(`${stateFile}.lock`, `A push of ${directory} with the same options`);
   try {
-    // Files from an earlier run are hashed here and compared with the server's digests, never sent again.
-    for (const file of files) {
-      const remote = remoteFiles.get(file.relativePath);
-      if (!remote) continue;
-      assertSameContent(file, await digestFile(file.absolutePath), remote);
-      progress.log(`${file.relativePath}: already on the server, skipped`);
+    await assertWithinServerLimit(client, files);
+    const { pkg, state, created } = await openPackage(client, stateFile, packageBody, log);
+
+    const remoteFiles = new Map<string, FileDigests>(
+      (await client.listAll<FileRecord>(`/packages/${pkg.id}/files`, 'files', 1000)).map((record) => [record.relative_path, record]),
+    );
+    const localPaths = new Set(files.map((file) => file.relativePath));
+    const unexpected = [...remoteFiles.keys()].filter((relativePath) => !localPaths.has(relativePath));
+    if (unexpected.length > 0) {
+      throw new VerificationError(`Package ${pkg.id} holds files that are not in ${directoryArgument}: ${unexpected.join(', ')}.`);
+    }
+    const pending = files.filter((file) => !remoteFiles.has(file.relativePath));
+    if (pkg.status !== 'open' && pending.length > 0) {
+      throw new CommandError(`Package ${pkg.id} is ${pkg.status} but lacks ${pending.length} files of ${directoryArgument}, such as ${pending[0].relativePath}.`);
     }
 
-    let next = 0;
-    const worker = async () => {
-      while (next < pending.length) {
-        const file = pending[next++];
-        const started = state.uploads[file.relativePath];
-        let uploadUrl: string | undefined = started?.url;
-        if (started && (started.size_bytes !== file.sizeBytes || started.mtime_ms !== file.mtimeMs)) {
-          progress.log(`${file.relativePath}: changed since its upload started; terminating that upload and starting over`);
-          await terminateUpload(client, started.url);
-          uploadUrl = undefined;
-        }
-        progress.startFile(file.relativePath, file.sizeBytes, 0);
-        const [, local] = await Promise.all([
-          uploadFileWithTus({
-            client,
-            packageId: pkg.id,
-            file,
-            uploadUrl,
-            onUploadUrl(url) {
-              if (state.uploads[file.relativePath]?.url === url) return;
-              state.uploads[file.relativePath] = { url, size_bytes: file.sizeBytes, mtime_ms: file.mtimeMs };
-              writePushState(stateFile, state);
-            },
-            onProgress: (bytesSent) => progress.updateFile(file.relativePath, bytesSent),
-          }),
-          digestFile(file.absolutePath),
-        ]);
-        delete state.uploads[file.relativePath];
-        writePushState(stateFile, state);
-        uploadedBytes += file.sizeBytes;
-        uploadedFiles += 1;
-        progress.finishFile(file.relativePath, `uploaded, blake3:${local.blake3Hex.slice(0, 16)}…`);
-        remoteFiles.set(file.relativePath, { relative_path: file.relativePath, size_bytes: local.sizeBytes, digest_primary_hex: local.blake3Hex, digest_sha256_hex: local.sha256Hex });
+    const progress = createTransferProgress({
+      verb: 'upload',
+      totalBytes: files.reduce((sum, file) => sum + file.sizeBytes, 0),
+      totalFiles: files.length,
+      alreadyDoneBytes: files.filter((file) => remoteFiles.has(file.relativePath)).reduce((sum, file) => sum + file.sizeBytes, 0),
+      interactive: process.stdout.isTTY === true && values.json !== true,
+    });
+    let uploadedBytes = 0;
+    let uploadedFiles = 0;
+    try {
+      // Files from an earlier run are hashed here and compared with the server's digests, never sent again.
+      for (const file of files) {
+        const remote = remoteFiles.get(file.relativePath);
+        if (!remote) continue;
+        assertSameContent(file, await digestFile(file.absolutePath), remote);
+        progress.log(`${file.relativePath}: already on the server, skipped`);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(parallel, pending.length) }, worker));
-  } finally {
-    progress.stop();
-  }
 
-  // The server computed its digests from the bytes it stored; they must equal the local ones.
-  const stored = await client.listAll<FileRecord>(`/packages/${pkg.id}/files`, 'files', 1000);
-  const storedByPath = new Map(stored.map((record) => [record.relative_path, record]));
-  for (const file of files) {
-    const remote = storedByPath.get(file.relativePath);
-    const expected = remoteFiles.get(file.relativePath);
-    if (!remote || !expected) throw new VerificationError(`Package ${pkg.id} lacks ${file.relativePath} after the upload.`);
-    if (remote.digest_primary_hex !== expected.digest_primary_hex || remote.digest_sha256_hex !== expected.digest_sha256_hex || remote.size_bytes !== expected.size_bytes) {
-      throw new VerificationError(
-        `The server stored ${file.relativePath} with digests that differ from the local file, which probably changed during the upload. Delete the open package with DELETE /api/v1/packages/${pkg.id} and push again.`,
-      );
+      let next = 0;
+      const worker = async () => {
+        while (next < pending.length) {
+          const file = pending[next++];
+          const started = state.uploads[file.relativePath];
+          let uploadUrl: string | undefined = started?.url;
+          if (started && (started.size_bytes !== file.sizeBytes || started.mtime_ms !== file.mtimeMs)) {
+            progress.log(`${file.relativePath}: changed since its upload started; terminating that upload and starting over`);
+            await terminateUpload(client, started.url);
+            uploadUrl = undefined;
+          }
+          const [, local] = await Promise.all([
+            uploadFileWithTus({
+              client,
+              packageId: pkg.id,
+              file,
+              uploadUrl,
+              onUploadUrl(url) {
+                if (state.uploads[file.relativePath]?.url === url) return;
+                state.uploads[file.relativePath] = { url, size_bytes: file.sizeBytes, mtime_ms: file.mtimeMs };
+                writePushState(stateFile, state);
+              },
+              onStart: (resumedBytes) => progress.startFile(file.relativePath, file.sizeBytes, resumedBytes),
+              onProgress: (bytesSent) => progress.updateFile(file.relativePath, bytesSent),
+              log: (message) => progress.log(message),
+            }),
+            digestFile(file.absolutePath),
+          ]);
+          delete state.uploads[file.relativePath];
+          writePushState(stateFile, state);
+          uploadedBytes += file.sizeBytes;
+          uploadedFiles += 1;
+          progress.finishFile(file.relativePath, `uploaded, blake3:${local.blake3Hex.slice(0, 16)}…`);
+          remoteFiles.set(file.relativePath, { relative_path: file.relativePath, size_bytes: local.sizeBytes, digest_primary_hex: local.blake3Hex, digest_sha256_hex: local.sha256Hex });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(parallel, pending.length) }, worker));
+    } catch (error) {
+      // A file the server rejects as too large fails every later run too; an empty package created by
+      // this run is deleted rather than left open.
+      if (error instanceof ApiError && error.status === 413 && created && uploadedFiles === 0) {
+        progress.stop();
+        try {
+          await client.send('DELETE', `/packages/${pkg.id}`);
+          removePushState(stateFile);
+          log(`deleted the empty package ${pkg.id} that this run created`);
+        } catch (deleteError) {
+          log(`could not delete the empty package ${pkg.id}: ${(deleteError as Error).message}`);
+        }
+      }
+      throw error;
+    } finally {
+      progress.stop();
     }
-  }
-  log(`uploaded ${uploadedFiles} files (${formatBytes(uploadedBytes)}), skipped ${files.length - pending.length} already on the server`);
 
-  let manifestDigest = pkg.manifest_digest;
-  if (values.finalize && pkg.status === 'open') {
-    manifestDigest = (await client.postJson<PackageRecord>(`/packages/${pkg.id}/finalize`)).manifest_digest;
-  }
-  if (values.finalize) removePushState(stateFile);
+    // The server computed its digests from the bytes it stored; they must equal the local ones.
+    const stored = await client.listAll<FileRecord>(`/packages/${pkg.id}/files`, 'files', 1000);
+    const storedByPath = new Map(stored.map((record) => [record.relative_path, record]));
+    for (const file of files) {
+      const remote = storedByPath.get(file.relativePath);
+      const expected = remoteFiles.get(file.relativePath);
+      if (!remote || !expected) throw new VerificationError(`Package ${pkg.id} lacks ${file.relativePath} after the upload.`);
+      if (remote.digest_primary_hex !== expected.digest_primary_hex || remote.digest_sha256_hex !== expected.digest_sha256_hex || remote.size_bytes !== expected.size_bytes) {
+        throw new VerificationError(
+          `The server stored ${file.relativePath} with digests that differ from the local file, which probably changed during the upload. Delete the open package with DELETE /api/v1/packages/${pkg.id} and push again.`,
+        );
+      }
+    }
+    log(`uploaded ${uploadedFiles} files (${formatBytes(uploadedBytes)}), skipped ${files.length - pending.length} already on the server`);
 
-  if (values.json) {
-    console.log(JSON.stringify({ package_id: pkg.id, manifest_digest: values.finalize ? manifestDigest : null, uploaded_files: uploadedFiles, skipped_files: files.length - pending.length, uploaded_bytes: uploadedBytes }));
-  } else {
-    console.log(pkg.id);
-    if (values.finalize) console.log(manifestDigest);
+    let manifestDigest = pkg.manifest_digest;
+    if (values.finalize && pkg.status === 'open') {
+      manifestDigest = (await client.postJson<PackageRecord>(`/packages/${pkg.id}/finalize`)).manifest_digest;
+    }
+    if (values.finalize) removePushState(stateFile);
+
+    if (values.json) {
+      console.log(JSON.stringify({ package_id: pkg.id, manifest_digest: values.finalize ? manifestDigest : null, uploaded_files: uploadedFiles, skipped_files: files.length - pending.length, uploaded_bytes: uploadedBytes }));
+    } else {
+      console.log(pkg.id);
+      if (values.finalize) console.log(manifestDigest);
+    }
+    return 0;
+  } finally {
+    lock.release();
   }
-  return 0;
 }

@@ -221,6 +221,76 @@ describe('cli push', () => {
     }
   });
 
+  it('restarts an adopted upload of another length', { timeout: 300_000 }, async () => {
+    const source = path.join(environment.dir, 'push-adopt-length');
+    const file = path.join(source, 'shrunk.bin');
+    writeRandomFile(file, 24 * MiB);
+    const pushArgs = (url: string) => ['push', source, '--name', 'cli-adopt-length', '--producer', 'ci', '--subject', 's', '--class', 'standard', '--url', url];
+    const earlierStateFiles = fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [];
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 6 * MiB });
+    try {
+      const child = spawnCli(pushArgs(proxy.url));
+      const result = collect(child);
+      const patchedBytes = () => proxy.exchanges.filter((exchange) => exchange.method === 'PATCH').reduce((sum, exchange) => sum + exchange.requestBytes, 0);
+      await waitFor(() => patchedBytes() >= 8 * MiB || child.exitCode !== null, 'part of shrunk.bin to reach the server');
+      child.kill('SIGKILL');
+      expect((await result).code).toBeNull();
+      const firstUpload = [...uploadPaths(proxy.exchanges).keys()];
+      expect(firstUpload).toHaveLength(1);
+      proxy.exchanges.length = 0;
+
+      // As if the run died between creating the upload and storing its URL: the next run meets the
+      // server's unfinished upload through the 409 on creation, and the local file is shorter now.
+      const stateFile = fs.readdirSync(stateDir).find((name) => name.endsWith('.json') && !earlierStateFiles.includes(name))!;
+      const state = JSON.parse(fs.readFileSync(path.join(stateDir, stateFile), 'utf8'));
+      state.uploads = {};
+      fs.writeFileSync(path.join(stateDir, stateFile), JSON.stringify(state));
+      fs.truncateSync(file, 20 * MiB);
+
+      const second = await runCli(pushArgs(proxy.url));
+      expect(second.code, second.stderr).toBe(0);
+      expect(second.stderr).toContain(`shrunk.bin: the unfinished upload on the server is ${24 * MiB} bytes long, the local file ${20 * MiB}`);
+      expect(second.stderr).not.toMatch(/\n\s+at /);
+      const deleted = proxy.exchanges.filter((exchange) => exchange.method === 'DELETE').map((exchange) => exchange.path);
+      expect(deleted).toEqual(firstUpload);
+
+      const files = (await (await api.get(`/packages/${second.stdout.trim()}/files`)).json()).files;
+      expect(files).toHaveLength(1);
+      expect(files[0].size_bytes).toBe(20 * MiB);
+      expect(files[0].digest_sha256_hex).toBe(toolDigest('sha256sum', file));
+      expect(files[0].digest_primary_hex).toBe(toolDigest('/usr/bin/b3sum', file));
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('second concurrent push exits 1', { timeout: 300_000 }, async () => {
+    const source = path.join(environment.dir, 'push-concurrent');
+    writeRandomFile(path.join(source, 'big.bin'), 16 * MiB);
+    const pushArgs = (url: string) => ['push', source, '--name', 'cli-concurrent', '--producer', 'ci', '--subject', 's', '--class', 'standard', '--finalize', '--url', url];
+    const earlierStateFiles = fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [];
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 6 * MiB });
+    try {
+      const first = spawnCli(pushArgs(proxy.url));
+      const firstResult = collect(first);
+      const patchedBytes = () => proxy.exchanges.filter((exchange) => exchange.method === 'PATCH').reduce((sum, exchange) => sum + exchange.requestBytes, 0);
+      await waitFor(() => patchedBytes() > 0 || first.exitCode !== null, 'the first push to start uploading');
+
+      const second = await runCli(pushArgs(proxy.url));
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/A push of .*push-concurrent with the same options is already running as process \d+/);
+
+      const done = await firstResult;
+      expect(done.code, done.stderr).toBe(0);
+      const packages = (await (await api.get('/packages?name=cli-concurrent')).json()).packages;
+      expect(packages.map((pkg: any) => pkg.id)).toEqual([done.stdout.trim().split('\n')[0]]);
+      // Neither the state file of the finalized push nor its lock file is left behind.
+      expect(fs.readdirSync(stateDir).filter((name) => !earlierStateFiles.includes(name))).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('rejects symlinks before uploading', async () => {
     const source = path.join(environment.dir, 'push-symlink');
     writeRandomFile(path.join(source, 'real.bin'), 1000);
@@ -229,6 +299,19 @@ describe('cli push', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('link.bin: symbolic link');
     const packages = (await (await api.get('/packages?name=cli-symlink')).json()).packages;
+    expect(packages).toEqual([]);
+  });
+  it('lists a non-UTF-8 name up front', async () => {
+    const source = path.join(environment.dir, 'push-latin1');
+    writeRandomFile(path.join(source, 'ok.txt'), 10);
+    // "lat" followed by 0xE9, the Latin-1 byte of é, which is not valid UTF-8 on its own.
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${source}/`), Buffer.from([0x6c, 0x61, 0x74, 0xe9])]), 'b');
+    const result = await runCli(['push', source, '--name', 'cli-latin1', '--producer', 'ci', '--subject', 's', '--class', 'standard']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`1 entry of ${source} cannot become package files`);
+    expect(result.stderr).toContain('"lat\ufffd": name is not valid UTF-8');
+    expect(result.stderr).not.toContain('ENOENT');
+    const packages = (await (await api.get('/packages?name=cli-latin1')).json()).packages;
     expect(packages).toEqual([]);
   });
 });
@@ -271,6 +354,49 @@ describe('cli pull and verify', () => {
     expect(mismatch.stderr).toContain('changed: docs/nested/data.bin');
   });
 
+  it('verify commands agree on manifests', async () => {
+    const target = path.join(environment.dir, 'pulled-manifests');
+    const pulled = await runCli(['pull', packageId, target]);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const cborPath = path.join(target, 'manifest.cbor');
+    const jsonPath = path.join(target, 'manifest.json');
+    const runScript = (args: string[]) => collect(spawn(path.join(ROOT, 'node_modules/.bin/tsx'), [path.join(ROOT, 'scripts/verify.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+
+    // The manifest files pull writes are not extra files, for either command.
+    const script = await runScript([target, '--manifest', cborPath]);
+    expect(script.code, script.stderr).toBe(0);
+    expect(script.stderr).not.toContain('extra');
+    const command = await runCli(['verify', target, '--manifest', cborPath]);
+    expect(command.code, command.stderr).toBe(0);
+
+    // A manifest.json that is not a manifest is named, also when --manifest points at the CBOR form.
+    const goodJson = fs.readFileSync(jsonPath);
+    fs.writeFileSync(jsonPath, '{"not":"a manifest"}');
+    for (const result of [await runCli(['verify', target]), await runCli(['verify', target, '--manifest', cborPath]), await runScript([target, '--manifest', cborPath])]) {
+      expect(result.code, result.stderr).toBe(3);
+      expect(result.stderr).toContain('manifest.json: The manifest has no valid files list');
+    }
+    fs.writeFileSync(jsonPath, goodJson);
+
+    // One changed byte in manifest.cbor is a mismatch (3), not an unreadable manifest (1).
+    const goodCbor = fs.readFileSync(cborPath);
+    const changedCbor = Buffer.from(goodCbor);
+    changedCbor[changedCbor.length - 10] ^= 0x01;
+    fs.writeFileSync(cborPath, changedCbor);
+    for (const result of [await runCli(['verify', target]), await runScript([target, '--manifest', cborPath])]) {
+      expect(result.code, result.stderr).toBe(3);
+      expect(result.stderr).toContain('manifest.cbor');
+    }
+    fs.writeFileSync(cborPath, goodCbor);
+    const restored = await runCli(['verify', target]);
+    expect(restored.code, restored.stderr).toBe(0);
+
+    // A manifest that cannot be read at all is a failure (1).
+    const unreadable = await runCli(['verify', target, '--manifest', path.join(target, 'no-such-manifest.cbor')]);
+    expect(unreadable.code).toBe(1);
+    expect(unreadable.stderr).toContain('Cannot read the manifest');
+  });
+
   it('pull resumes a large file with a Range request', { timeout: 300_000 }, async () => {
     const target = path.join(environment.dir, 'pulled-resume');
     const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
@@ -305,6 +431,105 @@ describe('cli pull and verify', () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  it('pull resumed twice at once', { timeout: 300_000 }, async () => {
+    const target = path.join(environment.dir, 'pulled-twice');
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
+    try {
+      const partialDirectory = path.join(target, '.artifact-store-partial');
+      const partialSize = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0) : 0);
+      const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
+      const result = collect(child);
+      await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
+      child.kill('SIGKILL');
+      expect((await result).code).toBeNull();
+
+      // Both runs find the partial file; the lock lets exactly one of them write it.
+      const runs = await Promise.all([runCli(['pull', packageId, target, '--url', proxy.url]), runCli(['pull', packageId, target, '--url', proxy.url])]);
+      const succeeded = runs.filter((run) => run.code === 0);
+      const rejected = runs.filter((run) => run.code !== 0);
+      expect(succeeded, runs.map((run) => run.stderr).join('\n')).toHaveLength(1);
+      expect(rejected).toHaveLength(1);
+      expect(rejected[0].code).toBe(1);
+      expect(rejected[0].stderr).toMatch(/A pull into .*pulled-twice is already running as process \d+/);
+      expect(rejected[0].stderr).not.toMatch(/\n\s+at /);
+
+      expect(fs.statSync(path.join(target, 'large.bin')).size).toBe(largeSize);
+      expect(toolDigest('sha256sum', path.join(target, 'large.bin'))).toBe(toolDigest('sha256sum', path.join(source, 'large.bin')));
+      expect(fs.existsSync(partialDirectory)).toBe(false);
+      const verified = await runCli(['verify', target]);
+      expect(verified.code, verified.stderr).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('pull rejects a partial file grown by another writer', { timeout: 300_000 }, async () => {
+    const target = path.join(environment.dir, 'pulled-grown');
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
+    try {
+      const partialDirectory = path.join(target, '.artifact-store-partial');
+      const partialFiles = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).filter((name) => name !== 'pull.lock') : []);
+      const partialSize = () => partialFiles().reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0);
+      const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
+      const result = collect(child);
+      await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
+      // Another writer appends to the partial file; the streamed bytes still match the manifest.
+      expect(partialFiles()).toHaveLength(1);
+      fs.appendFileSync(path.join(partialDirectory, partialFiles()[0]), Buffer.alloc(largeSize));
+
+      const grown = await result;
+      expect(grown.code, grown.stderr).toBe(3);
+      expect(grown.stderr).toContain('large.bin failed verification: size on disk');
+      expect(fs.existsSync(path.join(target, 'large.bin'))).toBe(false);
+      expect(partialFiles()).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('pull takes over a lock of a dead process', async () => {
+    const target = path.join(environment.dir, 'pulled-stale-lock');
+    fs.mkdirSync(path.join(target, '.artifact-store-partial'), { recursive: true });
+    // A process id above the kernel's pid_max (4194304 at most) cannot be running.
+    fs.writeFileSync(path.join(target, '.artifact-store-partial', 'pull.lock'), '4999999\n');
+    const result = await runCli(['pull', packageId, target]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(fs.existsSync(path.join(target, '.artifact-store-partial'))).toBe(false);
+  });
+
+  it('pull into a regular file fails clearly', async () => {
+    const target = path.join(environment.dir, 'pull-target-file');
+    fs.writeFileSync(target, 'not a directory');
+    const result = await runCli(['pull', packageId, target]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${target} exists and is not a directory`);
+  });
+
+  it('pull names the file when the connection drops', { timeout: 300_000 }, async () => {
+    const target = path.join(environment.dir, 'pulled-dropped');
+    const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
+    const partialDirectory = path.join(target, '.artifact-store-partial');
+    const partialSize = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0) : 0);
+    const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
+    const result = collect(child);
+    try {
+      await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
+    } finally {
+      await proxy.close();
+    }
+    const dropped = await result;
+    expect(dropped.code).toBe(1);
+    expect(dropped.stderr).toContain(`Downloading large.bin from ${proxy.url}/api/v1/files/`);
+    expect(dropped.stderr).toContain('Run the same pull again to resume');
+    expect(dropped.stderr).not.toMatch(/\n\s+at /);
+    expect(fs.readdirSync(partialDirectory)).toHaveLength(1);
+
+    const resumed = await runCli(['pull', packageId, target, '--json']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout).resumed).toBe(1);
+    expect(toolDigest('sha256sum', path.join(target, 'large.bin'))).toBe(toolDigest('sha256sum', path.join(source, 'large.bin')));
   });
 
   it('pull deletes a download that fails verification', async () => {
@@ -409,5 +634,74 @@ describe('cli errors and operator commands', () => {
     await waitFor(() => printed.includes('retention.hold_applied'), 'the followed hold event', 30_000);
     follower.kill('SIGTERM');
     await output;
+  });
+
+  it('events --follow retries network errors', { timeout: 120_000 }, async () => {
+    const pkg = await api.createPackage({ name: 'cli-follow-retry' });
+    const proxy = await startRecordingProxy(server.url);
+    const port = Number(new URL(proxy.url).port);
+    const follower = spawnCli(['events', '--follow', '--package', pkg.id, '--url', proxy.url]);
+    const output = collect(follower);
+    let printed = '';
+    let logged = '';
+    follower.stdout!.on('data', (chunk) => (printed += chunk));
+    follower.stderr!.on('data', (chunk) => (logged += chunk));
+    let restarted: RecordingProxy | undefined;
+    try {
+      await waitFor(() => printed.includes('package.created'), 'the existing package.created event');
+      // Closing the proxy drops the pending long poll; later attempts find the port closed.
+      await proxy.close();
+      await waitFor(() => logged.includes('attempt 2') || follower.exitCode !== null, 'a second retry', 30_000);
+      expect(follower.exitCode).toBeNull();
+      expect(logged).toContain('Retrying in 1 s (attempt 1)');
+      expect(logged).toContain('Retrying in 2 s (attempt 2)');
+
+      restarted = await startRecordingProxy(server.url, { port });
+      const hold = await runCli(['hold', pkg.id, '--reason', 'after the restart']);
+      expect(hold.code, hold.stderr).toBe(0);
+      await waitFor(() => printed.includes('retention.hold_applied') || follower.exitCode !== null, 'the hold event after the retries', 60_000);
+      expect(printed).toContain('retention.hold_applied');
+    } finally {
+      follower.kill('SIGTERM');
+      await output;
+      await restarted?.close();
+    }
+
+    // A 4xx response is final.
+    const rejected = await runCli(['events', '--follow', '--token', 'not-a-token']);
+    expect(rejected.code).toBe(1);
+    expect(rejected.stderr).toContain('HTTP 401');
+    expect(rejected.stderr).not.toContain('Retrying');
+  });
+});
+
+describe('cli push against a file size limit', () => {
+  let limitedEnvironment: TestEnvironment;
+  let limitedServer: TestServer;
+
+  beforeAll(async () => {
+    limitedEnvironment = await createTestEnvironment({ MAX_FILE_SIZE_BYTES: '1000000' });
+    limitedServer = await startServer(limitedEnvironment);
+  });
+
+  afterAll(async () => {
+    await limitedServer?.stop();
+    await limitedEnvironment?.cleanup();
+  });
+
+  it('rejects a too large file before creating the package', async () => {
+    const source = path.join(limitedEnvironment.dir, 'too-large');
+    writeRandomFile(path.join(source, 'small.bin'), 1000);
+    writeRandomFile(path.join(source, 'large.bin'), 2_000_000);
+    const result = await runCli(['push', source, '--name', 'cli-too-large', '--producer', 'ci', '--subject', 's', '--class', 'standard'], {
+      ARTIFACT_STORE_URL: limitedServer.url,
+      ARTIFACT_STORE_TOKEN: limitedEnvironment.adminToken,
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('1 file is larger than the 1000000 bytes the server accepts per file');
+    expect(result.stderr).toContain('large.bin: 2000000 bytes');
+    const limitedApi = new ApiClient(limitedServer.url, limitedEnvironment.adminToken);
+    const packages = (await (await limitedApi.get('/packages?name=cli-too-large')).json()).packages;
+    expect(packages).toEqual([]);
   });
 });

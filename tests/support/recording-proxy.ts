@@ -22,6 +22,8 @@ export interface RecordingProxyOptions {
   bytesPerSecond?: number;
   /** Flips the lowest bit of the response byte at `offset` for GET requests whose path matches. */
   corruptResponse?: { pathIncludes: string; offset: number };
+  /** Loopback port to listen on, such as the port of a closed proxy to bring back; a free port when unset. */
+  port?: number;
 }
 
 export interface RecordingProxy {
@@ -132,7 +134,7 @@ export async function startRecordingProxy(upstream: string, options: RecordingPr
     request.on('aborted', () => upstreamRequest.destroy());
   });
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
