@@ -402,7 +402,15 @@ describe('cli pull and verify', () => {
     const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
     try {
       const partialDirectory = path.join(target, '.artifact-store-partial');
-      const partialSize = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0) : 0);
+      // The pull's lock files come and go while the directory is read, so an entry may vanish before its stat.
+      const partialSize = () => {
+        if (!fs.existsSync(partialDirectory)) return 0;
+        let total = 0;
+        for (const name of fs.readdirSync(partialDirectory)) {
+          total += fs.statSync(path.join(partialDirectory, name), { throwIfNoEntry: false })?.size ?? 0;
+        }
+        return total;
+      };
       const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
       const result = collect(child);
       await waitFor(() => partialSize() >= largeSize / 2 || child.exitCode !== null, 'half of large.bin on disk');
@@ -438,7 +446,15 @@ describe('cli pull and verify', () => {
     const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
     try {
       const partialDirectory = path.join(target, '.artifact-store-partial');
-      const partialSize = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0) : 0);
+      // The pull's lock files come and go while the directory is read, so an entry may vanish before its stat.
+      const partialSize = () => {
+        if (!fs.existsSync(partialDirectory)) return 0;
+        let total = 0;
+        for (const name of fs.readdirSync(partialDirectory)) {
+          total += fs.statSync(path.join(partialDirectory, name), { throwIfNoEntry: false })?.size ?? 0;
+        }
+        return total;
+      };
       const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
       const result = collect(child);
       await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
