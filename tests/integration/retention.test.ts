@@ -239,6 +239,63 @@ describe('holds and sweeps', () => {
     for (const item of created) expect(await deletionEvents(item.pkg.id)).toHaveLength(1);
   });
 
+  it('leaves nothing half-deleted after a sweep killed with SIGKILL', { timeout: 180_000 }, async () => {
+    const created: { id: string; fileId: string; content: Buffer }[] = [];
+    for (let index = 0; index < 40; index += 1) {
+      const content = crypto.randomBytes(1024);
+      const { pkg, fileIds } = await finalizedPackage('short', { 'doomed.bin': content });
+      created.push({ id: pkg.id, fileId: fileIds['doomed.bin'], content });
+    }
+    await waitForShortExpiry();
+
+    // The CLI logs each deletion at info level; it is killed as soon as the first one appears. It runs
+    // in this node process through tsx's loader, because the tsx command would run it in a child
+    // process that the signal does not reach.
+    if (!ON_POSTGRES) await server.stop();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/retention.ts', 'sweep'], {
+      cwd: ROOT,
+      env: { ...process.env, ...environment.env, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (chunk.toString('utf8').includes('retention deleted a package')) child.kill('SIGKILL');
+    });
+    const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, exitSignal) => resolve(exitSignal)));
+    expect(signal).toBe('SIGKILL');
+    if (!ON_POSTGRES) await restartServer();
+
+    // Every package is either deleted with its tombstone and event, or untouched and still downloadable.
+    let deletedByKilledSweep = 0;
+    for (const item of created) {
+      const response = await api.get(`/packages/${item.id}`);
+      expect(response.status).toBe(200);
+      const status = (await response.json()).status;
+      expect(['deleted', 'finalized']).toContain(status);
+      const download = await api.get(`/files/${item.fileId}/download`);
+      if (status === 'deleted') {
+        deletedByKilledSweep += 1;
+        expect(download.status).toBe(410);
+        await download.arrayBuffer();
+        expect(await deletionEvents(item.id)).toHaveLength(1);
+      } else {
+        expect(download.status).toBe(200);
+        expect(Buffer.from(await download.arrayBuffer()).equals(item.content)).toBe(true);
+        expect(await deletionEvents(item.id)).toHaveLength(0);
+      }
+    }
+    expect(deletedByKilledSweep).toBeGreaterThanOrEqual(1);
+    expect(deletedByKilledSweep).toBeLessThan(created.length);
+
+    // The next sweep finishes the work: every package deleted once and every object gone.
+    await sweep();
+    for (const item of created) {
+      const response = await api.get(`/packages/${item.id}`);
+      expect((await response.json()).status).toBe('deleted');
+      expect(await deletionEvents(item.id)).toHaveLength(1);
+      expect(fs.existsSync(objectPath(item.content))).toBe(false);
+    }
+  });
+
   it('removes the content of a package marked deleted by an interrupted sweep', async () => {
     const content = crypto.randomBytes(2048);
     const { pkg } = await finalizedPackage('standard', { 'left.bin': content });
