@@ -28,7 +28,8 @@ export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
 const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
 const COPY_PART_SIZE_BYTES = 1024 ** 3;
 const DEFAULT_QUEUE_SIZE = 2;
-const DEFAULT_HEALTH_TIMEOUT_MS = 5_000;
+// Below the 3 s that GET /health allows each backend, so a hung service shows its own timeout detail.
+const DEFAULT_HEALTH_TIMEOUT_MS = 2_500;
 const DEFAULT_STALE_TEMPORARY_OBJECT_MS = 24 * 3600 * 1000;
 
 const OBJECT_PREFIX = 'blake3/';
@@ -55,7 +56,7 @@ export interface S3BackendOptions {
    */
   queueSize?: number;
   retrievalTier?: string;
-  /** Time limit of the request health() sends. Default 5 s. */
+  /** Time limit of the request health() sends. Default 2.5 s. */
   healthTimeoutMs?: number;
   /** Age after which recoverTemporaryFiles removes a temporary object or multipart upload. Default 24 hours. */
   staleTemporaryObjectMs?: number;
