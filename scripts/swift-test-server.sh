@@ -17,6 +17,8 @@ USER_NAME=tester
 SECRET=testing
 REGION=us-east-1
 READY_TIMEOUT_SECONDS=60
+# Port of each storage server (account, container, object) by kind, set by start.
+declare -A SERVER_PORTS
 
 die() {
   echo "swift-test-server: $*" >&2
@@ -38,7 +40,7 @@ spawn() {
 }
 
 write_configs() {
-  local dir=$1 memcached_port=$2 proxy_port=$3 account_port=$4 container_port=$5 object_port=$6
+  local dir=$1 memcached_port=$2 proxy_port=$3
   local user
   user=$(id -un)
   local hash_suffix hash_prefix
@@ -64,16 +66,11 @@ devices = $dir/srv
 mount_check = false
 log_level = INFO"
 
-  local kind port
+  local kind
   for kind in account container object; do
-    case $kind in
-      account) port=$account_port ;;
-      container) port=$container_port ;;
-      object) port=$object_port ;;
-    esac
     cat >"$dir/etc/$kind-server.conf" <<EOF
 [DEFAULT]
-bind_port = $port
+bind_port = ${SERVER_PORTS[$kind]}
 $common
 
 [pipeline:main]
@@ -109,48 +106,22 @@ user_${ACCOUNT}_${USER_NAME} = $SECRET .admin
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:$memcached_port
-
-[filter:catch_errors]
-use = egg:swift#catch_errors
-
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-
-[filter:healthcheck]
-use = egg:swift#healthcheck
-
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-
-[filter:listing_formats]
-use = egg:swift#listing_formats
-
-[filter:bulk]
-use = egg:swift#bulk
-
-[filter:copy]
-use = egg:swift#copy
-
-[filter:slo]
-use = egg:swift#slo
-
-[filter:dlo]
-use = egg:swift#dlo
 EOF
+  # The remaining filters need no options: the section name, then the middleware's entry point.
+  local filter
+  for filter in catch_errors:catch_errors gatekeeper:gatekeeper healthcheck:healthcheck proxy-logging:proxy_logging \
+    listing_formats:listing_formats bulk:bulk copy:copy slo:slo dlo:dlo; do
+    printf '\n[filter:%s]\nuse = egg:swift#%s\n' "${filter%%:*}" "${filter#*:}" >>"$dir/etc/proxy-server.conf"
+  done
 }
 
 build_rings() {
-  local dir=$1 account_port=$2 container_port=$3 object_port=$4
-  local kind port
+  local dir=$1
+  local kind
   for kind in account container object; do
-    case $kind in
-      account) port=$account_port ;;
-      container) port=$container_port ;;
-      object) port=$object_port ;;
-    esac
     # One partition power of 6 (64 partitions), one replica, one device d1 on this node.
     swift-ring-builder "$dir/etc/$kind.builder" create 6 1 1 >/dev/null
-    swift-ring-builder "$dir/etc/$kind.builder" add "r1z1-127.0.0.1:$port/d1" 100 >/dev/null
+    swift-ring-builder "$dir/etc/$kind.builder" add "r1z1-127.0.0.1:${SERVER_PORTS[$kind]}/d1" 100 >/dev/null
     swift-ring-builder "$dir/etc/$kind.builder" rebalance >/dev/null
   done
 }
@@ -205,27 +176,26 @@ start() {
   dir=$(mktemp -d "${TMPDIR:-/tmp}/swift-test-XXXXXX")
   mkdir -p "$dir/etc" "$dir/srv/d1" "$dir/run" "$dir/log"
   # Swift keeps object metadata in user extended attributes and fails every PUT without them.
-  if command -v setfattr >/dev/null && ! setfattr -n user.swift-test -v 1 "$dir/srv/d1" 2>/dev/null; then
+  if ! /usr/bin/python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.swift-test", b"1")' "$dir/srv/d1" 2>/dev/null; then
     rm -rf "$dir"
     die "the file system under ${TMPDIR:-/tmp} has no user extended attributes; set TMPDIR to an ext4 or xfs directory."
   fi
 
-  local memcached_port proxy_port account_port container_port object_port
+  local memcached_port proxy_port kind
   memcached_port=$(free_port)
   proxy_port=$(free_port)
-  account_port=$(free_port)
-  container_port=$(free_port)
-  object_port=$(free_port)
+  for kind in account container object; do
+    SERVER_PORTS[$kind]=$(free_port)
+  done
 
-  write_configs "$dir" "$memcached_port" "$proxy_port" "$account_port" "$container_port" "$object_port"
-  build_rings "$dir" "$account_port" "$container_port" "$object_port"
+  write_configs "$dir" "$memcached_port" "$proxy_port"
+  build_rings "$dir"
 
   spawn "$dir" memcached memcached -l 127.0.0.1 -p "$memcached_port" -U 0 -m 16 -u "$(id -un)"
-  local kind
   for kind in account container object proxy; do
     spawn "$dir" "$kind" "swift-$kind-server" "$dir/etc/$kind-server.conf" --verbose
   done
-  wait_until_ready "$dir" "$proxy_port" "$account_port" "$container_port" "$object_port"
+  wait_until_ready "$dir" "$proxy_port" "${SERVER_PORTS[@]}"
 
   echo "SWIFT_DIR=$dir"
   echo "S3_ENDPOINT=http://127.0.0.1:$proxy_port"

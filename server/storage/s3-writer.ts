@@ -2,7 +2,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getLogger } from '../logger';
-import { assertValidObjectKey, type BlobWriter } from './backend';
+import { assertValidObjectKey } from './backend';
+import { BlobWriterLifecycle } from './writer-lifecycle';
 
 /** Passes chunks through unchanged and counts their bytes. */
 class CountingStream extends Transform {
@@ -14,15 +15,13 @@ class CountingStream extends Transform {
   }
 }
 
-type WriterState = 'open' | 'committing' | 'committed' | 'discarded';
-
-/** What a writer needs from its backend, passed in so the backend's helpers stay private. */
+/** Dependencies of a writer on its backend, passed in so the backend's helpers stay private. */
 export interface S3WriterContext {
   backendId: string;
   client: S3Client;
   bucket: string;
   partSizeBytes: number;
-  /** Number of parts uploaded at once; each holds up to partSizeBytes in memory. */
+  /** Number of parts uploaded at once. Each part keeps up to partSizeBytes in memory. */
   queueSize: number;
   /** Returns true when an object exists at objectKey. */
   exists(objectKey: string): Promise<boolean>;
@@ -37,57 +36,46 @@ export interface S3WriterContext {
  * Streams the bytes to a temporary key with a multipart upload (a single PUT when they fit in one part),
  * then commit copies them on the server to the content-addressed key and deletes the temporary key.
  */
-export class S3BlobWriter implements BlobWriter {
+export class S3BlobWriter extends BlobWriterLifecycle {
   readonly stream: CountingStream;
   readonly #temporaryKey: string;
   readonly #context: S3WriterContext;
   readonly #uploaded: Promise<void>;
-  #state: WriterState = 'open';
-  #commitDone: Promise<unknown> | undefined;
-  #discardDone: Promise<void> | undefined;
 
-  constructor(temporaryKey: string, context: S3WriterContext) {
-    this.#temporaryKey = temporaryKey;
-    this.#context = context;
-    this.stream = new CountingStream();
-
+  /** Creates a writer and starts its upload, which sends each part as the stream fills it. */
+  static start(temporaryKey: string, context: S3WriterContext): S3BlobWriter {
+    const stream = new CountingStream();
     const upload = new Upload({
       client: context.client,
-      params: { Bucket: context.bucket, Key: temporaryKey, Body: this.stream },
+      params: { Bucket: context.bucket, Key: temporaryKey, Body: stream },
       partSize: context.partSizeBytes,
       queueSize: context.queueSize,
       // Parts of a failed upload are removed by AbortMultipartUpload before done() rejects.
       leavePartsOnError: false,
     });
-    this.#uploaded = upload.done().then(
+    const uploaded = upload.done().then(
       () => undefined,
       (error: unknown) => {
         const translated = context.translateError(error, 'upload an object');
-        // Without this, a caller still writing would wait forever on a stream that nobody reads.
-        if (!this.stream.destroyed) this.stream.destroy(translated as Error);
+        // Without this, a caller still writing would wait forever on a stream that no reader consumes.
+        if (!stream.destroyed) stream.destroy(translated as Error);
         throw translated;
       },
     );
-    // The rejection is observed by commit or cancel; this keeps it from counting as unhandled meanwhile.
-    this.#uploaded.catch(() => undefined);
+    // Commit or cancel observes the rejection. Until then this handler keeps it from counting as unhandled.
+    uploaded.catch(() => undefined);
+    return new S3BlobWriter(temporaryKey, context, stream, uploaded);
   }
 
-  async commit(objectKey: string): Promise<{ created: boolean }> {
-    if (this.#state !== 'open') throw new Error(`BlobWriter.commit was called on a writer that is already ${this.#state}.`);
-    this.#state = 'committing';
-    const done = this.#commit(objectKey);
-    this.#commitDone = done.catch(() => undefined);
-    return done;
+  private constructor(temporaryKey: string, context: S3WriterContext, stream: CountingStream, uploaded: Promise<void>) {
+    super();
+    this.#temporaryKey = temporaryKey;
+    this.#context = context;
+    this.stream = stream;
+    this.#uploaded = uploaded;
   }
 
-  async cancel(): Promise<void> {
-    // A cancel during commit waits for the commit; a commit that succeeded is kept.
-    if (this.#commitDone) await this.#commitDone;
-    if (this.#state === 'committed') return;
-    await this.#discard();
-  }
-
-  async #commit(objectKey: string): Promise<{ created: boolean }> {
+  protected override async commitBytes(objectKey: string): Promise<{ created: boolean }> {
     try {
       assertValidObjectKey(objectKey);
       await this.#uploaded;
@@ -96,12 +84,12 @@ export class S3BlobWriter implements BlobWriter {
       // once may both copy and both report created. The bytes are identical either way.
       const existed = await this.#context.exists(objectKey);
       if (!existed) await this.#context.copy(this.#temporaryKey, objectKey, this.stream.bytes);
-      this.#state = 'committed';
+      this.state = 'committed';
       await this.#deleteTemporaryKeyQuietly();
       return { created: !existed };
     } catch (error) {
       try {
-        await this.#discard();
+        await this.discard();
       } catch (discardError) {
         getLogger().warn(
           { err: discardError, backend_id: this.#context.backendId, key: this.#temporaryKey },
@@ -112,18 +100,13 @@ export class S3BlobWriter implements BlobWriter {
     }
   }
 
-  #discard(): Promise<void> {
-    this.#discardDone ??= this.#removeTemporaryObject();
-    return this.#discardDone;
-  }
-
   /**
    * Ends the upload and deletes whatever reached the server. Destroying the stream makes the upload's
    * reader fail, so the library aborts a started multipart upload before done() settles. An upload that
    * had already finished left an object at the temporary key, which is deleted.
    */
-  async #removeTemporaryObject(): Promise<void> {
-    this.#state = 'discarded';
+  protected override async discardBytes(): Promise<void> {
+    this.state = 'discarded';
     if (!this.stream.destroyed) this.stream.destroy();
     try {
       await this.#uploaded;

@@ -119,7 +119,7 @@ export class S3Backend implements Backend {
 
   async createWriter(): Promise<BlobWriter> {
     const temporaryKey = `${TEMPORARY_PREFIX}${Date.now()}-${randomUUID()}`;
-    return new S3BlobWriter(temporaryKey, {
+    return S3BlobWriter.start(temporaryKey, {
       backendId: this.id,
       client: this.#client,
       bucket: this.bucket,
