@@ -6,8 +6,10 @@ import { createDigestTransform } from '../digest';
 import type { Settings } from '../settings';
 import type { Backend } from '../storage/backend';
 import { FilesystemBackend } from '../storage/filesystem';
+import { S3Backend } from '../storage/s3';
 
 export const PRIMARY_BACKEND_ID = 'fs-primary';
+export const S3_PRIMARY_BACKEND_ID = 's3-primary';
 export const REPLICA_BACKEND_ID = 'fs-replica';
 
 export interface StorageBackends {
@@ -18,9 +20,12 @@ export interface StorageBackends {
   all: Map<string, Backend>;
 }
 
-/** Opens the primary store at STORAGE_ROOT and, when REPLICA_STORAGE_ROOT is set, the replica store. */
+/**
+ * Opens the primary store (STORAGE_ROOT, or the S3 bucket when STORAGE_BACKEND is s3) and, when
+ * REPLICA_STORAGE_ROOT is set, the filesystem replica store.
+ */
 export function openStorageBackends(settings: Settings): StorageBackends {
-  const primary = new FilesystemBackend({ id: PRIMARY_BACKEND_ID, root: settings.storageRoot });
+  const primary = openPrimaryBackend(settings);
   const all = new Map<string, Backend>([[primary.id, primary]]);
   const replicas: Backend[] = [];
   if (settings.replicaStorageRoot) {
@@ -29,6 +34,22 @@ export function openStorageBackends(settings: Settings): StorageBackends {
     if (settings.REPLICA_COUNT >= 2) replicas.push(replica);
   }
   return { primary, replicas, all };
+}
+
+function openPrimaryBackend(settings: Settings): Backend {
+  if (settings.STORAGE_BACKEND === 'fs') return new FilesystemBackend({ id: PRIMARY_BACKEND_ID, root: settings.storageRoot });
+
+  const { S3_ACCESS_KEY_ID: accessKeyId, S3_SECRET_ACCESS_KEY: secretAccessKey } = settings;
+  return new S3Backend({
+    id: S3_PRIMARY_BACKEND_ID,
+    // getSettings rejects STORAGE_BACKEND=s3 without S3_BUCKET.
+    bucket: settings.S3_BUCKET!,
+    region: settings.S3_REGION,
+    endpoint: settings.S3_ENDPOINT,
+    forcePathStyle: settings.S3_FORCE_PATH_STYLE,
+    credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined,
+    partSizeBytes: settings.S3_PART_SIZE_BYTES,
+  });
 }
 
 // Kept on globalThis because Next.js bundles route handlers separately, each with its own copy of this

@@ -2,8 +2,8 @@ import fs, { type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { getLogger } from '../logger';
-import type { BlobWriter } from './backend';
 import { releaseTemporaryFile } from './filesystem-temporary-files';
+import { BlobWriterLifecycle } from './writer-lifecycle';
 
 const WRITE_HIGH_WATER_MARK = 256 * 1024;
 
@@ -38,8 +38,6 @@ class TemporaryFileStream extends Writable {
   }
 }
 
-type WriterState = 'open' | 'committing' | 'committed' | 'discarded';
-
 /** What a writer needs from its backend, passed in so the backend's helpers stay private. */
 export interface WriterContext {
   backendId: string;
@@ -48,51 +46,34 @@ export interface WriterContext {
   translateError(error: unknown, operation: string): unknown;
 }
 
-export class FilesystemBlobWriter implements BlobWriter {
+export class FilesystemBlobWriter extends BlobWriterLifecycle {
   readonly stream: Writable;
   readonly #handle: FileHandle;
   readonly #temporaryPath: string;
   readonly #context: WriterContext;
-  #state: WriterState = 'open';
   #handleClosed = false;
-  #commitDone: Promise<unknown> | undefined;
-  #discardDone: Promise<void> | undefined;
 
   constructor(handle: FileHandle, temporaryPath: string, context: WriterContext) {
+    super();
     this.#handle = handle;
     this.#temporaryPath = temporaryPath;
     this.#context = context;
     this.stream = new TemporaryFileStream(handle, (error) => context.translateError(error, 'write'));
   }
 
-  async commit(objectKey: string): Promise<{ created: boolean }> {
-    if (this.#state !== 'open') throw new Error(`BlobWriter.commit was called on a writer that is already ${this.#state}.`);
-    this.#state = 'committing';
-    const done = this.#commit(objectKey);
-    this.#commitDone = done.catch(() => undefined);
-    return done;
-  }
-
-  async cancel(): Promise<void> {
-    // A cancel during commit waits for the commit; a commit that succeeded is kept.
-    if (this.#commitDone) await this.#commitDone;
-    if (this.#state === 'committed') return;
-    await this.#discard();
-  }
-
-  async #commit(objectKey: string): Promise<{ created: boolean }> {
+  protected override async commitBytes(objectKey: string): Promise<{ created: boolean }> {
     try {
       const target = this.#context.pathForKey(objectKey);
       await finished(this.stream);
       await this.#handle.sync();
       await this.#closeHandle();
       const result = await this.#context.placeFile(this.#temporaryPath, target);
-      this.#state = 'committed';
+      this.state = 'committed';
       releaseTemporaryFile(this.#temporaryPath);
       return result;
     } catch (error) {
       try {
-        await this.#discard();
+        await this.discard();
       } catch (discardError) {
         getLogger().warn(
           { err: discardError, backend_id: this.#context.backendId, path: this.#temporaryPath },
@@ -103,13 +84,8 @@ export class FilesystemBlobWriter implements BlobWriter {
     }
   }
 
-  #discard(): Promise<void> {
-    this.#discardDone ??= this.#removeTemporaryFile();
-    return this.#discardDone;
-  }
-
-  async #removeTemporaryFile(): Promise<void> {
-    this.#state = 'discarded';
+  protected override async discardBytes(): Promise<void> {
+    this.state = 'discarded';
     this.stream.destroy();
     try {
       await this.#closeHandle();

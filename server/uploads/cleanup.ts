@@ -4,7 +4,7 @@ import type { AppContext } from '../app-context';
 import { getMetrics } from '../metrics/registry';
 import { endUpload, listExpiredUploads } from './records';
 import { forgetDigestState, removeStagingFiles } from './store';
-import { isFilesystemBackend } from './tus-server';
+import { uploadStagingDirectory } from './tus-server';
 
 /** The actor recorded on `upload.expired` events, which no request causes. */
 export const UPLOAD_CLEANUP_ACTOR = 'system:upload-cleanup';
@@ -35,13 +35,13 @@ export async function cleanupExpiredUploads(db: Database, stagingDirectory: stri
 
 /** Removes expired unfinished uploads every `intervalSeconds` with an unref'd timer; 0 turns the job off. */
 export function scheduleUploadCleanup(app: AppContext, intervalSeconds: number): void {
-  const backend = app.primaryBackend;
-  if (intervalSeconds === 0 || !isFilesystemBackend(backend)) return;
+  if (intervalSeconds === 0) return;
+  const stagingDirectory = uploadStagingDirectory(app);
   let running = false;
   const timer = setInterval(() => {
     if (running) return;
     running = true;
-    cleanupExpiredUploads(app.db, backend.uploadsDirectory, app.log)
+    cleanupExpiredUploads(app.db, stagingDirectory, app.log)
       .catch((error: unknown) => app.log.error({ err: error }, 'expired upload cleanup failed'))
       .finally(() => (running = false));
   }, intervalSeconds * 1000);

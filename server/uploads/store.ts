@@ -10,7 +10,7 @@ import { ERRORS, Upload } from '@tus/server';
 import type { Database } from '@/db/client';
 import { uploads } from '@/db/schema';
 import { ConflictError } from '../errors';
-import { DIGEST_SLICE_BYTES, DualDigest, type DigestResult } from '../digest';
+import { createDigestTransform, DIGEST_SLICE_BYTES, DualDigest, type DigestResult } from '../digest';
 import { getMetrics, type TusWriteFailure } from '../metrics/registry';
 import { trackUploadInProgress } from '../metrics/uploads';
 import { appendEvent } from '../registry/events';
@@ -183,16 +183,56 @@ export class RegistryFileStore extends FileStore {
   }
 
   /**
-   * Hands the staging file to the package: recordFile renames it to its content address and, in the same
-   * transaction, the upload row is marked completed with its file id and `upload.completed` is written.
+   * Hands the staging file to the package. recordFile renames it to its content address, or commits a
+   * streamed copy for a backend that cannot rename. In the same transaction the upload row is marked
+   * completed with its file id and `upload.completed` is written.
    */
   async #complete(row: UploadRow, content: DigestResult): Promise<void> {
     const context = currentUploadRequest();
-    const adoptFile = this.#backend.adoptFile?.bind(this.#backend);
-    // NOTE: only backends that can rename a local file (the filesystem backend) can receive tus uploads.
-    if (!adoptFile) throw new Error(`Backend ${this.#backend.id} cannot adopt staged uploads.`);
     const stagingPath = this.stagingPath(row.id);
+    const adoptFile = this.#backend.adoptFile?.bind(this.#backend);
+    const fileId = adoptFile
+      ? await this.#recordUpload(row, content, (objectKey) => adoptFile(stagingPath, objectKey))
+      : await this.#recordStreamedUpload(row, content, stagingPath);
 
+    getMetrics().tusUploadsCompleted.inc();
+    digestStates.delete(row.id);
+    await this.configstore.delete(row.id);
+    context.log.info({ upload_id: row.id, file_id: fileId, size_bytes: content.sizeBytes }, 'upload completed and recorded as a file');
+  }
+
+  /**
+   * Streams the staging file into a writer of a backend that cannot rename local files (S3), checks that
+   * the bytes still have the upload's digests, and records the file with a commit of that writer. The
+   * transfer happens before the transaction opens, so the blob's lock is held only for the commit.
+   * NOTE: the last PATCH returns only after the whole file reached the backend, which for large files
+   * may take longer than a client's request timeout.
+   */
+  async #recordStreamedUpload(row: UploadRow, content: DigestResult, stagingPath: string): Promise<string> {
+    const writer = await this.#backend.createWriter();
+    let placed = false;
+    let fileId: string;
+    try {
+      const digest = createDigestTransform();
+      await pipeline(createReadStream(stagingPath), digest, writer.stream);
+      const copied = digest.result();
+      if (copied.blake3Hex !== content.blake3Hex || copied.sizeBytes !== content.sizeBytes) {
+        throw new Error(`Staging file of upload ${row.id} changed: read ${copied.sizeBytes} bytes with BLAKE3 ${copied.blake3Hex}, expected ${content.sizeBytes} bytes with ${content.blake3Hex}.`);
+      }
+      fileId = await this.#recordUpload(row, content, async (objectKey) => {
+        placed = true;
+        return writer.commit(objectKey);
+      });
+    } finally {
+      if (!placed) await writer.cancel();
+    }
+    await fs.rm(stagingPath, { force: true });
+    return fileId;
+  }
+
+  /** Records the upload as a file with recordFile and returns the file id. */
+  async #recordUpload(row: UploadRow, content: DigestResult, placeBlob: (objectKey: string) => Promise<unknown>): Promise<string> {
+    const context = currentUploadRequest();
     const file = await recordFile(this.#db, {
       packageId: row.packageId,
       relativePath: row.relativePath,
@@ -200,7 +240,7 @@ export class RegistryFileStore extends FileStore {
       content,
       backend: this.#backend,
       actor: context.principal.name,
-      placeBlob: (objectKey) => adoptFile(stagingPath, objectKey),
+      placeBlob,
       eventDetails: { upload_id: row.id },
       onRecorded: async (tx, fileId) => {
         const completed = await tx
@@ -218,11 +258,7 @@ export class RegistryFileStore extends FileStore {
         });
       },
     });
-
-    getMetrics().tusUploadsCompleted.inc();
-    digestStates.delete(row.id);
-    await this.configstore.delete(row.id);
-    context.log.info({ upload_id: row.id, file_id: file.id, size_bytes: content.sizeBytes }, 'upload completed and recorded as a file');
+    return file.id;
   }
 
   /** Returns the hash state at `offset`, rebuilding it from the staging file when memory has none at that offset. */

@@ -22,18 +22,16 @@ const globalForTus = globalThis as typeof globalThis & { artifactStoreTus?: Uplo
 export const UPLOAD_ID_PATTERN = /^[0-9a-f]{32}$/;
 
 /**
- * Returns the process's @tus/server, creating it on first use. Staging lives in the filesystem backend's
- * uploads/ directory. Locks are PostgreSQL advisory locks on PostgreSQL, because several processes may
- * serve one database, and in-process locks on PGlite.
+ * Returns the process's @tus/server, creating it on first use. Staging lives in the directory that
+ * uploadStagingDirectory returns. Locks are PostgreSQL advisory locks on PostgreSQL, because several
+ * processes may serve one database, and in-process locks on PGlite.
  */
 export function getUploadService(app: AppContext): UploadService {
   if (globalForTus.artifactStoreTus) return globalForTus.artifactStoreTus;
   const backend = app.primaryBackend;
-  // instanceof fails here because Next.js bundles the instrumentation hook, which creates the backend, separately.
-  if (!isFilesystemBackend(backend)) throw new Error(`tus uploads need a filesystem backend, got ${backend.kind}.`);
 
   const expirationSeconds = app.settings.UPLOAD_EXPIRY_SECONDS;
-  const store = new RegistryFileStore({ db: app.db, backend, directory: backend.uploadsDirectory, expirationSeconds });
+  const store = new RegistryFileStore({ db: app.db, backend, directory: uploadStagingDirectory(app), expirationSeconds });
   const locker =
     app.connection.kind === 'postgres' && app.settings.DATABASE_URL ? new PostgresLocker(app.settings.DATABASE_URL) : new InProcessLocker();
 
@@ -76,6 +74,17 @@ export function getUploadService(app: AppContext): UploadService {
 
   globalForTus.artifactStoreTus = { server, store };
   return globalForTus.artifactStoreTus;
+}
+
+/**
+ * Returns the staging directory of unfinished uploads. For the filesystem backend it is the store's
+ * uploads/, on the same file system, so a finished upload is renamed into the store. For a backend
+ * without one (S3) it is DATA_DIR/uploads, and a finished upload is streamed into the backend.
+ */
+export function uploadStagingDirectory(app: AppContext): string {
+  const backend = app.primaryBackend;
+  // instanceof fails here because Next.js bundles the instrumentation hook, which creates the backend, separately.
+  return isFilesystemBackend(backend) ? backend.uploadsDirectory : app.settings.uploadStagingDir;
 }
 
 /** Returns true for a backend with a tus staging directory on its own file system. */
