@@ -30,7 +30,7 @@ function listStatement(condition: string): string {
             coalesce((SELECT max(sequence) FROM events WHERE subject_kind = 'package' AND subject_id = packages.id::text),
                      packages.last_event_sequence) AS last_event_sequence_derived
           FROM packages WHERE ${condition}
-          ORDER BY created_at DESC, id DESC LIMIT ${PAGE + 1}`;
+          ORDER BY created_at DESC NULLS LAST, id DESC NULLS LAST LIMIT ${PAGE + 1}`;
 }
 
 function percentile(values: number[], p: number): number {

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { and, desc, eq, getTableColumns, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, eq, getTableColumns, lt, or, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Executor } from '@/db/client';
 import { events, files, holds, packages, retentionClasses, uploads } from '@/db/schema';
@@ -246,7 +246,10 @@ export async function listPackages(db: Executor, query: ListPackagesQuery): Prom
     .select(packageColumnsWithLastEvent)
     .from(packages)
     .where(conditions.length > 0 ? and(...conditions) : undefined)
-    .orderBy(desc(packages.createdAt), desc(packages.id))
+    // NULLS LAST matches the order of packages_created_idx and the per-producer and per-subject indexes
+    // (drizzle creates them DESC NULLS LAST). Plain DESC means NULLS FIRST in PostgreSQL, which no index
+    // serves, so every filter would sort all its matches; both columns are NOT NULL, so the order is the same.
+    .orderBy(sql`${packages.createdAt} DESC NULLS LAST`, sql`${packages.id} DESC NULLS LAST`)
     .limit(query.limit + 1);
   const page = rows.slice(0, query.limit);
   return {
