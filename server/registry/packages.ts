@@ -248,7 +248,7 @@ export async function listPackages(db: Executor, query: ListPackagesQuery): Prom
     .where(conditions.length > 0 ? and(...conditions) : undefined)
     // NULLS LAST matches the order of packages_created_idx and the per-producer and per-subject indexes
     // (drizzle creates them DESC NULLS LAST). Plain DESC means NULLS FIRST in PostgreSQL, which no index
-    // serves, so every filter would sort all its matches; both columns are NOT NULL, so the order is the same.
+    // serves, so every filter would sort all its matches. Both columns are NOT NULL, so the order is the same.
     .orderBy(sql`${packages.createdAt} DESC NULLS LAST`, sql`${packages.id} DESC NULLS LAST`)
     .limit(query.limit + 1);
   const page = rows.slice(0, query.limit);
