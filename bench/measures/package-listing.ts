@@ -24,7 +24,7 @@ async function seedPackages(client: pg.Client, count: number): Promise<void> {
   await client.query('ANALYZE packages');
 }
 
-/** The statement `GET /packages` runs (server/registry/packages.ts listPackages), for the psql-side baseline. */
+/** Builds the statement that `GET /packages` runs (listPackages in server/registry/packages.ts), sent over pg as the baseline. */
 function listStatement(condition: string): string {
   return `SELECT packages.*,
             coalesce((SELECT max(sequence) FROM events WHERE subject_kind = 'package' AND subject_id = packages.id::text),

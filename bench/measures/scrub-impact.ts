@@ -28,7 +28,7 @@ export async function measureScrubImpact(api: ApiClient, file: string, runs: num
     const controller = new AbortController();
     const scrub = api.post('/scrub', {}, { signal: controller.signal }).then(
       async (response) => {
-        if (response.status !== 200) throw new Error(`scrub answered ${response.status}: ${await response.text()}`);
+        if (response.status !== 200) throw new Error(`scrub responded with ${response.status}: ${await response.text()}`);
       },
       (error: Error) => {
         if (error.name !== 'AbortError') throw error;

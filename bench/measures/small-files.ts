@@ -16,7 +16,7 @@ export async function measureSmallFiles(api: ApiClient, fileCount: number, runs:
           const index = next++;
           const response = await api.putFile(pkg.id, `files/${index}.bin`, payloads[index]);
           await response.arrayBuffer();
-          if (response.status !== 201) throw new Error(`PUT answered ${response.status}`);
+          if (response.status !== 201) throw new Error(`PUT responded with ${response.status}`);
         }
       }),
     );

@@ -79,7 +79,7 @@ export async function measureTusIngest(api: ApiClient, file: string, runs: numbe
 async function completionSeconds(api: ApiClient, packageId: string, relativePath: string, sizeBytes: number): Promise<number> {
   const metadata = `package_id ${Buffer.from(packageId).toString('base64')},relative_path ${Buffer.from(relativePath).toString('base64')}`;
   const created = await api.request('POST', '/uploads', { headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': String(sizeBytes), 'Upload-Metadata': metadata } });
-  if (created.status !== 201) throw new Error(`upload creation answered ${created.status}`);
+  if (created.status !== 201) throw new Error(`upload creation responded with ${created.status}`);
   const location = created.headers.get('location')!;
   const patch = (offset: number, body: ReadableStream<Uint8Array> | Uint8Array) =>
     fetch(location, {
@@ -101,12 +101,12 @@ async function completionSeconds(api: ApiClient, packageId: string, relativePath
     },
   });
   const first = await patch(0, body);
-  if (first.status !== 204) throw new Error(`PATCH answered ${first.status}`);
+  if (first.status !== 204) throw new Error(`PATCH responded with ${first.status}`);
 
   const started = process.hrtime.bigint();
   const last = await patch(head, new Uint8Array([1]));
   const seconds = secondsSince(started);
-  if (last.status !== 204) throw new Error(`final PATCH answered ${last.status}`);
+  if (last.status !== 204) throw new Error(`final PATCH responded with ${last.status}`);
   return seconds;
 }
 

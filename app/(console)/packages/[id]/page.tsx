@@ -189,7 +189,12 @@ export default function PackagePage() {
       </p>
     );
   const record = pkg.data;
-  const uploadBlocked = !writeGate.allowed ? writeGate.reason : record.status !== 'open' ? `The package is ${record.status}; files can be added only while it is open.` : '';
+  let uploadBlocked = '';
+  if (!writeGate.allowed) {
+    uploadBlocked = writeGate.reason;
+  } else if (record.status !== 'open') {
+    uploadBlocked = `The package is ${record.status}; files can be added only while it is open.`;
+  }
 
   return (
     <article data-testid="package-detail" data-package-id={record.id}>
