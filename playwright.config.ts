@@ -3,7 +3,7 @@ import { defineConfig } from '@playwright/test';
 /**
  * End-to-end tests of the console in Debian's chromium (/usr/bin/chromium). e2e/support/global-setup.ts
  * builds into .next-e2e, creates a fresh data directory with an admin and a read-only token, and starts
- * `next start` on a free loopback port. Specs read its address and tokens from the environment.
+ * the production server (scripts/server.mjs) on a free loopback port. Specs read its address and tokens from the environment.
  */
 export default defineConfig({
   testDir: 'e2e',

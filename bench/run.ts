@@ -1,5 +1,5 @@
 /**
- * Runs the benchmarks against a production build (`next build` + `next start`) on loopback and writes a
+ * Runs the benchmarks against a production build (`next build` + scripts/server.mjs) on loopback and writes a
  * Markdown table and the raw numbers to bench/results/ with the machine's details.
  *
  *   npm run bench              full sizes (1 GiB files, 10,000 small files, 1 to 4 GiB for memory, 1,000,000 packages)

@@ -1,7 +1,8 @@
 /**
- * Starts the production server on http://127.0.0.1:3000 (HOST and PORT override it). Before `next start`
- * it applies migrations and, when no active token exists yet, creates an admin token and writes it to
- * DATA_DIR/admin-token with mode 0600, so a fresh install can be used at once without printing a secret.
+ * Starts the production server, scripts/server.mjs, on http://127.0.0.1:3000 (HOST and PORT override it)
+ * and forwards SIGINT and SIGTERM to it. Before that it applies migrations and, when no active token
+ * exists yet, creates an admin token and writes it to DATA_DIR/admin-token with mode 0600, so a fresh
+ * install can be used at once without printing a secret.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -32,7 +33,7 @@ try {
 const host = process.env.HOST ?? '127.0.0.1';
 const port = process.env.PORT ?? '3000';
 console.log(`Starting artifact-store on http://${host}:${port}`);
-const nextBin = path.resolve('node_modules/next/dist/bin/next');
-const child = spawn(process.execPath, [nextBin, 'start', '-H', host, '-p', port], { stdio: 'inherit' });
+const serverEntry = path.resolve(import.meta.dirname, 'server.mjs');
+const child = spawn(process.execPath, [serverEntry], { stdio: 'inherit', env: { ...process.env, HOST: host, PORT: port } });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

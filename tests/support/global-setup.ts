@@ -16,7 +16,7 @@ function newestMtime(entry: string): number {
 }
 
 /**
- * Integration tests run the production server (`next start`), so the build must match the sources:
+ * Integration tests run the production server (scripts/server.mjs), so the build must match the sources:
  * build when .next/BUILD_ID is missing or older than any source file.
  */
 export default function setup(): void {

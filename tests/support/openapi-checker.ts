@@ -2,6 +2,7 @@ import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { decodeCbor } from '@/server/encoding/cbor';
 import { buildOpenApiDocument, type OpenApiDocument } from '@/server/http/openapi/document';
+import { findMalformedSegment } from '@/scripts/percent-encoding.mjs';
 
 // ajv-formats 3.0.1 is CommonJS; under ESM its function is the default export's default.
 const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as typeof addFormatsModule;
@@ -70,8 +71,10 @@ export class OpenApiResponseChecker {
     const route = this.#matchRoute(pathname.slice(API_PREFIX.length));
 
     if (!route) {
-      // As the document's description states, any other path below /api/v1 gets a 404 problem.
-      if (response.status !== 404) throw new UndocumentedResponseError(`${exchange}: no path of the OpenAPI document matches.`);
+      // As the document's description states, any other path below /api/v1 gets a 404 problem, or a 400
+      // problem when its percent-encoding is malformed.
+      const expected = findMalformedSegment(pathname) === null ? 404 : 400;
+      if (response.status !== expected) throw new UndocumentedResponseError(`${exchange}: no path of the OpenAPI document matches.`);
       await this.#checkBody(exchange, method, response, 'application/problem+json', PROBLEM_REF);
       return;
     }

@@ -94,12 +94,15 @@ export interface TestServer {
   kill(): Promise<void>;
 }
 
-/** Starts `next start` on a free loopback port with the environment's settings; resolves once /health answers. */
+/**
+ * Starts the production server (scripts/server.mjs under plain node, so the child process is the server
+ * itself) on a free loopback port with the environment's settings; resolves once /health responds.
+ */
 export async function startServer(environment: TestEnvironment, extraEnv: Record<string, string> = {}): Promise<TestServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/next/dist/bin/next'), 'start', '-H', '127.0.0.1', '-p', String(port)], {
+  const child = spawn(process.execPath, [path.join(ROOT, 'scripts/server.mjs')], {
     cwd: ROOT,
-    env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1', ...environment.env, ...extraEnv },
+    env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1', ...environment.env, ...extraEnv, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -168,11 +168,14 @@ function securityOf(spec: OperationSpec): JsonObject[] {
   return [{ bearerAuth: [spec.scope] }, { sessionCookie: [spec.scope] }];
 }
 
+const MALFORMED_PATH_RULE = '`errors` names the field `(path)` and the rule `percent_encoding`';
+
 /**
  * Adds the responses that the shared wrappers produce: 401 and 403 from authentication, 400 from query
  * validation, and 400, 413 and 415 from JSON body parsing. Every route can also answer 500 for an
  * unexpected error and 503 when the database or storage failed to start. An operation's own entry for a
- * status wins.
+ * status wins. The server in front of Next.js (scripts/server.mjs) rejects a path parameter with a
+ * malformed percent escape with 400, so every operation with path parameters lists that too.
  */
 function withCommonResponses(spec: OperationSpec): Record<number, ResponseSpec> {
   const common: Record<number, ResponseSpec> = {
@@ -189,7 +192,14 @@ function withCommonResponses(spec: OperationSpec): Record<number, ResponseSpec> 
     common[413] = problem('The body is larger than the limit in `limit_bytes`.');
     common[415] = problem('The Content-Type is not application/json.');
   }
-  return { ...common, ...spec.responses };
+  const responses = { ...common, ...spec.responses };
+  if (spec.pathParameters) {
+    const documented = responses[400];
+    responses[400] = documented
+      ? { ...documented, description: `${documented.description} A path parameter with a malformed percent escape also gets 400; ${MALFORMED_PATH_RULE}.` }
+      : problem(`A path parameter with a malformed percent escape: a \`%\` not followed by two hexadecimal digits, or escaped bytes that are not UTF-8; ${MALFORMED_PATH_RULE}.`);
+  }
+  return responses;
 }
 
 export interface OpenApiDocument {
@@ -223,6 +233,7 @@ export function buildOpenApiDocument(): OpenApiDocument {
         'Wire field names are snake_case, timestamps are RFC 3339 in UTC and digests are lowercase hex.',
         `Every error is \`${PROBLEM_CONTENT_TYPE}\` (RFC 9457) with \`type\`, \`title\`, \`status\` and \`detail\`, plus the extension members of the Problem schema where they help.`,
         'A path below /api/v1 that no operation here matches is answered with a 404 problem.',
+        'A path with a malformed percent escape (a `%` not followed by two hexadecimal digits, or escaped bytes that are not valid UTF-8) is answered with a 400 problem whatever it names, before any operation runs.',
       ].join('\n\n'),
     },
     servers: [{ url: '/api/v1' }],

@@ -1,0 +1,9 @@
+import type { ValidationIssue } from '../server/errors';
+
+export declare const PERCENT_ENCODING_RULE: 'percent_encoding';
+export declare function pathOfRequestTarget(target: string): string;
+export declare function findMalformedSegment(path: string): string | null;
+export declare function malformedPathProblem(
+  path: string,
+  segment: string,
+): { type: 'about:blank'; title: string; status: 400; detail: string; errors: ValidationIssue[] };

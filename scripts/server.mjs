@@ -1,0 +1,119 @@
+/**
+ * The production HTTP server: the Next.js request handler of the build in NEXT_DIST_DIR (default .next) on
+ * a node:http server, listening on HOST:PORT (default 127.0.0.1:3000). Before Next.js handles a request, a
+ * path with a malformed percent escape is answered with 400 problem+json (see percent-encoding.mjs).
+ *
+ * Run it with plain `node scripts/server.mjs` after `npm run build`. It loads no TypeScript loader and
+ * starts no child process, so a SIGTERM or SIGKILL sent to this process reaches the server itself.
+ * SIGINT and SIGTERM stop accepting connections, wait for open requests to finish, close Next.js and
+ * exit with 130 or 143, as `next start` does.
+ */
+import crypto from 'node:crypto';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findMalformedSegment, malformedPathProblem, pathOfRequestTarget } from './percent-encoding.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+const UPLOADS_PREFIX = '/api/v1/uploads';
+
+// As `next start` does (next/dist/bin/next, Next.js 16.5): production unless NODE_ENV is already set, and
+// both set before Next.js and React load, because they pick their builds from NODE_ENV when loaded.
+process.env.NODE_ENV ||= 'production';
+process.env.NEXT_RUNTIME = 'nodejs';
+const { default: next } = await import('next');
+
+const hostname = process.env.HOST || '127.0.0.1';
+const port = parsePort(process.env.PORT ?? '3000');
+
+const server = http.createServer(handleRequest);
+// `next start` keeps Node.js's defaults: headersTimeout 60 s, keepAliveTimeout 5 s and requestTimeout
+// 300 s. The request timeout covers receiving the whole body, so it would cut a tus PATCH or a raw PUT of
+// 1 GiB that arrives slower than about 3.6 MB/s with 408. It is turned off here; headersTimeout still
+// limits how long a client may take to send the request headers.
+server.requestTimeout = 0;
+
+const app = next({ dev: false, dir: ROOT, hostname, port, httpServer: server });
+const handleWithNext = app.getRequestHandler();
+await app.prepare();
+
+server.on('error', (error) => {
+  console.error(`artifact-store failed to listen on ${hostname}:${port}:`, error);
+  process.exit(1);
+});
+server.listen(port, hostname, () => console.log(`artifact-store listening on http://${hostname}:${port}`));
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`artifact-store received ${signal}; stopping after open requests finish`);
+    server.close(async (error) => {
+      if (error) console.error('closing the HTTP server failed:', error);
+      await app.close().catch((closeError) => console.error('closing Next.js failed:', closeError));
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    });
+  });
+}
+
+/**
+ * Answers a request with a malformed percent escape in its path itself and hands every other request to
+ * Next.js unchanged.
+ *
+ * @param {http.IncomingMessage} request
+ * @param {http.ServerResponse} response
+ */
+function handleRequest(request, response) {
+  const requestPath = pathOfRequestTarget(request.url ?? '/');
+  const segment = findMalformedSegment(requestPath);
+  if (segment !== null) {
+    sendMalformedPathProblem(request, response, requestPath, segment);
+    return;
+  }
+
+  handleWithNext(request, response).catch((error) => {
+    console.error(`Next.js failed to handle ${request.method} ${request.url}:`, error);
+    if (!response.headersSent) response.statusCode = 500;
+    response.end();
+  });
+}
+
+/**
+ * Sends the 400 problem+json for a malformed path, without a body for HEAD. The request body is not read,
+ * so a request that has one gets `Connection: close` instead of keeping the connection for its bytes.
+ *
+ * @param {http.IncomingMessage} request
+ * @param {http.ServerResponse} response
+ * @param {string} requestPath
+ * @param {string} segment
+ */
+function sendMalformedPathProblem(request, response, requestPath, segment) {
+  const body = JSON.stringify(malformedPathProblem(requestPath, segment));
+  const supplied = request.headers['x-request-id'];
+  /** @type {Record<string, string | number>} */
+  const headers = {
+    'Content-Type': 'application/problem+json',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    'X-Request-Id': typeof supplied === 'string' && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID(),
+  };
+  // tus 1.0.0: the Tus-Resumable header MUST be sent in every response except to OPTIONS.
+  const isUploadPath = requestPath === UPLOADS_PREFIX || requestPath.startsWith(`${UPLOADS_PREFIX}/`);
+  if (isUploadPath && request.method !== 'OPTIONS') headers['Tus-Resumable'] = '1.0.0';
+  if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) headers.Connection = 'close';
+
+  response.writeHead(400, headers);
+  response.end(request.method === 'HEAD' ? undefined : body);
+}
+
+/** @param {string} value */
+function parsePort(value) {
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value) || parsed > 65535) {
+    console.error(`Invalid PORT ${JSON.stringify(value)}: expected a whole number from 0 to 65535.`);
+    process.exit(1);
+  }
+  return parsed;
+}
