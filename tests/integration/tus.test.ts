@@ -280,14 +280,50 @@ describe('tus uploads', () => {
     });
     expect(nul.status).toBe(404);
     await nul.arrayBuffer();
-    // NOTE: Next.js 16.5 answers a malformed percent escape in a dynamic segment with its own 500 before
-    // any route or proxy runs (vercel/next.js issue 94278), so parseUploadId's 400 is never reached.
-    // What must hold is that the request fails and touches nothing. Plain fetch, because that 500 comes
-    // from Next.js rather than the API, so the OpenAPI document does not describe it.
-    const badEscape = await fetch(admin.url('/uploads/%'), { method: 'HEAD', headers: { ...headers, authorization: `Bearer ${environment.adminToken}` } });
-    expect([400, 500]).toContain(badEscape.status);
+    const badEscape = await admin.request('HEAD', '/uploads/%', { headers });
+    expect(badEscape.status).toBe(400);
+    expect(badEscape.headers.get('content-type')).toBe('application/problem+json');
+    expect(badEscape.headers.get('tus-resumable')).toBe('1.0.0');
+    expect(await badEscape.text()).toBe('');
 
     expect(fs.readFileSync(outside, 'utf8')).toBe('do not touch\n');
+  });
+
+  it('malformed percent escapes get 400 on any route', async () => {
+    const cases = [
+      { path: '/packages/%zz', segment: '%zz' },
+      { path: '/files/%E0%A4%A/download', segment: '%E0%A4%A' },
+      { path: '/packages/%C0%AF', segment: '%C0%AF' },
+    ];
+    for (const { path: requestPath, segment } of cases) {
+      const response = await admin.get(requestPath, { headers: { 'X-Request-Id': 'malformed-escape-check' } });
+      expect(response.status, requestPath).toBe(400);
+      expect(response.headers.get('x-request-id'), requestPath).toBe('malformed-escape-check');
+      const problem = await problemOf(response);
+      expect(problem.status).toBe(400);
+      expect(problem.detail).toContain(JSON.stringify(`/api/v1${requestPath}`));
+      expect(problem.errors).toHaveLength(1);
+      expect(problem.errors[0].field).toBe('(path)');
+      expect(problem.errors[0].rule).toBe('percent_encoding');
+      expect(problem.errors[0].message).toContain(JSON.stringify(segment));
+    }
+
+    const head = await admin.request('HEAD', '/files/%E0%A4%A/download');
+    expect(head.status).toBe(400);
+    expect(head.headers.get('content-type')).toBe('application/problem+json');
+    expect(head.headers.get('tus-resumable')).toBeNull();
+    expect(await head.text()).toBe('');
+  });
+
+  it('valid percent escapes reach the route', async () => {
+    const put = await admin.request('PUT', `/packages/${packageId}/files/escaped%20name%2B%C3%A9.txt`, { body: 'escaped\n' });
+    expect(put.status).toBe(201);
+    const record = await put.json();
+    expect(record.relative_path).toBe('escaped name+é.txt');
+
+    const download = await admin.get(`/files/${record.id}/download`);
+    expect(download.status).toBe(200);
+    expect(await download.text()).toBe('escaped\n');
   });
 
   it('12 MiB bodies pass untruncated', async () => {
