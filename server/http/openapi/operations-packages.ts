@@ -2,8 +2,8 @@ import { Manifest } from '@/server/registry/manifest';
 import { CreatePackage, ListPackagesQuery, PackagePage, PackageRecord } from '@/server/registry/packages';
 import { json, PACKAGE_ID, problem, RAW, type BodySpec, type OperationSpec, type ResponseSpec } from './spec';
 
-// NOTE: the handler sets Content-Length on every 200 and 206, but `next start` (Next.js 16.5) drops it on
-// streamed bodies and on HEAD. Clients cannot rely on it, so it is listed as optional until that is fixed.
+// NOTE: the handler sets Content-Length on every 200 and 206, but the Next.js 16.5 request handler drops it
+// on streamed bodies and on HEAD. Clients cannot rely on it, so it is listed as optional until that is fixed.
 const BYTE_HEADERS = ['Accept-Ranges', 'ETag', 'Content-Disposition', 'Content-Length?', 'X-Content-Type-Options', 'Last-Modified?'];
 const CONDITIONAL_HEADERS = ['If-Match', 'If-None-Match', 'If-Modified-Since', 'If-Unmodified-Since'];
 
