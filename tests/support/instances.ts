@@ -1,0 +1,49 @@
+import fs from 'node:fs';
+import { expect } from 'vitest';
+import type { ApiClient } from './client';
+
+/** Returns the lines of a server's output that pino logged at level error or fatal, or Next.js printed as errors. */
+export function errorLines(output: string): string[] {
+  return output.split('\n').filter((line) => /"level":(50|60)\b/.test(line) || line.trimStart().startsWith('⨯'));
+}
+
+/** Returns the events of `eventType` about `subjectId`, read from the start of the log. */
+export async function eventsOf(api: ApiClient, eventType: string, subjectId: string): Promise<any[]> {
+  return (await api.events(0, 0, `&subject_id=${subjectId}&event_type=${eventType}`)).events;
+}
+
+/**
+ * Uploads `source` with tus: creates the upload through the first client, then sends it in PATCH
+ * requests of `chunkBytes`, the first through the first client, the next through the second, and so on.
+ * Asserts every response and returns the upload id.
+ */
+export async function uploadAlternating(apis: ApiClient[], packageId: string, relativePath: string, source: string, chunkBytes: number): Promise<string> {
+  const size = fs.statSync(source).size;
+  const base64 = (value: string) => Buffer.from(value, 'utf8').toString('base64');
+  const created = await apis[0].request('POST', '/uploads', {
+    headers: {
+      'Tus-Resumable': '1.0.0',
+      'Upload-Length': String(size),
+      'Upload-Metadata': `package_id ${base64(packageId)},relative_path ${base64(relativePath)}`,
+    },
+  });
+  expect(created.status).toBe(201);
+  const uploadPath = new URL(created.headers.get('location')!).pathname.replace(/^\/api\/v1/, '');
+
+  const handle = fs.openSync(source, 'r');
+  try {
+    for (let offset = 0, index = 0; offset < size; offset += chunkBytes, index += 1) {
+      const chunk = Buffer.alloc(Math.min(chunkBytes, size - offset));
+      fs.readSync(handle, chunk, 0, chunk.length, offset);
+      const patch = await apis[index % apis.length].request('PATCH', uploadPath, {
+        headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream' },
+        body: new Uint8Array(chunk),
+      });
+      expect(patch.status, `PATCH ${index} at offset ${offset}`).toBe(204);
+      expect(patch.headers.get('upload-offset')).toBe(String(offset + chunk.length));
+    }
+  } finally {
+    fs.closeSync(handle);
+  }
+  return uploadPath.split('/').pop()!;
+}
