@@ -37,6 +37,12 @@ export interface ScrubOptions {
   packageId?: string;
   actor: string;
   signal?: AbortSignal;
+  /**
+   * Counts a copy as checked already when its verified_at is within this many seconds before the run
+   * starts, so scheduled runs of several instances check each copy once per period. Without it, only
+   * copies checked or written after the run started are left alone.
+   */
+  skipVerifiedWithinSeconds?: number;
 }
 
 export const LocationFinding = z.object({
@@ -58,7 +64,7 @@ export const ScrubReport = z.object({
     .min(0)
     .meta({
       description:
-        'Blobs this run did not read, because another scrub held them or every copy was checked or written after this run started.',
+        'Blobs this run did not read, because another scrub held them or every copy was checked or written after this run started (for scheduled runs: within SCRUB_INTERVAL_SECONDS).',
     }),
   bytes_read: z.number().int().min(0),
   ok: z.number().int().min(0),
@@ -83,7 +89,7 @@ type CheckResult = { status: 'ok' } | { status: LocationFailure; detail: string 
  * `rateBytesPerSecond`. Scrubs running at the same time, in one process or several, split the blobs
  * between them. Each blob is checked under an advisory lock, and the other runs skip a locked blob
  * instead of waiting for it. Under the lock, a copy whose verified_at is at or after this run's start
- * (by the database clock) counts as checked already. A copy that fails is marked `corrupt` or `missing` with a
+ * (by the database clock, less `skipVerifiedWithinSeconds`) counts as checked already. A copy that fails is marked `corrupt` or `missing` with a
  * `storage.location_failed` event. Afterwards each failed copy of the blob is rewritten from a copy that
  * just passed, verified, marked `ok` and recorded as a `storage.location_repaired` event. Throws
  * NotFoundError for an unknown package; storage errors on one copy are logged and reported as skipped.
@@ -105,7 +111,7 @@ export async function scrubStorage(context: ScrubContext, options: ScrubOptions)
     skipped: [],
   };
 
-  const startedAt = await databaseNow(context.db);
+  const verifiedSince = new Date((await databaseNow(context.db)).getTime() - (options.skipVerifiedWithinSeconds ?? 0) * 1000);
   for await (const contentAddress of contentAddressesToCheck(context.db, options.packageId)) {
     options.signal?.throwIfAborted();
     const release = await context.connection.tryAdvisoryLock(SCRUB_LOCK_CLASS, contentAddress);
@@ -114,7 +120,7 @@ export async function scrubStorage(context: ScrubContext, options: ScrubOptions)
       continue;
     }
     try {
-      await scrubBlob(context, options, contentAddress, startedAt, limiter, report);
+      await scrubBlob(context, options, contentAddress, verifiedSince, limiter, report);
     } finally {
       await release();
     }
@@ -168,15 +174,15 @@ function findingOf(location: LocationRow, detail: string): LocationFinding {
 }
 
 /**
- * Checks the copies of one blob that were not checked or written since `startedAt`, then repairs those
- * that failed. A copy checked since then by another run is not read again: it serves as a repair source
- * when it is ok, and is left to that run otherwise.
+ * Checks the copies of one blob that were not checked or written since `verifiedSince`, then repairs
+ * those that failed. A copy checked since then is not read again: it serves as a repair source when it
+ * is ok, and is left to the run that checked it otherwise.
  */
 async function scrubBlob(
   context: ScrubContext,
   options: ScrubOptions,
   contentAddress: string,
-  startedAt: Date,
+  verifiedSince: Date,
   limiter: ReadRateLimiter,
   report: ScrubReport,
 ): Promise<void> {
@@ -185,7 +191,7 @@ async function scrubBlob(
   if (!blob) return;
   const expected = expectedContentOf(blob);
   const locations = await db.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress)).orderBy(asc(storageLocations.backendId));
-  const isRecent = (location: LocationRow) => location.verifiedAt !== null && location.verifiedAt.getTime() >= startedAt.getTime();
+  const isRecent = (location: LocationRow) => location.verifiedAt !== null && location.verifiedAt.getTime() >= verifiedSince.getTime();
   if (locations.length > 0 && locations.every(isRecent)) {
     report.blobs_already_verified += 1;
     return;

@@ -11,8 +11,7 @@ import { blake3Hex } from '@/server/digest/blake3-hex';
 import { ApiClient } from '../support/client';
 import { createTestDatabase, ON_POSTGRES } from '../support/database';
 import { createTestEnvironment, startServer, useRetentionClasses, type TestEnvironment, type TestServer } from '../support/server';
-import { toolDigest, writeRandomFile } from '../support/files';
-import { errorLines, eventsOf, uploadAlternating } from '../support/instances';
+import { checkAlternatingUpload, errorLines, eventsOf } from '../support/instances';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MiB = 1024 * 1024;
@@ -63,24 +62,8 @@ describe.skipIf(!ON_POSTGRES)('two instances on one database and store', () => {
   }
 
   it('tus PATCH alternating instances keeps digests', { timeout: 300_000 }, async () => {
-    const source = path.join(environment.dir, 'alternating.bin');
-    const chunkBytes = 5 * MiB;
-    writeRandomFile(source, 6 * chunkBytes + 123_457);
-    const packageId = (await apiA.createPackage({ name: 'alternating' })).id;
+    await checkAlternatingUpload([apiA, apiB], environment.dir);
 
-    const uploadId = await uploadAlternating([apiA, apiB], packageId, 'alternating.bin', source, chunkBytes);
-
-    const listed = await (await apiB.get(`/packages/${packageId}/files`)).json();
-    expect(listed.files).toHaveLength(1);
-    const [file] = listed.files;
-    expect(file.size_bytes).toBe(fs.statSync(source).size);
-    expect(file.digest_primary_hex).toBe(toolDigest('/usr/bin/b3sum', source));
-    expect(file.digest_sha256_hex).toBe(crypto.createHash('sha256').update(fs.readFileSync(source)).digest('hex'));
-    const download = await apiA.get(`/files/${file.id}/download`);
-    expect(download.status).toBe(200);
-    expect(blake3Hex(new Uint8Array(await download.arrayBuffer()))).toBe(file.digest_primary_hex);
-
-    expect(await eventsOf(apiA, 'upload.completed', uploadId)).toHaveLength(1);
     // Each PATCH after the first lands on the instance that did not take the previous one, so each
     // rebuilds the hash state from the staging file instead of using a state it does not have.
     expect(serverB.output()).toContain('rebuilt upload hash state from the staging file');
@@ -103,7 +86,7 @@ describe.skipIf(!ON_POSTGRES)('two instances on one database and store', () => {
 
     expect(feed.events.map((event) => event.subject_id)).toContain(pkg.id);
     expect(feed.events[0].sequence).toBe(head + 1);
-    // NOTE: the delay is printed, not asserted: a wake-up by the 20 s timeout would return no events.
+    // The delay is printed because tests assert no times. A wake-up by the 20 s timeout would return no events.
     console.info(`long poll on A returned ${elapsedMs.toFixed(0)} ms after the change through B`);
   });
 
@@ -167,13 +150,13 @@ describe.skipIf(!ON_POSTGRES)('two instances on one database and store', () => {
   });
 
   it('scrub on both instances reads each copy once', { timeout: 180_000 }, async () => {
-    const contents: Record<string, Buffer> = {};
-    for (let index = 0; index < 8; index += 1) contents[`part-${index}.bin`] = crypto.randomBytes(512 * 1024);
-    const pkg = await finalizedPackage(apiA, 'standard', contents);
-    const manifests = await Promise.all([apiA.get(`/packages/${pkg.id}/manifest`), apiA.get(`/packages/${pkg.id}/manifest.json`)]);
-    const manifestBytes = (await Promise.all(manifests.map((response) => response.arrayBuffer()))).reduce((sum, body) => sum + body.byteLength, 0);
-    const blobCount = Object.keys(contents).length + 2;
-    const totalBytes = Object.values(contents).reduce((sum, bytes) => sum + bytes.length, 0) + manifestBytes;
+    // An open package has no manifests, so every blob takes about half a second at 2 MB/s and the two
+    // runs overlap even when one starts a little after the other.
+    const pkg = await apiA.createPackage({ name: 'scrubbed-twice' });
+    const contents = Array.from({ length: 6 }, () => crypto.randomBytes(MiB));
+    for (const [index, bytes] of contents.entries()) expect((await apiA.putFile(pkg.id, `part-${index}.bin`, new Uint8Array(bytes))).status).toBe(201);
+    const blobCount = contents.length;
+    const totalBytes = contents.reduce((sum, bytes) => sum + bytes.length, 0);
 
     const responses = await Promise.all([apiA.post('/scrub', { package_id: pkg.id }), apiB.post('/scrub', { package_id: pkg.id })]);
     for (const response of responses) expect(response.status).toBe(200);
@@ -208,6 +191,67 @@ describe.skipIf(!ON_POSTGRES)('two instances on one database and store', () => {
     expect((await anonymousA.request('DELETE', '/session', { headers: { cookie } })).status).toBe(204);
     expect((await anonymousB.get('/packages', { headers: { cookie } })).status).toBe(401);
   });
+
+  // Runs last in this group because it kills instance A.
+  it('instance killed mid-PATCH, upload resumes on B', { timeout: 180_000 }, async () => {
+    const content = crypto.randomBytes(8 * MiB);
+    const sentBeforeKill = 2 * MiB;
+    const packageId = (await apiA.createPackage({ name: 'killed-mid-patch' })).id;
+    const base64 = (value: string) => Buffer.from(value, 'utf8').toString('base64');
+    const created = await apiA.request('POST', '/uploads', {
+      headers: {
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': String(content.length),
+        'Upload-Metadata': `package_id ${base64(packageId)},relative_path ${base64('killed.bin')}`,
+      },
+    });
+    expect(created.status).toBe(201);
+    const uploadPath = new URL(created.headers.get('location')!).pathname.replace(/^\/api\/v1/, '');
+    const stagingFile = path.join(environment.storageRoot, 'uploads', uploadPath.split('/').pop()!);
+
+    // The body sends its first 2 MiB and then stalls, so A is killed while it holds the upload's lock.
+    let sent = 0;
+    const stalled = new ReadableStream<Uint8Array>({
+      async pull(stream) {
+        if (sent >= sentBeforeKill) return new Promise<void>(() => undefined);
+        stream.enqueue(new Uint8Array(content.subarray(sent, sent + 256 * 1024)));
+        sent += 256 * 1024;
+      },
+    });
+    const patchOnA = fetch(apiA.url(uploadPath), {
+      method: 'PATCH',
+      headers: {
+        authorization: `Bearer ${environment.adminToken}`,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Offset': '0',
+        'Content-Type': 'application/offset+octet-stream',
+        'Content-Length': String(content.length),
+      },
+      body: stalled,
+      duplex: 'half',
+    } as RequestInit).catch((error: unknown) => error);
+    while (!fs.existsSync(stagingFile) || fs.statSync(stagingFile).size < sentBeforeKill) await sleep(50);
+    await serverA.kill();
+    expect(await patchOnA).toBeInstanceOf(Error);
+
+    const head = await apiB.request('HEAD', uploadPath, { headers: { 'Tus-Resumable': '1.0.0' } });
+    expect(head.status).toBe(200);
+    const offset = Number(head.headers.get('upload-offset'));
+    expect(offset).toBe(sentBeforeKill);
+    // A's advisory lock ended with its database connection, so B takes the upload without a 423.
+    const rest = await apiB.request('PATCH', uploadPath, {
+      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream' },
+      body: new Uint8Array(content.subarray(offset)),
+    });
+    expect(rest.status).toBe(204);
+
+    const listed = await (await apiB.get(`/packages/${packageId}/files`)).json();
+    expect(listed.files).toHaveLength(1);
+    expect(listed.files[0].digest_primary_hex).toBe(blake3Hex(content));
+    expect(listed.files[0].digest_sha256_hex).toBe(crypto.createHash('sha256').update(content).digest('hex'));
+    expect(await eventsOf(apiB, 'upload.completed', uploadPath.split('/').pop()!)).toHaveLength(1);
+    expect(errorLines(serverB.output())).toEqual([]);
+  });
 });
 
 describe.skipIf(!ON_POSTGRES)('migrations with several instances', () => {
@@ -217,7 +261,7 @@ describe.skipIf(!ON_POSTGRES)('migrations with several instances', () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
   });
 
-  /** An environment on a new database that no migration has touched yet. */
+  /** Creates an environment on a new database that no migration has touched yet. */
   async function emptyEnvironment(): Promise<TestEnvironment> {
     const database = await createTestDatabase();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'artifact-store-migrate-'));

@@ -1,6 +1,12 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { expect } from 'vitest';
+import { blake3Hex } from '@/server/digest/blake3-hex';
 import type { ApiClient } from './client';
+import { toolDigest, writeRandomFile } from './files';
+
+const MiB = 1024 * 1024;
 
 /** Returns the lines of a server's output that pino logged at level error or fatal, or Next.js printed as errors. */
 export function errorLines(output: string): string[] {
@@ -46,4 +52,30 @@ export async function uploadAlternating(apis: ApiClient[], packageId: string, re
     fs.closeSync(handle);
   }
   return uploadPath.split('/').pop()!;
+}
+
+/**
+ * Writes a random file of six 5 MiB chunks and a tail into `directory` and uploads it to a new package
+ * with uploadAlternating. Then checks the package's only file against it (size, BLAKE3 from b3sum,
+ * SHA-256 from node:crypto, the downloaded bytes, one upload.completed event) and returns the record.
+ */
+export async function checkAlternatingUpload(apis: ApiClient[], directory: string): Promise<Record<string, any>> {
+  const source = path.join(directory, 'alternating.bin');
+  const chunkBytes = 5 * MiB;
+  writeRandomFile(source, 6 * chunkBytes + 123_457);
+  const packageId = (await apis[0].createPackage({ name: 'alternating' })).id;
+
+  const uploadId = await uploadAlternating(apis, packageId, 'alternating.bin', source, chunkBytes);
+
+  const listed = await (await apis[1].get(`/packages/${packageId}/files`)).json();
+  expect(listed.files).toHaveLength(1);
+  const [file] = listed.files;
+  expect(file.size_bytes).toBe(fs.statSync(source).size);
+  expect(file.digest_primary_hex).toBe(toolDigest('/usr/bin/b3sum', source));
+  expect(file.digest_sha256_hex).toBe(crypto.createHash('sha256').update(fs.readFileSync(source)).digest('hex'));
+  const download = await apis[0].get(`/files/${file.id}/download`);
+  expect(download.status).toBe(200);
+  expect(blake3Hex(new Uint8Array(await download.arrayBuffer()))).toBe(file.digest_primary_hex);
+  expect(await eventsOf(apis[0], 'upload.completed', uploadId)).toHaveLength(1);
+  return file;
 }
