@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDatabase } from '@/db/client';
 import { blake3Hex } from '@/server/digest/blake3-hex';
 import { ApiClient } from '../support/client';
 import { createTestDatabase, ON_POSTGRES } from '../support/database';
@@ -291,6 +292,22 @@ describe.skipIf(!ON_POSTGRES)('migrations with several instances', () => {
   }
 
   const journalEntries = JSON.parse(fs.readFileSync(path.join(ROOT, 'db/migrations/meta/_journal.json'), 'utf8')).entries.length;
+
+  it('four connections migrating at once', async () => {
+    const environment = await emptyEnvironment();
+    const connect = () =>
+      connectDatabase({
+        databaseUrl: environment.env.DATABASE_URL,
+        pgliteDir: path.join(environment.dir, 'unused-pglite'),
+        migrationsFolder: path.join(ROOT, 'db/migrations'),
+      });
+    // Started in one process, the four migrations overlap, which two server processes starting at once may not.
+    const results = await Promise.allSettled([connect(), connect(), connect(), connect()]);
+    for (const result of results) if (result.status === 'fulfilled') await result.value.close();
+
+    expect(results.map((result) => (result.status === 'rejected' ? String(result.reason) : 'connected'))).toEqual(Array(4).fill('connected'));
+    expect(await appliedMigrations(environment.env.DATABASE_URL)).toBe(journalEntries);
+  });
 
   it('two instances starting on an empty database', async () => {
     const environment = await emptyEnvironment();
