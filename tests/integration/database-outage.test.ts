@@ -6,10 +6,7 @@ import { ON_POSTGRES, TEST_DATABASE_URL } from '../support/database';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
 import { errorLines } from '../support/instances';
-
-function base64(value: string): string {
-  return Buffer.from(value, 'utf8').toString('base64');
-}
+import { createTusUpload } from '../support/tus';
 
 // The outage is a cut TCP link between the server and PostgreSQL. PGlite runs inside the server
 // process, so there is no link to cut and these cases need PostgreSQL (TEST_DATABASE_URL).
@@ -39,15 +36,7 @@ describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
   /** Uploads a small file with tus in one PATCH, which takes and releases an upload lock. */
   async function uploadWithTus(packageId: string, relativePath: string): Promise<number> {
     const content = Buffer.from(`content of ${relativePath}\n`);
-    const created = await api.request('POST', '/uploads', {
-      headers: {
-        'Tus-Resumable': '1.0.0',
-        'Upload-Length': String(content.length),
-        'Upload-Metadata': `package_id ${base64(packageId)},relative_path ${base64(relativePath)}`,
-      },
-    });
-    expect(created.status).toBe(201);
-    const uploadPath = new URL(created.headers.get('location')!).pathname.replace(/^\/api\/v1/, '');
+    const uploadPath = await createTusUpload(api, packageId, relativePath, content.length);
     const patch = await api.request('PATCH', uploadPath, {
       headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
       body: new Uint8Array(content),

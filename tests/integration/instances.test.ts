@@ -13,6 +13,7 @@ import { ApiClient } from '../support/client';
 import { createTestDatabase, ON_POSTGRES } from '../support/database';
 import { createTestEnvironment, startServer, useRetentionClasses, type TestEnvironment, type TestServer } from '../support/server';
 import { checkAlternatingUpload, errorLines, eventsOf } from '../support/instances';
+import { createTusUpload } from '../support/tus';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MiB = 1024 * 1024;
@@ -198,16 +199,7 @@ describe.skipIf(!ON_POSTGRES)('two instances on one database and store', () => {
     const content = crypto.randomBytes(8 * MiB);
     const sentBeforeKill = 2 * MiB;
     const packageId = (await apiA.createPackage({ name: 'killed-mid-patch' })).id;
-    const base64 = (value: string) => Buffer.from(value, 'utf8').toString('base64');
-    const created = await apiA.request('POST', '/uploads', {
-      headers: {
-        'Tus-Resumable': '1.0.0',
-        'Upload-Length': String(content.length),
-        'Upload-Metadata': `package_id ${base64(packageId)},relative_path ${base64('killed.bin')}`,
-      },
-    });
-    expect(created.status).toBe(201);
-    const uploadPath = new URL(created.headers.get('location')!).pathname.replace(/^\/api\/v1/, '');
+    const uploadPath = await createTusUpload(apiA, packageId, 'killed.bin', content.length);
     const stagingFile = path.join(environment.storageRoot, 'uploads', uploadPath.split('/').pop()!);
 
     // The body sends its first 2 MiB and then stalls, so A is killed while it holds the upload's lock.

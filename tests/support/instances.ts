@@ -5,6 +5,7 @@ import { expect } from 'vitest';
 import { blake3Hex } from '@/server/digest/blake3-hex';
 import type { ApiClient } from './client';
 import { toolDigest, writeRandomFile } from './files';
+import { createTusUpload } from './tus';
 
 const MiB = 1024 * 1024;
 
@@ -25,16 +26,7 @@ export async function eventsOf(api: ApiClient, eventType: string, subjectId: str
  */
 export async function uploadAlternating(apis: ApiClient[], packageId: string, relativePath: string, source: string, chunkBytes: number): Promise<string> {
   const size = fs.statSync(source).size;
-  const base64 = (value: string) => Buffer.from(value, 'utf8').toString('base64');
-  const created = await apis[0].request('POST', '/uploads', {
-    headers: {
-      'Tus-Resumable': '1.0.0',
-      'Upload-Length': String(size),
-      'Upload-Metadata': `package_id ${base64(packageId)},relative_path ${base64(relativePath)}`,
-    },
-  });
-  expect(created.status).toBe(201);
-  const uploadPath = new URL(created.headers.get('location')!).pathname.replace(/^\/api\/v1/, '');
+  const uploadPath = await createTusUpload(apis[0], packageId, relativePath, size);
 
   const handle = fs.openSync(source, 'r');
   try {
