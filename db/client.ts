@@ -26,6 +26,13 @@ export interface DatabaseConnection {
   listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>>;
   /** Checks the connection with a trivial query. */
   ping(): Promise<void>;
+  /**
+   * Takes the advisory lock (lockClass, hashtext(key)) without waiting. Returns the function that
+   * releases it, or null while another holder has it. On PostgreSQL the lock belongs to a pooled
+   * connection kept until release, so it excludes other processes and ends with that connection. On
+   * PGlite, which one process opens, the lock is an entry in this process's memory.
+   */
+  tryAdvisoryLock(lockClass: number, key: string): Promise<(() => Promise<void>) | null>;
   close(): Promise<void>;
 }
 
@@ -88,10 +95,31 @@ async function connectPostgres(databaseUrl: string, migrationsFolder: string, lo
     async ping() {
       await pool.query('SELECT 1');
     },
+    tryAdvisoryLock: (lockClass, key) => tryPostgresAdvisoryLock(pool, lockClass, key),
     async close() {
       await listener.close();
       await pool.end();
     },
+  };
+}
+
+async function tryPostgresAdvisoryLock(pool: pg.Pool, lockClass: number, key: string): Promise<(() => Promise<void>) | null> {
+  const client = await pool.connect();
+  let locked = false;
+  try {
+    locked = (await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [lockClass, key])).rows[0].locked;
+  } finally {
+    if (!locked) client.release();
+  }
+  if (!locked) return null;
+  return async () => {
+    try {
+      await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [lockClass, key]);
+      client.release();
+    } catch (error) {
+      // A destroyed connection ends its session and with it the lock.
+      client.release(error as Error);
+    }
   };
 }
 
@@ -228,6 +256,7 @@ async function connectPglite(dataDir: string, migrationsFolder: string): Promise
   }
   const drizzleDb = drizzlePglite(client, { schema });
   await migratePglite(drizzleDb, { migrationsFolder });
+  const heldLocks = new Set<string>();
 
   return {
     db: drizzleDb as unknown as Database,
@@ -238,6 +267,12 @@ async function connectPglite(dataDir: string, migrationsFolder: string): Promise
     },
     async ping() {
       await client.query('SELECT 1');
+    },
+    async tryAdvisoryLock(lockClass, key) {
+      const lockKey = `${lockClass}:${key}`;
+      if (heldLocks.has(lockKey)) return null;
+      heldLocks.add(lockKey);
+      return async () => void heldLocks.delete(lockKey);
     },
     async close() {
       await client.close();

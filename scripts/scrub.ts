@@ -48,7 +48,7 @@ async function main(): Promise<number> {
   try {
     await ensureEventChain(connection.db);
     const report = await scrubStorage(
-      { db: connection.db, backends: openStorageBackends(settings).all, log, rateBytesPerSecond: scrubRateBytesPerSecond(settings) },
+      { db: connection.db, connection, backends: openStorageBackends(settings).all, log, rateBytesPerSecond: scrubRateBytesPerSecond(settings) },
       { packageId, actor: `cli:${process.env.USER ?? 'unknown'}` },
     );
     console.log(JSON.stringify(report, null, 2));

@@ -1,4 +1,4 @@
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Executor } from '@/db/client';
 import { storageLocations } from '@/db/schema';
 import { appendEvent } from '../registry/events';
@@ -13,8 +13,8 @@ export interface LocationRef {
 }
 
 /**
- * Marks a stored copy as failed (`corrupt` or `missing`) and sets its verified_at, under the blob's
- * advisory lock. A copy that was `ok` before also gets a `storage.location_failed` event in the same
+ * Marks a stored copy as failed (`corrupt` or `missing`) and sets its verified_at to the database's
+ * time, under the blob's advisory lock. A copy that was `ok` before also gets a `storage.location_failed` event in the same
  * transaction. A copy already failed is only updated, so repeated checks do not repeat the event.
  * `confirm`, when given, runs under the lock and returns false when the failure no longer holds (a repair
  * replaced the copy meanwhile). Returns false when nothing was recorded: the copy passed `confirm`, or
@@ -35,7 +35,7 @@ export async function recordLocationFailure(
     if (!row) return false;
     if (confirm && !(await confirm())) return false;
 
-    await tx.update(storageLocations).set({ status, verifiedAt: new Date() }).where(where);
+    await tx.update(storageLocations).set({ status, verifiedAt: sql`now()` }).where(where);
     if (row.status === 'ok') {
       await appendEvent(tx, {
         eventType: 'storage.location_failed',
@@ -55,11 +55,11 @@ export async function recordLocationFailure(
   });
 }
 
-/** Sets verified_at of a copy that passed a check; returns false when the row no longer exists. */
+/** Sets verified_at of a copy that passed a check to the database's time; returns false when the row no longer exists. */
 export async function recordLocationVerified(db: Executor, location: LocationRef): Promise<boolean> {
   const updated = await db
     .update(storageLocations)
-    .set({ verifiedAt: new Date() })
+    .set({ verifiedAt: sql`now()` })
     .where(and(eq(storageLocations.contentAddress, location.contentAddress), eq(storageLocations.backendId, location.backendId), eq(storageLocations.status, 'ok')))
     .returning({ backendId: storageLocations.backendId });
   return updated.length > 0;

@@ -29,7 +29,8 @@ export function scheduleScrubs(context: Omit<ScrubContext, 'rateBytesPerSecond'>
     try {
       const report = await scrubStorage(
         { ...context, rateBytesPerSecond: scrubRateBytesPerSecond(settings) },
-        { actor: SCHEDULED_SCRUB_ACTOR, signal: abort.signal },
+        // Copies that another instance's schedule checked within the period are not read again.
+        { actor: SCHEDULED_SCRUB_ACTOR, signal: abort.signal, skipVerifiedWithinSeconds: intervalSeconds },
       );
       context.log.info(
         {

@@ -2,9 +2,9 @@
  * Fixity scrub: re-reads stored copies of blobs, recomputes both digests, records each copy's
  * `verified_at` and `status` (`ok`, `corrupt`, `missing`) and rewrites a failed copy from a good one.
  */
-import { and, asc, eq, gt, ne } from 'drizzle-orm';
+import { and, asc, eq, gt, ne, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { Database } from '@/db/client';
+import { rowsOf, type Database, type DatabaseConnection } from '@/db/client';
 import { blobs, files, storageLocations } from '@/db/schema';
 import { digestStream } from '../digest';
 import { getMetrics } from '../metrics/registry';
@@ -18,9 +18,14 @@ import { copyObject, CopyMismatchError, type ExpectedContent } from './replicas'
 import { z } from 'zod';
 
 const PAGE_SIZE = 200;
+// First key of the two-key advisory lock that a scrub holds on a blob while it checks and repairs it.
+// Upload locks use another first key, and blob locks the one-key space, which never overlaps this one.
+const SCRUB_LOCK_CLASS = 0x7363_7200;
 
 export interface ScrubContext {
   db: Database;
+  /** Provides the advisory locks through which scrubs in several processes split the blobs between them. */
+  connection: Pick<DatabaseConnection, 'tryAdvisoryLock'>;
   backends: Map<string, Backend>;
   log: Logger;
   /** Read rate limit in bytes per second, for checks and repairs together. */
@@ -32,6 +37,12 @@ export interface ScrubOptions {
   packageId?: string;
   actor: string;
   signal?: AbortSignal;
+  /**
+   * Counts a copy as checked already when its verified_at is within this many seconds before the run
+   * starts, so scheduled runs of several instances check each copy once per period. Without it, only
+   * copies checked or written after the run started are left alone.
+   */
+  skipVerifiedWithinSeconds?: number;
 }
 
 export const LocationFinding = z.object({
@@ -47,6 +58,14 @@ export const ScrubReport = z.object({
   finished_at: z.iso.datetime(),
   package_id: z.string().nullable(),
   checked: z.number().int().min(0),
+  blobs_already_verified: z
+    .number()
+    .int()
+    .min(0)
+    .meta({
+      description:
+        'Blobs this run did not read, because another scrub held them or every copy was checked or written after this run started (for scheduled runs: within SCRUB_INTERVAL_SECONDS).',
+    }),
   bytes_read: z.number().int().min(0),
   ok: z.number().int().min(0),
   corrupt: z.array(LocationFinding),
@@ -67,7 +86,10 @@ type CheckResult = { status: 'ok' } | { status: LocationFailure; detail: string 
 
 /**
  * Checks every stored copy (or those of one package), one blob at a time and at most
- * `rateBytesPerSecond`. A copy that fails is marked `corrupt` or `missing` with a
+ * `rateBytesPerSecond`. Scrubs running at the same time, in one process or several, split the blobs
+ * between them. Each blob is checked under an advisory lock, and the other runs skip a locked blob
+ * instead of waiting for it. Under the lock, a copy whose verified_at is at or after this run's start
+ * (by the database clock, less `skipVerifiedWithinSeconds`) counts as checked already. A copy that fails is marked `corrupt` or `missing` with a
  * `storage.location_failed` event. Afterwards each failed copy of the blob is rewritten from a copy that
  * just passed, verified, marked `ok` and recorded as a `storage.location_repaired` event. Throws
  * NotFoundError for an unknown package; storage errors on one copy are logged and reported as skipped.
@@ -79,6 +101,7 @@ export async function scrubStorage(context: ScrubContext, options: ScrubOptions)
     finished_at: '',
     package_id: options.packageId ?? null,
     checked: 0,
+    blobs_already_verified: 0,
     bytes_read: 0,
     ok: 0,
     corrupt: [],
@@ -88,12 +111,28 @@ export async function scrubStorage(context: ScrubContext, options: ScrubOptions)
     skipped: [],
   };
 
+  const verifiedSince = new Date((await databaseNow(context.db)).getTime() - (options.skipVerifiedWithinSeconds ?? 0) * 1000);
   for await (const contentAddress of contentAddressesToCheck(context.db, options.packageId)) {
     options.signal?.throwIfAborted();
-    await scrubBlob(context, options, contentAddress, limiter, report);
+    const release = await context.connection.tryAdvisoryLock(SCRUB_LOCK_CLASS, contentAddress);
+    if (!release) {
+      report.blobs_already_verified += 1;
+      continue;
+    }
+    try {
+      await scrubBlob(context, options, contentAddress, verifiedSince, limiter, report);
+    } finally {
+      await release();
+    }
   }
   report.finished_at = new Date().toISOString();
   return report;
+}
+
+/** Returns the database server's current time, the clock that verified_at is written with. */
+async function databaseNow(db: Database): Promise<Date> {
+  const [row] = rowsOf<{ ms: number | string }>(await db.execute(sql`SELECT extract(epoch FROM now()) * 1000 AS ms`));
+  return new Date(Number(row.ms));
 }
 
 /** Yields the content addresses to check, a page at a time, in content address order. */
@@ -134,16 +173,33 @@ function findingOf(location: LocationRow, detail: string): LocationFinding {
   return { content_address: location.contentAddress, backend_id: location.backendId, object_key: location.objectKey, detail };
 }
 
-async function scrubBlob(context: ScrubContext, options: ScrubOptions, contentAddress: string, limiter: ReadRateLimiter, report: ScrubReport): Promise<void> {
+/**
+ * Checks the copies of one blob that were not checked or written since `verifiedSince`, then repairs
+ * those that failed. A copy checked since then is not read again: it serves as a repair source when it
+ * is ok, and is left to the run that checked it otherwise.
+ */
+async function scrubBlob(
+  context: ScrubContext,
+  options: ScrubOptions,
+  contentAddress: string,
+  verifiedSince: Date,
+  limiter: ReadRateLimiter,
+  report: ScrubReport,
+): Promise<void> {
   const { db, backends, log } = context;
   const [blob] = await db.select().from(blobs).where(eq(blobs.contentAddress, contentAddress));
   if (!blob) return;
   const expected = expectedContentOf(blob);
   const locations = await db.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress)).orderBy(asc(storageLocations.backendId));
+  const isRecent = (location: LocationRow) => location.verifiedAt !== null && location.verifiedAt.getTime() >= verifiedSince.getTime();
+  if (locations.length > 0 && locations.every(isRecent)) {
+    report.blobs_already_verified += 1;
+    return;
+  }
 
-  const good: LocationRow[] = [];
+  const good: LocationRow[] = locations.filter((location) => isRecent(location) && location.status === 'ok');
   const failed: LocationRow[] = [];
-  for (const location of locations) {
+  for (const location of locations.filter((candidate) => !isRecent(candidate))) {
     const backend = backends.get(location.backendId);
     if (!backend) {
       report.skipped.push(findingOf(location, `backend ${location.backendId} is not configured in this process.`));
@@ -272,7 +328,7 @@ async function repairCopy(
       const check = await checkCopy(target, location.objectKey, expected, limiter, report);
       if (check.status !== 'ok') throw new CopyMismatchError(`The rewritten copy failed its check: ${check.status}.`);
 
-      await tx.update(storageLocations).set({ status: 'ok', verifiedAt: new Date() }).where(where);
+      await tx.update(storageLocations).set({ status: 'ok', verifiedAt: sql`now()` }).where(where);
       await appendEvent(tx, {
         eventType: 'storage.location_repaired',
         subjectKind: 'blob',
@@ -312,7 +368,7 @@ async function recordRepair(db: Database, location: LocationRow, detail: string,
     const where = and(eq(storageLocations.contentAddress, location.contentAddress), eq(storageLocations.backendId, location.backendId), ne(storageLocations.status, 'ok'));
     const [row] = await tx.select().from(storageLocations).where(where);
     if (!row) return false;
-    await tx.update(storageLocations).set({ status: 'ok', verifiedAt: new Date() }).where(where);
+    await tx.update(storageLocations).set({ status: 'ok', verifiedAt: sql`now()` }).where(where);
     await appendEvent(tx, {
       eventType: 'storage.location_repaired',
       subjectKind: 'blob',

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import type { Logger } from 'pino';
 import type { Lock, Locker } from '@tus/server';
 
 /** How long a request waits for a held upload lock before it gets 423 Locked. */
@@ -80,8 +81,11 @@ export class InProcessLocker implements Locker {
 export class PostgresLocker implements Locker {
   readonly #pool: pg.Pool;
 
-  constructor(databaseUrl: string, maxConnections = 20) {
+  constructor(databaseUrl: string, log: Pick<Logger, 'warn'>, maxConnections = 20) {
     this.#pool = new pg.Pool({ connectionString: databaseUrl, max: maxConnections });
+    // An idle connection that PostgreSQL closes emits 'error' on the pool, which would otherwise be an
+    // uncaught exception. The pool opens a new connection on next use.
+    this.#pool.on('error', (error) => log.warn({ err: error }, 'an idle connection of the upload lock pool failed; the pool will open a new one'));
   }
 
   newLock(id: string): Lock {

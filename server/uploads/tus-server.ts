@@ -33,7 +33,7 @@ export function getUploadService(app: AppContext): UploadService {
   const expirationSeconds = app.settings.UPLOAD_EXPIRY_SECONDS;
   const store = new RegistryFileStore({ db: app.db, backend, directory: uploadStagingDirectory(app), expirationSeconds });
   const locker =
-    app.connection.kind === 'postgres' && app.settings.DATABASE_URL ? new PostgresLocker(app.settings.DATABASE_URL) : new InProcessLocker();
+    app.connection.kind === 'postgres' && app.settings.DATABASE_URL ? new PostgresLocker(app.settings.DATABASE_URL, app.log) : new InProcessLocker();
 
   const server = new Server({
     path: UPLOADS_PATH,

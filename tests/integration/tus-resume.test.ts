@@ -1,5 +1,3 @@
-import { execFileSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,6 +5,7 @@ import * as tus from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient, checkedFetch, checkTusResponse } from '../support/client';
 import { ON_POSTGRES } from '../support/database';
+import { toolDigest, writeRandomFile } from '../support/files';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
 const MiB = 1024 * 1024;
@@ -15,21 +14,6 @@ const RESUME_TEST_BYTES = 1024 * MiB;
 
 function base64(value: string): string {
   return Buffer.from(value, 'utf8').toString('base64');
-}
-
-/** Writes `sizeBytes` random bytes to `file` in 8 MiB pieces. */
-function writeRandomFile(file: string, sizeBytes: number): void {
-  const handle = fs.openSync(file, 'w');
-  try {
-    for (let written = 0; written < sizeBytes; written += 8 * MiB) fs.writeSync(handle, crypto.randomBytes(Math.min(8 * MiB, sizeBytes - written)));
-  } finally {
-    fs.closeSync(handle);
-  }
-}
-
-/** Runs a checksum tool such as sha256sum or b3sum and returns the hex digest it prints first. */
-function toolDigest(tool: string, file: string): string {
-  return execFileSync(tool, [file], { encoding: 'utf8' }).split(/\s+/)[0];
 }
 
 describe('tus resume across a restart', () => {
@@ -123,7 +107,9 @@ describe('tus concurrent PATCH', () => {
     await environment?.cleanup();
   });
 
-  it('concurrent PATCH appends only once', async () => {
+  // staggered: B's PATCH arrives while A's slow body is still streaming, so it waits on A's lock.
+  // simultaneous: both are sent at the same moment with their whole bodies at hand.
+  it.each(['staggered', 'simultaneous'] as const)('concurrent PATCH appends only once (%s)', async (start) => {
     const first = new ApiClient(servers[0].url, environment.adminToken);
     const second = new ApiClient(servers.at(-1)!.url, environment.adminToken);
     const packageId = (await first.createPackage({ name: 'tus-u1' })).id;
@@ -131,7 +117,7 @@ describe('tus concurrent PATCH', () => {
       headers: {
         'Tus-Resumable': '1.0.0',
         'Upload-Length': String(2 * MiB),
-        'Upload-Metadata': `package_id ${base64(packageId)},relative_path ${base64('u1.bin')}`,
+        'Upload-Metadata': `package_id ${base64(packageId)},relative_path ${base64(`u1-${start}.bin`)}`,
       },
     });
     expect(created.status).toBe(201);
@@ -150,8 +136,9 @@ describe('tus concurrent PATCH', () => {
         sentA += 64 * 1024;
       },
     });
-    const patchA = first.request('PATCH', uploadPath, { headers: { ...patchHeaders, 'Content-Length': String(MiB) }, body: slowA });
-    await sleep(300);
+    const bodyA = start === 'staggered' ? slowA : Buffer.alloc(MiB, 0x41);
+    const patchA = first.request('PATCH', uploadPath, { headers: { ...patchHeaders, 'Content-Length': String(MiB) }, body: bodyA });
+    if (start === 'staggered') await sleep(300);
     const patchB = second.request('PATCH', uploadPath, { headers: patchHeaders, body: Buffer.alloc(MiB, 0x42) });
     const statuses = (await Promise.all([patchA, patchB])).map((response) => response.status);
 

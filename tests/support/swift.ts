@@ -68,3 +68,17 @@ export async function createBucket(client: S3Client, bucket: string): Promise<vo
 export async function deleteBucket(client: S3Client, bucket: string): Promise<void> {
   await client.send(new DeleteBucketCommand({ Bucket: bucket }));
 }
+
+/** Returns the server settings that make S3 on `swift` the only backend, with 5 MiB parts and path-style addressing. */
+export function s3Settings(swift: SwiftServer, bucket: string): Record<string, string> {
+  return {
+    STORAGE_BACKEND: 's3',
+    S3_ENDPOINT: swift.endpoint,
+    S3_REGION: swift.region,
+    S3_BUCKET: bucket,
+    S3_ACCESS_KEY_ID: swift.accessKeyId,
+    S3_SECRET_ACCESS_KEY: swift.secretAccessKey,
+    S3_FORCE_PATH_STYLE: 'true',
+    S3_PART_SIZE_BYTES: String(5 * 1024 * 1024),
+  };
+}

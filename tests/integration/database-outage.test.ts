@@ -1,0 +1,80 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../support/client';
+import { ON_POSTGRES, TEST_DATABASE_URL } from '../support/database';
+import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
+import { errorLines } from '../support/instances';
+import { createTusUpload } from '../support/tus';
+
+// The outage is a cut TCP link between the server and PostgreSQL. PGlite runs inside the server
+// process, so there is no link to cut and these cases need PostgreSQL (TEST_DATABASE_URL).
+describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
+  let environment: TestEnvironment;
+  let proxy: TcpProxy;
+  let server: TestServer;
+  let api: ApiClient;
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment({ SWEEP_INTERVAL_SECONDS: '0', SCRUB_INTERVAL_SECONDS: '0' });
+    const target = new URL(TEST_DATABASE_URL!);
+    proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+    const proxied = new URL(environment.env.DATABASE_URL);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(proxy.port);
+    server = await startServer(environment, { DATABASE_URL: proxied.toString() });
+    api = new ApiClient(server.url, environment.adminToken);
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await proxy?.close();
+    await environment?.cleanup();
+  });
+
+  /** Uploads a small file with tus in one PATCH, which takes and releases an upload lock. */
+  async function uploadWithTus(packageId: string, relativePath: string): Promise<number> {
+    const content = Buffer.from(`content of ${relativePath}\n`);
+    const uploadPath = await createTusUpload(api, packageId, relativePath, content.length);
+    const patch = await api.request('PATCH', uploadPath, {
+      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+      body: new Uint8Array(content),
+    });
+    return patch.status;
+  }
+
+  it('outage degrades health, then recovers without restart', { timeout: 120_000 }, async () => {
+    const before = await api.createPackage({ name: 'before-outage' });
+    // Leaves an idle connection in the pool of upload locks, which the cut then breaks.
+    expect(await uploadWithTus(before.id, 'before.txt')).toBe(204);
+    const direct = new pg.Client({ connectionString: environment.env.DATABASE_URL });
+    await direct.connect();
+    const head = Number((await direct.query<{ sequence: string }>('SELECT sequence FROM event_log_head WHERE id = 1')).rows[0].sequence);
+    await direct.end();
+    const poll = api.events(head, 30);
+    await sleep(300);
+
+    await proxy.cut();
+    // Without a token, as load balancers call it. With one, the token check needs the database and fails.
+    const health = await api.withToken(undefined).get('/health');
+    expect(health.status).toBe(503);
+    expect((await health.json()).database.status).toBe('unavailable');
+    // A raw fetch, because a 500 is not part of the documented responses that checkedFetch accepts.
+    const listing = await fetch(api.url('/packages'), { headers: { authorization: `Bearer ${environment.adminToken}` } });
+    expect(listing.status).toBe(500);
+    expect(listing.headers.get('content-type')).toContain('application/problem+json');
+
+    await proxy.restore();
+    while ((await fetch(api.url('/health'))).status !== 200) await sleep(200);
+    const after = await api.createPackage({ name: 'after-outage' });
+    expect(await uploadWithTus(after.id, 'after.txt')).toBe(204);
+
+    // The poll started before the outage. The LISTEN connection came back and woke it for the new events.
+    const feed = await poll;
+    expect(feed.events.map((event) => event.subject_id)).toContain(after.id);
+    expect(server.process.exitCode).toBeNull();
+    expect(server.output()).toContain('the PostgreSQL LISTEN connection is back');
+    expect(errorLines(server.output()).filter((line) => !line.includes('unexpected error'))).toEqual([]);
+  });
+});
