@@ -4,8 +4,8 @@
  *   npm run scrub -- --all
  *   npm run scrub -- --package ID
  *
- * It uses the server's settings (DATABASE_URL or the embedded database under DATA_DIR, STORAGE_ROOT,
- * REPLICA_STORAGE_ROOT, SCRUB_RATE_MB_PER_S). The embedded database allows one process at a time, so with
+ * It uses the server's settings (DATABASE_URL or the embedded database under DATA_DIR, BACKENDS_FILE or
+ * STORAGE_ROOT and the other storage variables, SCRUB_RATE_MB_PER_S). The embedded database allows one process at a time, so with
  * it stop the server first, or use POST /api/v1/scrub with an admin token while it runs. Exit status: 0
  * when every copy checked is ok or was repaired, 3 when a copy stays corrupt or missing, 2 for invalid
  * arguments, 1 for any other failure.
@@ -47,8 +47,16 @@ async function main(): Promise<number> {
   }
   try {
     await ensureEventChain(connection.db);
+    const storage = openStorageBackends(settings);
     const report = await scrubStorage(
-      { db: connection.db, connection, backends: openStorageBackends(settings).all, log, rateBytesPerSecond: scrubRateBytesPerSecond(settings) },
+      {
+        db: connection.db,
+        connection,
+        backends: storage.all,
+        log,
+        rateBytesPerSecond: scrubRateBytesPerSecond(settings),
+        copyPlan: { backends: [storage.primary, ...storage.copyTargets], copies: storage.copies },
+      },
       { packageId, actor: `cli:${process.env.USER ?? 'unknown'}` },
     );
     console.log(JSON.stringify(report, null, 2));

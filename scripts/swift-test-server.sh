@@ -5,7 +5,11 @@
 #
 #   eval "$(scripts/swift-test-server.sh start)"    # prints the shell assignments listed below
 #   scripts/swift-test-server.sh stop "$SWIFT_DIR"  # stops every process and removes the directory
+#   scripts/swift-test-server.sh stop-servers "$SWIFT_DIR"   # stops the Swift servers, keeps the objects
+#   scripts/swift-test-server.sh start-servers "$SWIFT_DIR"  # starts them again on the same ports
 #
+# stop-servers and start-servers simulate an outage of the S3 service: memcached, the configuration and
+# the stored objects stay, so after start-servers the endpoint, the credentials and the data are as before.
 # start prints SWIFT_DIR, S3_ENDPOINT, S3_REGION, S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY. The
 # access key has tempauth's form account:user. Needs Debian's swift, swift-proxy, swift-account,
 # swift-container, swift-object and memcached packages, and a file system with user extended
@@ -204,18 +208,14 @@ start() {
   echo "S3_SECRET_ACCESS_KEY=$SECRET"
 }
 
-stop() {
-  local dir=$1
-  [ -d "$dir/run" ] || die "$dir is not a directory made by 'start'."
-  local pid_file pid
-  for pid_file in "$dir"/run/*.pid; do
-    [ -e "$pid_file" ] || continue
-    pid=$(cat "$pid_file")
-    kill -TERM "$pid" 2>/dev/null || true
+# Sends SIGTERM to the processes of the given pid files, gives each 10 s to exit, then sends SIGKILL and
+# removes its pid file.
+stop_processes() {
+  local pid_file pid attempt
+  for pid_file in "$@"; do
+    [ -e "$pid_file" ] && kill -TERM "$(cat "$pid_file")" 2>/dev/null || true
   done
-  # Each server gets 10 s to exit after SIGTERM before SIGKILL.
-  local attempt
-  for pid_file in "$dir"/run/*.pid; do
+  for pid_file in "$@"; do
     [ -e "$pid_file" ] || continue
     pid=$(cat "$pid_file")
     for attempt in $(seq 50); do
@@ -223,7 +223,39 @@ stop() {
       sleep 0.2
     done
     kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$pid_file"
   done
+}
+
+# Prints the bind_port of a server's configuration file.
+configured_port() {
+  sed -n 's/^bind_port = //p' "$1" | head -n 1
+}
+
+stop_servers() {
+  local dir=$1
+  [ -d "$dir/run" ] || die "$dir is not a directory made by 'start'."
+  stop_processes "$dir/run/proxy.pid" "$dir/run/account.pid" "$dir/run/container.pid" "$dir/run/object.pid"
+}
+
+start_servers() {
+  local dir=$1 kind
+  [ -d "$dir/run" ] || die "$dir is not a directory made by 'start'."
+  local ports=()
+  for kind in account container object; do
+    [ -e "$dir/run/$kind.pid" ] && die "the $kind server of $dir is running; call stop-servers first."
+    ports+=("$(configured_port "$dir/etc/$kind-server.conf")")
+  done
+  for kind in account container object proxy; do
+    spawn "$dir" "$kind" "swift-$kind-server" "$dir/etc/$kind-server.conf" --verbose
+  done
+  wait_until_ready "$dir" "$(configured_port "$dir/etc/proxy-server.conf")" "${ports[@]}"
+}
+
+stop() {
+  local dir=$1
+  [ -d "$dir/run" ] || die "$dir is not a directory made by 'start'."
+  stop_processes "$dir"/run/*.pid
   rm -rf "$dir"
 }
 
@@ -233,5 +265,13 @@ case "${1:-}" in
     [ $# -eq 2 ] || die "usage: $0 stop SWIFT_DIR"
     stop "$2"
     ;;
-  *) die "usage: $0 start | $0 stop SWIFT_DIR" ;;
+  stop-servers)
+    [ $# -eq 2 ] || die "usage: $0 stop-servers SWIFT_DIR"
+    stop_servers "$2"
+    ;;
+  start-servers)
+    [ $# -eq 2 ] || die "usage: $0 start-servers SWIFT_DIR"
+    start_servers "$2"
+    ;;
+  *) die "usage: $0 start | $0 stop SWIFT_DIR | $0 stop-servers SWIFT_DIR | $0 start-servers SWIFT_DIR" ;;
 esac

@@ -3,7 +3,7 @@ import { connectDatabase, type Database, type DatabaseConnection } from '@/db/cl
 import { getLogger } from './logger';
 import { getSettings, type Settings } from './settings';
 import type { Backend } from './storage/backend';
-import { configureWriteReplicas, openStorageBackends } from './integrity/replicas';
+import { configureWriteCopies, openStorageBackends } from './integrity/replicas';
 import { ensureEventChain } from './integrity/event-chain-store';
 import { EventHub } from './registry/event-hub';
 import { loadRetentionClasses, syncRetentionClasses, type RetentionClass } from './registry/retention-classes';
@@ -16,8 +16,11 @@ export interface AppContext {
   log: Logger;
   /** The backend that receives new blobs. */
   primaryBackend: Backend;
-  /** Backends that also receive every new blob (REPLICA_COUNT=2); empty otherwise. */
-  replicaBackends: Backend[];
+  /** Backends that new blobs are copied to, in order, until `copies` copies exist. */
+  copyTargets: Backend[];
+  /** The number of copies of each new blob, the primary's included. */
+  copies: number;
+  /** Every configured backend by id, the primary first. */
   backends: Map<string, Backend>;
   eventHub: EventHub;
   retentionClasses: RetentionClass[];
@@ -55,7 +58,7 @@ async function createAppContext(): Promise<AppContext> {
     const removed = await backend.recoverTemporaryFiles();
     for (const file of removed) log.warn({ backend_id: backend.id, file }, 'removed a temporary file left by an interrupted write');
   }
-  configureWriteReplicas(storage.replicas);
+  configureWriteCopies(storage.copyTargets, storage.copies);
 
   const eventHub = await EventHub.start(connection, log);
   return {
@@ -64,7 +67,8 @@ async function createAppContext(): Promise<AppContext> {
     db: connection.db,
     log,
     primaryBackend,
-    replicaBackends: storage.replicas,
+    copyTargets: storage.copyTargets,
+    copies: storage.copies,
     backends: storage.all,
     eventHub,
     retentionClasses,

@@ -6,7 +6,15 @@ import { z } from 'zod';
 
 export type ProblemFields = Record<string, unknown>;
 
+/**
+ * Brand of every DomainError. Next.js bundles route handlers and the instrumentation hook separately,
+ * each with its own copy of this module, so an error thrown by an object that another bundle created
+ * (a storage backend, for one) fails `instanceof`. The registered symbol is the same in every bundle.
+ */
+const DOMAIN_ERROR_BRAND = Symbol.for('artifact-store.DomainError');
+
 export class DomainError extends Error {
+  readonly [DOMAIN_ERROR_BRAND] = true;
   readonly status: number;
   readonly title: string;
   readonly fields: ProblemFields;
@@ -32,6 +40,11 @@ export class DomainError extends Error {
 /** One invalid input of a 400 response: the field (a dotted path, a header or `(body)`), the rule it broke and why. */
 export const ValidationIssue = z.object({ field: z.string(), rule: z.string(), message: z.string() });
 export type ValidationIssue = z.infer<typeof ValidationIssue>;
+
+/** Returns true for a DomainError of any bundle's copy of this module. */
+export function isDomainError(error: unknown): error is DomainError {
+  return error instanceof DomainError || (typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[DOMAIN_ERROR_BRAND] === true);
+}
 
 export class ValidationError extends DomainError {
   constructor(detail: string, errors: ValidationIssue[], fields: ProblemFields = {}) {
@@ -78,8 +91,8 @@ export class RangeNotSatisfiableError extends DomainError {
 }
 
 export class ServiceUnavailableError extends DomainError {
-  constructor(detail: string, options?: { cause?: unknown }) {
-    super(503, 'Service unavailable', detail, {}, {}, options);
+  constructor(detail: string, options?: { cause?: unknown; title?: string; fields?: ProblemFields }) {
+    super(503, options?.title ?? 'Service unavailable', detail, options?.fields ?? {}, {}, options);
   }
 }
 

@@ -1,6 +1,14 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_MAX_METADATA_BYTES } from './http/json-limits';
+import {
+  DEFAULT_S3_CONNECT_TIMEOUT_MS,
+  DEFAULT_S3_SOCKET_TIMEOUT_MS,
+  loadBackendsFile,
+  MIN_S3_PART_SIZE_BYTES,
+  type BackendConfig,
+  type StorageConfig,
+} from './storage/backends-config';
 
 const booleanFlag = z
   .enum(['true', 'false', '1', '0', ''])
@@ -8,9 +16,6 @@ const booleanFlag = z
   .transform((value) => value === 'true' || value === '1');
 
 const positiveInteger = (fallback: number) => z.coerce.number().int().positive().default(fallback);
-
-/** S3's minimum size of a multipart upload part (5 MiB), and so the lower bound of S3_PART_SIZE_BYTES. */
-const MIN_S3_PART_SIZE_BYTES = 5 * 1024 * 1024;
 
 /** Environment variables read once at start; every setting has a default that works on one machine. */
 export const SettingsSchema = z.object({
@@ -32,6 +37,9 @@ export const SettingsSchema = z.object({
   // Read rate of the fixity scrub in megabytes (10^6 bytes) per second, and the period of its full cycle (0 turns it off).
   SCRUB_RATE_MB_PER_S: z.coerce.number().positive().default(50),
   SCRUB_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(24 * 3600),
+  // A JSON file that lists every storage backend, the primary and the number of copies. It replaces the
+  // short form below (STORAGE_ROOT, STORAGE_BACKEND, S3_*, REPLICA_*), and setting both is an error.
+  BACKENDS_FILE: z.string().min(1).optional(),
   // A second filesystem store; REPLICA_COUNT=2 writes every new blob to it as well as to STORAGE_ROOT.
   REPLICA_STORAGE_ROOT: z.string().optional(),
   REPLICA_COUNT: z.coerce.number().int().min(1).max(2).default(1),
@@ -56,7 +64,13 @@ export type Settings = z.infer<typeof SettingsSchema> & {
   replicaStorageRoot: string | undefined;
   /** Staging directory of unfinished tus uploads when the primary backend has none of its own (S3). */
   uploadStagingDir: string;
+  /** The storage backends, from BACKENDS_FILE or from the short-form variables. */
+  storage: StorageConfig;
 };
+
+export const PRIMARY_BACKEND_ID = 'fs-primary';
+export const S3_PRIMARY_BACKEND_ID = 's3-primary';
+export const REPLICA_BACKEND_ID = 'fs-replica';
 
 let cached: Settings | undefined;
 
@@ -69,19 +83,57 @@ export function getSettings(): Settings {
     throw new Error(`Invalid environment settings:\n${lines.join('\n')}`);
   }
   const values = parsed.data;
-  if (values.REPLICA_COUNT === 2 && !values.REPLICA_STORAGE_ROOT) {
-    throw new Error('Invalid environment settings:\n  REPLICA_COUNT: 2 needs REPLICA_STORAGE_ROOT, the directory of the second copy.');
+  const storageRoot = path.resolve(/*turbopackIgnore: true*/ values.STORAGE_ROOT ?? path.join(values.DATA_DIR, 'blobs'));
+  const replicaStorageRoot = values.REPLICA_STORAGE_ROOT ? path.resolve(/*turbopackIgnore: true*/ values.REPLICA_STORAGE_ROOT) : undefined;
+  let storage: StorageConfig;
+  if (values.BACKENDS_FILE) {
+    storage = loadBackendsFile(values.BACKENDS_FILE, process.env);
+  } else {
+    if (values.REPLICA_COUNT === 2 && !values.REPLICA_STORAGE_ROOT) {
+      throw new Error('Invalid environment settings:\n  REPLICA_COUNT: 2 needs REPLICA_STORAGE_ROOT, the directory of the second copy.');
+    }
+    const s3Problems = checkS3Settings(values);
+    if (s3Problems.length > 0) throw new Error(`Invalid environment settings:\n${s3Problems.map((line) => `  ${line}`).join('\n')}`);
+    storage = shortFormStorage(values, storageRoot, replicaStorageRoot);
   }
-  const s3Problems = checkS3Settings(values);
-  if (s3Problems.length > 0) throw new Error(`Invalid environment settings:\n${s3Problems.map((line) => `  ${line}`).join('\n')}`);
   cached = {
     ...values,
-    storageRoot: path.resolve(/*turbopackIgnore: true*/ values.STORAGE_ROOT ?? path.join(values.DATA_DIR, 'blobs')),
+    storageRoot,
     pgliteDir: path.resolve(/*turbopackIgnore: true*/ values.PGLITE_DIR ?? path.join(values.DATA_DIR, 'pglite')),
-    replicaStorageRoot: values.REPLICA_STORAGE_ROOT ? path.resolve(/*turbopackIgnore: true*/ values.REPLICA_STORAGE_ROOT) : undefined,
+    replicaStorageRoot,
     uploadStagingDir: path.resolve(/*turbopackIgnore: true*/ path.join(values.DATA_DIR, 'uploads')),
+    storage,
   };
   return cached;
+}
+
+/**
+ * Builds the backends of the short form: `fs-primary` (STORAGE_ROOT) or `s3-primary` (the bucket of
+ * STORAGE_BACKEND=s3), and `fs-replica` when REPLICA_STORAGE_ROOT is set. REPLICA_COUNT is the number of
+ * copies, so with 1 the replica is read and repaired but not written.
+ */
+function shortFormStorage(values: z.infer<typeof SettingsSchema>, storageRoot: string, replicaStorageRoot: string | undefined): StorageConfig {
+  const { S3_ACCESS_KEY_ID: accessKeyId, S3_SECRET_ACCESS_KEY: secretAccessKey } = values;
+  const primary: BackendConfig =
+    values.STORAGE_BACKEND === 'fs'
+      ? { id: PRIMARY_BACKEND_ID, kind: 'fs', root: storageRoot, retrievalTier: 'hot' }
+      : {
+          id: S3_PRIMARY_BACKEND_ID,
+          kind: 's3',
+          // checkS3Settings rejects STORAGE_BACKEND=s3 without S3_BUCKET.
+          bucket: values.S3_BUCKET!,
+          region: values.S3_REGION,
+          endpoint: values.S3_ENDPOINT,
+          forcePathStyle: values.S3_FORCE_PATH_STYLE,
+          credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined,
+          partSizeBytes: values.S3_PART_SIZE_BYTES,
+          connectTimeoutMs: DEFAULT_S3_CONNECT_TIMEOUT_MS,
+          socketTimeoutMs: DEFAULT_S3_SOCKET_TIMEOUT_MS,
+          retrievalTier: 'hot',
+        };
+  const backends: BackendConfig[] = [primary];
+  if (replicaStorageRoot) backends.push({ id: REPLICA_BACKEND_ID, kind: 'fs', root: replicaStorageRoot, retrievalTier: 'hot' });
+  return { backends, primary: primary.id, copies: replicaStorageRoot ? values.REPLICA_COUNT : 1 };
 }
 
 /** Returns the problems of the S3 variables when STORAGE_BACKEND is s3, one line each. */

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { DomainError, ValidationIssue } from '../errors';
+import { isDomainError, ValidationIssue } from '../errors';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
@@ -30,6 +30,7 @@ export const Problem = z.looseObject({
   released_at: Timestamp.optional(),
   released_by: z.string().optional(),
   slug: z.string().optional(),
+  backend_id: z.string().optional().meta({ description: 'The storage backend that a 503 response names as unavailable.' }),
   current_expires_at: Timestamp.nullable().optional(),
   requested_expires_at: Timestamp.optional(),
   unfinished_uploads: z.array(z.object({ upload_id: z.string(), relative_path: z.string() })).optional(),
@@ -56,7 +57,7 @@ export function problemResponse(
  * else is logged with its stack and answered with a bare 500 that reveals nothing of the cause.
  */
 export function errorToResponse(error: unknown, log: Logger, requestId?: string): Response {
-  if (error instanceof DomainError) {
+  if (isDomainError(error)) {
     if (error.status >= 500) log.error({ err: error }, 'request failed with a server-side error');
     return problemResponse(error.status, error.title, error.message, error.fields, error.headers);
   }

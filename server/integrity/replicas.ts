@@ -1,64 +1,70 @@
 import { pipeline } from 'node:stream/promises';
-import { and, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { Executor } from '@/db/client';
 import { storageLocations } from '@/db/schema';
 import { createDigestTransform } from '../digest';
 import type { Settings } from '../settings';
+import type { BackendConfig } from '../storage/backends-config';
 import type { Backend } from '../storage/backend';
 import { FilesystemBackend } from '../storage/filesystem';
 import { S3Backend } from '../storage/s3';
+import { isStorageUnavailable } from '../storage/errors';
+import { getLogger } from '../logger';
 
-export const PRIMARY_BACKEND_ID = 'fs-primary';
-export const S3_PRIMARY_BACKEND_ID = 's3-primary';
-export const REPLICA_BACKEND_ID = 'fs-replica';
+export { PRIMARY_BACKEND_ID, REPLICA_BACKEND_ID, S3_PRIMARY_BACKEND_ID } from '../settings';
 
 export interface StorageBackends {
   primary: Backend;
-  /** Backends that receive a copy of every new blob after the primary; empty unless REPLICA_COUNT is 2. */
-  replicas: Backend[];
-  /** Every configured backend by id, including a replica root configured with REPLICA_COUNT=1, which is then read and repaired but not written. */
+  /**
+   * The other backends in configuration order. New blobs are copied to them, in this order, until the
+   * configured number of copies exists.
+   */
+  copyTargets: Backend[];
+  /** The number of copies of each new blob, the primary's included. */
+  copies: number;
+  /** Every configured backend by id, the primary first and then in configuration order. Backends beyond `copies` are read and repaired but not written. */
   all: Map<string, Backend>;
 }
 
-/**
- * Opens the primary store (STORAGE_ROOT, or the S3 bucket when STORAGE_BACKEND is s3) and, when
- * REPLICA_STORAGE_ROOT is set, the filesystem replica store.
- */
+/** Opens every backend of the storage configuration (BACKENDS_FILE or the short-form variables). */
 export function openStorageBackends(settings: Settings): StorageBackends {
-  const primary = openPrimaryBackend(settings);
-  const all = new Map<string, Backend>([[primary.id, primary]]);
-  const replicas: Backend[] = [];
-  if (settings.replicaStorageRoot) {
-    const replica = new FilesystemBackend({ id: REPLICA_BACKEND_ID, root: settings.replicaStorageRoot });
-    all.set(replica.id, replica);
-    if (settings.REPLICA_COUNT >= 2) replicas.push(replica);
-  }
-  return { primary, replicas, all };
+  const { storage } = settings;
+  const opened = storage.backends.map(openBackend);
+  const primary = opened.find((backend) => backend.id === storage.primary)!;
+  const copyTargets = opened.filter((backend) => backend !== primary);
+  const all = new Map<string, Backend>([primary, ...copyTargets].map((backend) => [backend.id, backend]));
+  return { primary, copyTargets, copies: storage.copies, all };
 }
 
-function openPrimaryBackend(settings: Settings): Backend {
-  if (settings.STORAGE_BACKEND === 'fs') return new FilesystemBackend({ id: PRIMARY_BACKEND_ID, root: settings.storageRoot });
-
-  const { S3_ACCESS_KEY_ID: accessKeyId, S3_SECRET_ACCESS_KEY: secretAccessKey } = settings;
+function openBackend(config: BackendConfig): Backend {
+  if (config.kind === 'fs') return new FilesystemBackend({ id: config.id, root: config.root, retrievalTier: config.retrievalTier });
   return new S3Backend({
-    id: S3_PRIMARY_BACKEND_ID,
-    // getSettings rejects STORAGE_BACKEND=s3 without S3_BUCKET.
-    bucket: settings.S3_BUCKET!,
-    region: settings.S3_REGION,
-    endpoint: settings.S3_ENDPOINT,
-    forcePathStyle: settings.S3_FORCE_PATH_STYLE,
-    credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined,
-    partSizeBytes: settings.S3_PART_SIZE_BYTES,
+    id: config.id,
+    bucket: config.bucket,
+    region: config.region,
+    endpoint: config.endpoint,
+    forcePathStyle: config.forcePathStyle,
+    credentials: config.credentials,
+    partSizeBytes: config.partSizeBytes,
+    connectTimeoutMs: config.connectTimeoutMs,
+    socketTimeoutMs: config.socketTimeoutMs,
+    retrievalTier: config.retrievalTier,
   });
 }
 
-// Kept on globalThis because Next.js bundles route handlers separately, each with its own copy of this
-// module, while the process context that configures the replicas is created once.
-const globalForReplicas = globalThis as typeof globalThis & { artifactStoreWriteReplicas?: Backend[] };
+/** The backends that receive copies of new blobs and how many copies to keep. */
+interface WritePlan {
+  copyTargets: Backend[];
+  copies: number;
+}
 
-/** Sets the backends that recordFile copies every new blob to; called once when the process context is created. */
-export function configureWriteReplicas(backends: Backend[]): void {
-  globalForReplicas.artifactStoreWriteReplicas = [...backends];
+// Kept on globalThis because Next.js bundles route handlers separately, each with its own copy of this
+// module, while the process context that configures the copies is created once.
+const globalForReplicas = globalThis as typeof globalThis & { artifactStoreWritePlan?: WritePlan };
+
+/** Sets the backends that recordFile copies new blobs to and the number of copies; called once when the process context is created. */
+export function configureWriteCopies(copyTargets: Backend[], copies: number): void {
+  globalForReplicas.artifactStoreWritePlan = { copyTargets: [...copyTargets], copies };
 }
 
 export interface ExpectedContent {
@@ -99,25 +105,40 @@ export async function copyObject(source: Backend, target: Backend, objectKey: st
 }
 
 /**
- * Copies a blob just placed on `source` to every configured write replica that has no location row for
- * it yet, and inserts one storage_locations row per copy. Runs inside recordFile's transaction, under the
- * blob's advisory lock, after the primary placement.
+ * Copies a blob just placed on `source` to the configured copy targets, in order, until the blob has as
+ * many location rows as the configured number of copies, and inserts one storage_locations row per new
+ * copy. A target that is unavailable is skipped for the next one. When too few copies could be written,
+ * the last error is thrown, so the caller's transaction records nothing. Runs inside recordFile's transaction,
+ * under the blob's advisory lock, after the primary placement.
  */
 export async function replicateNewBlob(tx: Executor, source: Backend, objectKey: string, contentAddress: string, expected: ExpectedContent): Promise<void> {
-  for (const replica of globalForReplicas.artifactStoreWriteReplicas ?? []) {
-    if (replica.id === source.id) continue;
-    const existing = await tx
-      .select({ backendId: storageLocations.backendId })
-      .from(storageLocations)
-      .where(and(eq(storageLocations.contentAddress, contentAddress), eq(storageLocations.backendId, replica.id)));
-    if (existing.length > 0) continue;
+  const plan = globalForReplicas.artifactStoreWritePlan;
+  if (!plan || plan.copies <= 1) return;
+  const existing = await tx.select({ backendId: storageLocations.backendId }).from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
+  // Only copies on configured backends count; rows of a backend removed from the configuration remain in the table.
+  const configured = new Set([source.id, ...plan.copyTargets.map((target) => target.id)]);
+  const holders = new Set(existing.map((row) => row.backendId).filter((backendId) => configured.has(backendId)));
+  holders.add(source.id);
+  let lastError: unknown;
 
-    const writer = await copyObject(source, replica, objectKey, expected);
-    await writer.commit(objectKey);
+  for (const target of plan.copyTargets) {
+    if (holders.size >= plan.copies) return;
+    if (holders.has(target.id)) continue;
+    try {
+      const writer = await copyObject(source, target, objectKey, expected);
+      await writer.commit(objectKey);
+    } catch (error) {
+      if (!isStorageUnavailable(error)) throw error;
+      getLogger().warn({ err: error, content_address: contentAddress, backend_id: target.id }, 'a copy target is unavailable; trying the next backend');
+      lastError = error;
+      continue;
+    }
     const now = new Date();
     await tx
       .insert(storageLocations)
-      .values({ contentAddress, backendId: replica.id, objectKey, retrievalTier: replica.retrievalTier, status: 'ok', verifiedAt: now, createdAt: now })
+      .values({ contentAddress, backendId: target.id, objectKey, retrievalTier: target.retrievalTier, status: 'ok', verifiedAt: now, createdAt: now })
       .onConflictDoNothing();
+    holders.add(target.id);
   }
+  if (holders.size < plan.copies && lastError !== undefined) throw lastError;
 }

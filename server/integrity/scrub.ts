@@ -30,6 +30,12 @@ export interface ScrubContext {
   log: Logger;
   /** Read rate limit in bytes per second, for checks and repairs together. */
   rateBytesPerSecond: number;
+  /**
+   * The backends that hold the copies of new blobs, in write order (the primary first), and how many
+   * copies each blob should have. When given, a blob with fewer location rows gets new copies on the
+   * first of these backends that lack one, which is how a backend added to the configuration is filled.
+   */
+  copyPlan?: { backends: Backend[]; copies: number };
 }
 
 export interface ScrubOptions {
@@ -72,6 +78,9 @@ export const ScrubReport = z.object({
   missing: z.array(LocationFinding),
   repaired: z.array(LocationFinding),
   repair_failed: z.array(LocationFinding),
+  added: z
+    .array(LocationFinding)
+    .meta({ description: 'New copies written because the blob had fewer copies than configured, for example after a backend was added.' }),
   skipped: z
     .array(LocationFinding)
     .meta({ description: 'Copies on a backend this process has not configured, or whose storage failed while reading.' }),
@@ -108,6 +117,7 @@ export async function scrubStorage(context: ScrubContext, options: ScrubOptions)
     missing: [],
     repaired: [],
     repair_failed: [],
+    added: [],
     skipped: [],
   };
 
@@ -252,6 +262,82 @@ async function scrubBlob(
   for (const location of failed) {
     await repairCopy(context, options, location, good, expected, limiter, report);
   }
+  await addMissingCopies(context, options, contentAddress, locations, good, expected, limiter, report);
+}
+
+/**
+ * Writes new copies of a blob that has fewer location rows than the configured number of copies, on the
+ * first backends of the write order that hold none, streamed and verified from a copy that just passed
+ * its check. Each new copy gets an ok location row and a `storage.location_added` event. A backend that
+ * fails is reported in repair_failed and the next one is tried.
+ */
+async function addMissingCopies(
+  context: ScrubContext,
+  options: ScrubOptions,
+  contentAddress: string,
+  locations: LocationRow[],
+  good: LocationRow[],
+  expected: ExpectedContent,
+  limiter: ReadRateLimiter,
+  report: ScrubReport,
+): Promise<void> {
+  const plan = context.copyPlan;
+  if (!plan || good.length === 0) return;
+  // Rows of a backend removed from the configuration do not count: their copies can no longer be read.
+  const holders = new Set(locations.map((location) => location.backendId).filter((backendId) => context.backends.has(backendId)));
+  const sourceLocation = good[0];
+  const source = context.backends.get(sourceLocation.backendId)!;
+
+  for (const target of plan.backends) {
+    if (holders.size >= plan.copies) return;
+    if (holders.has(target.id)) continue;
+    const finding = { content_address: contentAddress, backend_id: target.id, object_key: sourceLocation.objectKey };
+    try {
+      const writer = await copyAtScrubRate(source, target, sourceLocation.objectKey, expected, limiter, report);
+      const detail = `copied from ${source.id}`;
+      const added = await context.db.transaction(async (tx) => {
+        await lockBlob(tx, contentAddress);
+        // Retention may have removed the blob, or another scrub added this copy, while the bytes moved.
+        const [blob] = await tx.select({ contentAddress: blobs.contentAddress }).from(blobs).where(eq(blobs.contentAddress, contentAddress));
+        const [existing] = await tx
+          .select({ backendId: storageLocations.backendId })
+          .from(storageLocations)
+          .where(and(eq(storageLocations.contentAddress, contentAddress), eq(storageLocations.backendId, target.id)));
+        if (!blob || existing) {
+          await writer.cancel();
+          return false;
+        }
+        await writer.commit(sourceLocation.objectKey);
+        const now = new Date();
+        await tx.insert(storageLocations).values({
+          contentAddress,
+          backendId: target.id,
+          objectKey: sourceLocation.objectKey,
+          retrievalTier: target.retrievalTier,
+          status: 'ok',
+          verifiedAt: now,
+          createdAt: now,
+        });
+        await appendEvent(tx, {
+          eventType: 'storage.location_added',
+          subjectKind: 'blob',
+          subjectId: contentAddress,
+          actor: options.actor,
+          payload: { content_address: contentAddress, backend_id: target.id, object_key: sourceLocation.objectKey, source_backend_id: source.id, detail },
+        });
+        return true;
+      });
+      holders.add(target.id);
+      if (added) {
+        context.log.info({ content_address: contentAddress, backend_id: target.id, source_backend_id: source.id }, 'scrub added a missing copy');
+        report.added.push({ ...finding, detail });
+      }
+    } catch (error) {
+      context.log.error({ err: error, content_address: contentAddress, backend_id: target.id }, 'scrub failed to add a copy; trying the next backend');
+      report.repair_failed.push({ ...finding, detail: `adding a copy failed: ${(error as Error).message}` });
+      getMetrics().scrubRepairs.inc({ result: 'failed' });
+    }
+  }
 }
 
 /** Reads one copy at the limited rate and compares size and both digests; throws on storage errors other than a missing object. */
@@ -282,6 +368,15 @@ async function checkCopy(backend: Backend, objectKey: string, expected: Expected
   return { status: 'ok' };
 }
 
+/** Streams a verified copy into an uncommitted writer on `target`, counting the bytes read against the scrub's rate. */
+function copyAtScrubRate(source: Backend, target: Backend, objectKey: string, expected: ExpectedContent, limiter: ReadRateLimiter, report: ScrubReport) {
+  return copyObject(source, target, objectKey, expected, (bytes) => {
+    report.bytes_read += bytes;
+    getMetrics().scrubBytesRead.inc(bytes);
+    return limiter.consume(bytes);
+  });
+}
+
 /**
  * Rewrites a failed copy from the first good copy. The good bytes are streamed and verified into a
  * temporary file on the failed copy's backend. Then, under the blob's lock, the failed object is removed,
@@ -308,11 +403,7 @@ async function repairCopy(
   const source = backends.get(sourceLocation.backendId)!;
 
   try {
-    const writer = await copyObject(source, target, sourceLocation.objectKey, expected, (bytes) => {
-      report.bytes_read += bytes;
-      getMetrics().scrubBytesRead.inc(bytes);
-      return limiter.consume(bytes);
-    });
+    const writer = await copyAtScrubRate(source, target, sourceLocation.objectKey, expected, limiter, report);
     const detail = `rewritten from ${source.id}`;
     const repaired = await db.transaction(async (tx) => {
       await lockBlob(tx, location.contentAddress);

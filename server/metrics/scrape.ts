@@ -9,7 +9,7 @@ export interface MetricsExposition {
   body: string;
 }
 
-type ScrapeContext = Pick<AppContext, 'connection' | 'db' | 'backends' | 'eventHub'>;
+type ScrapeContext = Pick<AppContext, 'connection' | 'db' | 'backends' | 'primaryBackend' | 'copyTargets' | 'copies' | 'eventHub'>;
 
 /**
  * Returns every metric in the Prometheus text format: the process's counters and histograms, and
@@ -28,7 +28,7 @@ export async function renderMetrics(app: ScrapeContext): Promise<MetricsExpositi
 /** Builds a registry of this scrape's state gauges; it is discarded after the scrape. */
 async function readStateGauges(app: ScrapeContext): Promise<Registry> {
   const registers = [new Registry()];
-  const health = await checkHealth(app.connection, app.backends.values());
+  const health = await checkHealth(app.connection, app);
   const databaseOk = health.database.status === 'ok';
 
   new Gauge({

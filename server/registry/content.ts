@@ -1,9 +1,11 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
 import { and, eq } from 'drizzle-orm';
 import type { Executor } from '@/db/client';
 import { blobs, storageLocations } from '@/db/schema';
 import { ConflictError, DomainError, GoneError } from '../errors';
 import type { Backend, ByteRange } from '../storage/backend';
+import { isBlobNotFound, isStorageUnavailable } from '../storage/errors';
 import { getFile } from './files';
 import { getPackageRow } from './packages';
 import { baseName } from './relative-path';
@@ -24,37 +26,113 @@ export interface ContentHandle {
   open(range?: ByteRange): Promise<Readable>;
 }
 
+type LocationRow = typeof storageLocations.$inferSelect;
+
 /**
- * Opens a stored blob from the first backend holding a copy whose last check was good. A whole-object
- * read errors before its last byte when the bytes do not match the digest, and marks that copy corrupt.
+ * Looks up a blob and its copies that can be read: status ok and on a configured backend, in the order of
+ * the backends map (the primary first). A copy marked corrupt or missing is skipped until the scrub
+ * repairs it. The returned `open` reads the first copy that opens and falls back to the next one.
  */
 async function openBlob(db: Executor, backends: Map<string, Backend>, contentAddress: string) {
   const [blob] = await db.select().from(blobs).where(eq(blobs.contentAddress, contentAddress));
-  const locations = await db
+  const rows = await db
     .select()
     .from(storageLocations)
     .where(and(eq(storageLocations.contentAddress, contentAddress), eq(storageLocations.status, 'ok')));
-  const location = locations.find((candidate) => backends.has(candidate.backendId));
-  if (!blob || !location) {
-    throw new DomainError(500, 'Stored content unavailable', `No readable copy of ${contentAddress} is available; an operator must check storage health.`);
-  }
-  const backend = backends.get(location.backendId)!;
+  const order = [...backends.keys()];
+  const locations = rows.filter((row) => backends.has(row.backendId)).sort((a, b) => order.indexOf(a.backendId) - order.indexOf(b.backendId));
+  if (!blob || locations.length === 0) throw noReadableCopyError(contentAddress);
   const expected = { blake3Hex: contentAddress.slice('blake3:'.length), sizeBytes: blob.sizeBytes };
+  const open = (range?: ByteRange) => openFirstReadableCopy(db, backends, locations, expected, range);
+  return { blob, open };
+}
 
-  // A whole-object read is verified as it streams. A range cannot be checked without reading the rest of
-  // the object, so ranges rely on the scrub.
-  const open = async (range?: ByteRange): Promise<Readable> => {
-    const stream = await backend.read(location.objectKey, range);
+function noReadableCopyError(contentAddress: string): DomainError {
+  return new DomainError(500, 'Stored content unavailable', `No readable copy of ${contentAddress} is available; an operator must check storage health.`);
+}
+
+/**
+ * Opens the first copy that delivers its first byte (or ends, for an empty blob). A copy whose object is
+ * missing is marked `missing`, so health reports it and the scrub rewrites it. A copy on an unavailable
+ * backend is skipped unmarked, because health reports the backend. Once a copy has delivered bytes there
+ * is no fallback: a later failure errors the stream. Throws a RangeError for a range outside the blob,
+ * StorageUnavailableError when every copy is on an unavailable backend, and a 500 otherwise.
+ */
+async function openFirstReadableCopy(
+  db: Executor,
+  backends: Map<string, Backend>,
+  locations: LocationRow[],
+  expected: { blake3Hex: string; sizeBytes: number },
+  range: ByteRange | undefined,
+): Promise<Readable> {
+  const contentAddress = locations[0].contentAddress;
+  const log = getLogger().child({ content_address: contentAddress });
+  let unavailable: unknown;
+
+  for (const location of locations) {
+    const backend = backends.get(location.backendId)!;
+    let stream: Readable;
+    try {
+      stream = await startReading(await backend.read(location.objectKey, range));
+    } catch (error) {
+      if (error instanceof RangeError) throw error;
+      if (isStorageUnavailable(error)) {
+        log.warn({ err: error, backend_id: location.backendId }, 'a stored copy is on an unavailable backend; trying the next copy');
+        unavailable = error;
+        continue;
+      }
+      log.error({ err: error, backend_id: location.backendId }, 'a stored copy could not be read; trying the next copy');
+      if (isBlobNotFound(error)) await markCopyMissing(db, backend, location, log);
+      continue;
+    }
+
+    // A whole-object read is verified as it streams. A range cannot be checked without reading the rest of
+    // the object, so ranges rely on the scrub.
     if (range) return stream;
     return verifyWhileStreaming(stream, expected, (mismatch) => {
-      const log = getLogger().child({ content_address: contentAddress, backend_id: location.backendId });
-      log.error({ err: mismatch }, 'a download found a stored copy that does not match its digest; marking it corrupt');
+      log.error({ err: mismatch, backend_id: location.backendId }, 'a download found a stored copy that does not match its digest; marking it corrupt');
       recordLocationFailure(db, location, 'corrupt', mismatch.message, DOWNLOAD_CHECK_ACTOR).catch((error: unknown) =>
-        log.error({ err: error }, 'failed to mark a corrupt stored copy'),
+        log.error({ err: error, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
       );
     });
-  };
-  return { blob, open };
+  }
+  if (unavailable !== undefined) throw unavailable;
+  throw noReadableCopyError(contentAddress);
+}
+
+/** Marks a copy `missing` once stat confirms, under the blob's lock, that its object is gone. */
+async function markCopyMissing(db: Executor, backend: Backend, location: LocationRow, log: Logger): Promise<void> {
+  try {
+    const detail = `object ${location.objectKey} does not exist on ${backend.id}.`;
+    await recordLocationFailure(db, location, 'missing', detail, DOWNLOAD_CHECK_ACTOR, async () => (await backend.stat(location.objectKey)) === null);
+  } catch (error) {
+    log.error({ err: error, backend_id: location.backendId }, 'failed to mark a missing stored copy');
+  }
+}
+
+/**
+ * Waits for the first chunk (or the end) of `source`, so an error before the first byte rejects here
+ * and the caller can try another copy. Returns a stream of the same bytes; destroying it destroys `source`.
+ */
+async function startReading(source: Readable): Promise<Readable> {
+  const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let first: IteratorResult<Buffer>;
+  try {
+    first = await iterator.next();
+  } catch (error) {
+    source.destroy();
+    throw error;
+  }
+  async function* chunks() {
+    try {
+      if (first.done) return;
+      yield first.value;
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+    } finally {
+      source.destroy();
+    }
+  }
+  return Readable.from(chunks(), { objectMode: false });
 }
 
 /** The bytes of a file; 410 Gone once its package was deleted by retention. */

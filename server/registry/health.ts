@@ -9,6 +9,10 @@ export const BackendReport = z.object({
   id: z.string(),
   kind: z.string(),
   retrieval_tier: z.string(),
+  role: z.enum(['primary', 'copy', 'read']).meta({
+    description:
+      '`primary` receives new blobs first; new blobs are copied to `copy` backends in configuration order until the configured number of copies exists; a `read` backend is read and repaired but receives no new blobs.',
+  }),
   status: z.enum(['ok', 'unavailable']),
   free_bytes: z.number().int().nullable(),
   total_bytes: z.number().int().nullable(),
@@ -38,15 +42,34 @@ function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
   ]);
 }
 
-export async function reportBackends(backends: Iterable<Backend>): Promise<BackendReport[]> {
+/** The configured backends and how new blobs are written to them. */
+export interface BackendSet {
+  /** Every backend by id, the primary first. */
+  backends: Map<string, Backend>;
+  primaryBackend: Backend;
+  /** The backends new blobs are copied to, in order, until `copies` copies exist. */
+  copyTargets: Backend[];
+  copies: number;
+}
+
+function roleOf(set: BackendSet, backend: Backend): BackendReport['role'] {
+  if (backend.id === set.primaryBackend.id) return 'primary';
+  // Every copy target may receive copies: the first `copies - 1` of them normally, later ones when an earlier one is unavailable.
+  return set.copies > 1 && set.copyTargets.some((target) => target.id === backend.id) ? 'copy' : 'read';
+}
+
+/** Checks every backend at once, each within 3 s; a failed or slow check is reported as unavailable. */
+export async function reportBackends(set: BackendSet): Promise<BackendReport[]> {
   return Promise.all(
-    [...backends].map(async (backend): Promise<BackendReport> => {
+    [...set.backends.values()].map(async (backend): Promise<BackendReport> => {
+      const role = roleOf(set, backend);
       try {
         const health = await withTimeout(backend.health(), `backend ${backend.id} health check`);
         return {
           id: backend.id,
           kind: backend.kind,
           retrieval_tier: backend.retrievalTier,
+          role,
           status: health.ok ? 'ok' : 'unavailable',
           free_bytes: health.freeBytes,
           total_bytes: health.totalBytes,
@@ -57,6 +80,7 @@ export async function reportBackends(backends: Iterable<Backend>): Promise<Backe
           id: backend.id,
           kind: backend.kind,
           retrieval_tier: backend.retrievalTier,
+          role,
           status: 'unavailable',
           free_bytes: null,
           total_bytes: null,
@@ -68,7 +92,7 @@ export async function reportBackends(backends: Iterable<Backend>): Promise<Backe
 }
 
 /** Checks the database and every backend; degraded when any is unavailable or a stored copy failed a check. */
-export async function checkHealth(connection: DatabaseConnection, backends: Iterable<Backend>): Promise<HealthReport> {
+export async function checkHealth(connection: DatabaseConnection, backends: BackendSet): Promise<HealthReport> {
   let databaseOk = true;
   let failed = 0;
   try {

@@ -1,10 +1,30 @@
 import { DomainError, ServiceUnavailableError } from '../errors';
 
+// Registered symbols, so the checks below also recognize errors of a backend that another Next.js bundle
+// created, where `instanceof` fails.
+const BLOB_NOT_FOUND_BRAND = Symbol.for('artifact-store.BlobNotFoundError');
+const STORAGE_UNAVAILABLE_BRAND = Symbol.for('artifact-store.StorageUnavailableError');
+
+function hasBrand(error: unknown, brand: symbol): boolean {
+  return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[brand] === true;
+}
+
+/** Returns true for a BlobNotFoundError of any bundle. */
+export function isBlobNotFound(error: unknown): error is BlobNotFoundError {
+  return hasBrand(error, BLOB_NOT_FOUND_BRAND);
+}
+
+/** Returns true for a StorageUnavailableError of any bundle. */
+export function isStorageUnavailable(error: unknown): error is StorageUnavailableError {
+  return hasBrand(error, STORAGE_UNAVAILABLE_BRAND);
+}
+
 /**
  * A stored object that a database row points to is missing from its backend. The client sent nothing
  * wrong, so this is a server-side fault (500), not a 404.
  */
 export class BlobNotFoundError extends DomainError {
+  readonly [BLOB_NOT_FOUND_BRAND] = true;
   readonly backendId: string;
   readonly objectKey: string;
 
@@ -27,10 +47,15 @@ export class BlobNotFoundError extends DomainError {
  * The detail names the backend and the error code but never a file path; the cause carries the rest.
  */
 export class StorageUnavailableError extends ServiceUnavailableError {
+  readonly [STORAGE_UNAVAILABLE_BRAND] = true;
   readonly backendId: string;
 
   constructor(backendId: string, detail: string, options?: { cause?: unknown }) {
-    super(`Storage backend "${backendId}" is unavailable: ${detail}`, options);
+    super(`Storage backend "${backendId}" is unavailable: ${detail}`, {
+      ...options,
+      title: 'Storage backend unavailable',
+      fields: { backend_id: backendId },
+    });
     this.backendId = backendId;
   }
 }

@@ -19,11 +19,12 @@ import {
 import { assertValidObjectKey, isValidObjectKey, type Backend, type BackendHealth, type BlobWriter, type ByteRange } from './backend';
 import { BlobNotFoundError, InvalidObjectKeyError, StorageUnavailableError } from './errors';
 import { getLogger } from '../logger';
+import { DEFAULT_S3_CONNECT_TIMEOUT_MS, DEFAULT_S3_PART_SIZE_BYTES, DEFAULT_S3_SOCKET_TIMEOUT_MS, MIN_S3_PART_SIZE_BYTES } from './backends-config';
 import { S3BlobWriter } from './s3-writer';
 
 /** S3's smallest part of a multipart upload, except the last one. */
-export const MIN_PART_SIZE_BYTES = 5 * 1024 * 1024;
-export const DEFAULT_PART_SIZE_BYTES = 8 * 1024 * 1024;
+export const MIN_PART_SIZE_BYTES = MIN_S3_PART_SIZE_BYTES;
+export const DEFAULT_PART_SIZE_BYTES = DEFAULT_S3_PART_SIZE_BYTES;
 /** S3's maximum object size for one CopyObject request. Larger objects are copied part by part. */
 const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
 const COPY_PART_SIZE_BYTES = 1024 ** 3;
@@ -56,6 +57,10 @@ export interface S3BackendOptions {
    */
   queueSize?: number;
   retrievalTier?: string;
+  /** Time limit of opening a connection to the endpoint. Default 3 s. */
+  connectTimeoutMs?: number;
+  /** Time a request may go without sending or receiving a byte before it fails. Default 30 s. */
+  socketTimeoutMs?: number;
   /** Time limit of the request health() sends. Default 2.5 s. */
   healthTimeoutMs?: number;
   /** Age after which recoverTemporaryFiles removes a temporary object or multipart upload. Default 24 hours. */
@@ -114,6 +119,13 @@ export class S3Backend implements Backend {
       // reject with 501. The content is verified by its BLAKE3 and SHA-256 digests instead.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // Without limits the SDK waits for an unreachable endpoint as long as the operating system does
+      // (minutes for a host that drops packets). An idle limit rather than a total one, so a large part
+      // on a slow link still completes.
+      requestHandler: {
+        connectionTimeout: options.connectTimeoutMs ?? DEFAULT_S3_CONNECT_TIMEOUT_MS,
+        socketTimeout: options.socketTimeoutMs ?? DEFAULT_S3_SOCKET_TIMEOUT_MS,
+      },
     });
   }
 
@@ -348,7 +360,7 @@ export class S3Backend implements Backend {
     const name = errorName(error);
     let reason: string | undefined;
     if (status === 403) {
-      reason = `access denied (${name}, HTTP 403); check S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY and the bucket's permissions`;
+      reason = `access denied (${name}, HTTP 403); check the backend's access key pair and the bucket's permissions`;
     } else if (name === 'NoSuchBucket') {
       reason = `the bucket "${this.bucket}" does not exist (NoSuchBucket)`;
     } else if (status !== undefined && status >= 500) {

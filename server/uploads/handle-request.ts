@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { getAppContext, type AppContext } from '../app-context';
-import { DomainError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
+import { isDomainError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { authenticate, requireScope } from '../http/auth';
 import { errorToResponse, problemResponse } from '../http/problem';
 import { observeHttpResponse } from '../metrics/http';
@@ -215,7 +215,7 @@ async function currentOffset(service: UploadService, uploadId: string): Promise<
   try {
     return (await service.store.getUpload(uploadId)).offset;
   } catch (error) {
-    if (error instanceof DomainError || !(error instanceof Error)) return undefined;
+    if (isDomainError(error) || !(error instanceof Error)) return undefined;
     throw error;
   }
 }

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { Server } from '@tus/server';
 import type { AppContext } from '../app-context';
-import { DomainError } from '../errors';
+import { isDomainError } from '../errors';
 import type { Backend } from '../storage/backend';
 import type { FilesystemBackend } from '../storage/filesystem';
 import { InProcessLocker, PostgresLocker } from './locker';
@@ -68,7 +68,7 @@ export function getUploadService(app: AppContext): UploadService {
       if (!(error instanceof Error) || typeof (error as { status_code?: unknown }).status_code === 'number') return undefined;
       // Errors of our own code are kept for the route, which maps them to problem+json with their fields.
       currentUploadRequest().error = error;
-      return { status_code: error instanceof DomainError ? error.status : 500, body: '' };
+      return { status_code: isDomainError(error) ? error.status : 500, body: '' };
     },
   });
 

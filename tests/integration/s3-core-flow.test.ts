@@ -8,7 +8,7 @@ import { decodeCbor } from '@/server/encoding/cbor';
 import { objectKeyForBlake3 } from '@/server/storage/backend';
 import { ApiClient } from '../support/client';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
-import { createBucket, startSwift, swiftClient, type SwiftServer } from '../support/swift';
+import { createBucket, s3PrimarySettings, startSwift, swiftClient, type SwiftServer } from '../support/swift';
 
 const MiB = 1024 * 1024;
 const BUCKET = 'artifact-store-core-flow';
@@ -23,16 +23,7 @@ beforeAll(async () => {
   swift = await startSwift();
   client = swiftClient(swift);
   await createBucket(client, BUCKET);
-  environment = await createTestEnvironment({
-    STORAGE_BACKEND: 's3',
-    S3_ENDPOINT: swift.endpoint,
-    S3_REGION: swift.region,
-    S3_BUCKET: BUCKET,
-    S3_ACCESS_KEY_ID: swift.accessKeyId,
-    S3_SECRET_ACCESS_KEY: swift.secretAccessKey,
-    S3_FORCE_PATH_STYLE: 'true',
-    S3_PART_SIZE_BYTES: String(5 * MiB),
-  });
+  environment = await createTestEnvironment(s3PrimarySettings(swift, BUCKET));
   server = await startServer(environment);
   api = new ApiClient(server.url, environment.adminToken);
 });
@@ -85,7 +76,7 @@ describe('core flow with S3 as the only backend', () => {
     expect(response.status).toBe(200);
     const health = await response.json();
     expect(health.backends).toEqual([
-      { id: 's3-primary', kind: 's3', retrieval_tier: 'hot', status: 'ok', free_bytes: null, total_bytes: null },
+      { id: 's3-primary', kind: 's3', retrieval_tier: 'hot', role: 'primary', status: 'ok', free_bytes: null, total_bytes: null },
     ]);
   });
 

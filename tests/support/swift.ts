@@ -20,6 +20,10 @@ export interface SwiftServer {
   secretAccessKey: string;
   /** Stops every Swift process and removes its directory; safe to call twice. */
   stop(): Promise<void>;
+  /** Stops the proxy and storage servers but keeps memcached and the stored objects, as in an outage. */
+  stopServers(): Promise<void>;
+  /** Starts the servers that stopServers stopped, on the same port with the same objects; resolves once they respond. */
+  startServers(): Promise<void>;
 }
 
 /** Starts a single-node Swift with s3api on loopback (about 6 to 15 s) and returns its S3 endpoint and credentials. */
@@ -46,6 +50,12 @@ export async function startSwift(): Promise<SwiftServer> {
       stopped ??= run(SCRIPT, ['stop', directory], { cwd: ROOT, timeout: 60_000 }).then(() => undefined);
       return stopped;
     },
+    async stopServers() {
+      await run(SCRIPT, ['stop-servers', directory], { cwd: ROOT, timeout: 60_000 });
+    },
+    async startServers() {
+      await run(SCRIPT, ['start-servers', directory], { cwd: ROOT, timeout: 120_000 });
+    },
   };
 }
 
@@ -59,6 +69,20 @@ export function swiftClient(swift: SwiftServer, secretAccessKey = swift.secretAc
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+}
+
+/** Returns the short-form settings (STORAGE_BACKEND=s3 and S3_*) that store a server's blobs in `bucket` with 5 MiB parts. */
+export function s3PrimarySettings(swift: SwiftServer, bucket: string): Record<string, string> {
+  return {
+    STORAGE_BACKEND: 's3',
+    S3_ENDPOINT: swift.endpoint,
+    S3_REGION: swift.region,
+    S3_BUCKET: bucket,
+    S3_ACCESS_KEY_ID: swift.accessKeyId,
+    S3_SECRET_ACCESS_KEY: swift.secretAccessKey,
+    S3_FORCE_PATH_STYLE: 'true',
+    S3_PART_SIZE_BYTES: String(5 * 1024 * 1024),
+  };
 }
 
 export async function createBucket(client: S3Client, bucket: string): Promise<void> {

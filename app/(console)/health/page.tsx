@@ -61,6 +61,7 @@ export default function HealthPage() {
                 <th>Backend</th>
                 <th>Kind</th>
                 <th>Tier</th>
+                <th>Role</th>
                 <th>Status</th>
                 <th>Space</th>
               </tr>
@@ -71,6 +72,7 @@ export default function HealthPage() {
                   <td>{backend.id}</td>
                   <td>{backend.kind}</td>
                   <td>{backend.retrieval_tier}</td>
+                  <td>{backend.role}</td>
                   <td>
                     <span className={`badge badge-${backend.status}`}>{backend.status}</span> {backend.detail}
                   </td>

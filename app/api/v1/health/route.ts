@@ -4,6 +4,6 @@ import { checkHealth } from '@/server/registry/health';
 export const dynamic = 'force-dynamic';
 
 export const GET = apiRoute({ scope: null }, async ({ app }) => {
-  const report = await checkHealth(app.connection, app.backends.values());
+  const report = await checkHealth(app.connection, app);
   return jsonResponse(report, report.status === 'ok' ? 200 : 503);
 });

@@ -13,7 +13,14 @@ export const POST = apiRoute({ scope: 'admin' }, async ({ request, app, principa
   const hasBody = request.headers.get('content-type') !== null;
   const body = hasBody ? await parseJsonBody(request, ScrubRequest) : {};
   const report = await scrubStorage(
-    { db: app.db, connection: app.connection, backends: app.backends, log: app.log, rateBytesPerSecond: scrubRateBytesPerSecond(app.settings) },
+    {
+      db: app.db,
+      connection: app.connection,
+      backends: app.backends,
+      log: app.log,
+      rateBytesPerSecond: scrubRateBytesPerSecond(app.settings),
+      copyPlan: { backends: [app.primaryBackend, ...app.copyTargets], copies: app.copies },
+    },
     { packageId: body.package_id, actor: principal.name, signal: request.signal },
   );
   return jsonResponse(report);
