@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { getMetrics } from '../metrics/registry';
 import type { DigestResult } from './dual-digest';
-import { openSha256Job, SLICE_BYTES, takeSliceBuffer, type Sha256Job } from './sha256-worker';
+import { openSha256Job, returnSliceBuffer, SLICE_BYTES, takeSliceBuffer, type Sha256Job } from './sha256-worker';
 
 /**
  * Inputs up to this many bytes are hashed on the calling thread alone. Below it a worker's message
@@ -49,11 +49,11 @@ export class ParallelDigest {
   }
 
   /**
-   * False once the digest was finished, disposed of, or lost its worker; such a digest cannot take
-   * more bytes.
+   * True once the digest was disposed of or lost its worker thread before its result; `finish` then
+   * rejects. A digest that finished successfully is not failed and returns the same result again.
    */
-  get usable(): boolean {
-    return this.#closed === undefined && this.#result === undefined && this.#job?.failure === undefined;
+  get failed(): boolean {
+    return this.#closed !== undefined || this.#job?.failure !== undefined;
   }
 
   /**
@@ -111,7 +111,7 @@ export class ParallelDigest {
    * buffer. Does nothing for a digest that is still small or has nothing pending.
    */
   flush(): void {
-    if (this.#slice !== undefined && this.#sliceLength > 0 && this.usable) this.#sendSlice();
+    if (this.#slice !== undefined && this.#sliceLength > 0 && !this.failed) this.#sendSlice();
   }
 
   /**
@@ -149,8 +149,16 @@ export class ParallelDigest {
       getMetrics().digestSeconds.inc((performance.now() - startedAt) / 1000);
     } else {
       if (this.#sliceLength > 0) this.#sendSlice();
+      // A slice taken by an updateFrom that reached the end of its file is empty and can serve again.
+      if (this.#slice !== undefined) returnSliceBuffer(this.#slice.buffer as ArrayBuffer);
+      this.#slice = undefined;
       abandonedJobs.unregister(this);
-      sha256Hex = await this.#job.finish();
+      try {
+        sha256Hex = await this.#job.finish();
+      } catch (error) {
+        this.#closed ??= error as Error;
+        throw error;
+      }
       getMetrics().digestSeconds.inc(this.#job.hashSeconds);
     }
     return { blake3Hex, sha256Hex, sizeBytes: this.#sizeBytes };

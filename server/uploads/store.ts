@@ -265,7 +265,8 @@ export class RegistryFileStore extends FileStore {
   /** Returns the hash state at `offset`, rebuilding it from the staging file when memory has none at that offset. */
   async #digestAt(id: string, offset: number): Promise<ParallelDigest> {
     const cached = digestStates.get(id);
-    if (cached && cached.usable && cached.bytes === offset) return cached;
+    // A finished state is reused too, so a retried completion does not re-read the file.
+    if (cached && !cached.failed && cached.bytes === offset) return cached;
     // A state at another offset, or one whose worker thread died, cannot continue.
     forgetDigestState(id);
 

@@ -165,7 +165,7 @@ describe('ParallelDigest failures', () => {
     crashSha256WorkersForTest();
 
     await expect(digest.finish()).rejects.toThrow(/worker thread/);
-    expect(digest.usable).toBe(false);
+    expect(digest.failed).toBe(true);
 
     const input = randomBytes(2 * MiB);
     const next = new ParallelDigest();
@@ -208,11 +208,20 @@ describe('ParallelDigest kept and rebuilt state', () => {
     const digest = new ParallelDigest();
     for (const piece of splitCycling(data.subarray(0, offset), [65_536, 9])) await digest.update(piece);
     digest.flush();
-    expect(digest.usable).toBe(true);
+    expect(digest.failed).toBe(false);
     expect(digest.bytes).toBe(offset);
 
     for (const piece of splitCycling(data.subarray(offset), [1_000_003])) await digest.update(piece);
     expect(await digest.finish()).toEqual(expected);
+  });
+
+  it('a finished state returns its result again', async () => {
+    const digest = new ParallelDigest();
+    await digest.update(data);
+    const first = await digest.finish();
+    expect(digest.failed).toBe(false);
+    expect(await digest.finish()).toEqual(first);
+    expect(first).toEqual(expected);
   });
 
   it.each(offsets)('a state rebuilt from the file at offset %i continues to the one-pass digests', async (offset) => {
