@@ -204,7 +204,7 @@ describe('ParallelDigest kept and rebuilt state', () => {
   const expected = { blake3Hex: blake3Hex(data), sha256Hex: sha256Hex(data), sizeBytes: data.length };
   const offsets = [1, 4096, INLINE_DIGEST_MAX_BYTES, INLINE_DIGEST_MAX_BYTES + 1, SLICE_BYTES, 2 * SLICE_BYTES + 3, data.length - 1];
 
-  it.each(offsets)('a state kept at offset %i continues to the one-pass digests', async (offset) => {
+  it.each(offsets)('kept state at %i matches one pass', async (offset) => {
     const digest = new ParallelDigest();
     for (const piece of splitCycling(data.subarray(0, offset), [65_536, 9])) await digest.update(piece);
     digest.flush();
@@ -215,7 +215,7 @@ describe('ParallelDigest kept and rebuilt state', () => {
     expect(await digest.finish()).toEqual(expected);
   });
 
-  it('a finished state returns its result again', async () => {
+  it('finished state returns its result again', async () => {
     const digest = new ParallelDigest();
     await digest.update(data);
     const first = await digest.finish();
@@ -224,7 +224,7 @@ describe('ParallelDigest kept and rebuilt state', () => {
     expect(first).toEqual(expected);
   });
 
-  it.each(offsets)('a state rebuilt from the file at offset %i continues to the one-pass digests', async (offset) => {
+  it.each(offsets)('rebuilt state at %i matches one pass', async (offset) => {
     const filePath = path.join(directory, 'rebuilt.bin');
     await writeFile(filePath, data);
     const digest = new ParallelDigest();
