@@ -5,8 +5,10 @@ import type { DigestResult } from './dual-digest';
 import { openSha256Job, returnSliceBuffer, SLICE_BYTES, takeSliceBuffer, type Sha256Job } from './sha256-worker';
 
 /**
- * Inputs up to this many bytes are hashed on the calling thread alone. Below it a worker's message
- * round trips cost more than SHA-256 itself, and small files are the common case of a registry.
+ * Inputs up to this many bytes are hashed on the calling thread alone, so small files, the common case
+ * of a registry, pay no message round trip to a worker.
+ * NOTE: the limit is an estimate, not a measured crossover. SHA-256 of 256 KiB takes about 0.13 ms
+ * (AMD EPYC with SHA extensions), the order of a round trip to a worker thread on a busy machine.
  */
 export const INLINE_DIGEST_MAX_BYTES = 256 * 1024;
 
