@@ -1,87 +1,11 @@
-import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { PayloadTooLargeError } from '../errors';
-import { getMetrics } from '../metrics/registry';
+import { DIGEST_SLICE_BYTES, type DigestResult } from './dual-digest';
+import { INLINE_DIGEST_MAX_BYTES, ParallelDigest } from './parallel-digest';
 
-/**
- * Maximum bytes handed to one native hash call. Larger chunks are split so that each synchronous
- * call stays short, and the async paths below yield to the event loop between slices.
- */
-export const DIGEST_SLICE_BYTES = 1024 * 1024;
-
-export interface DigestResult {
-  /** BLAKE3-256 of the bytes, 64 lowercase hex characters. */
-  blake3Hex: string;
-  /** SHA-256 of the bytes, 64 lowercase hex characters. */
-  sha256Hex: string;
-  sizeBytes: number;
-}
-
-/** BLAKE3 and SHA-256 of one byte sequence, computed together in a single pass. */
-export class DualDigest {
-  readonly #blake3 = new Blake3Hasher();
-  readonly #sha256: Hash = createHash('sha256');
-  #sizeBytes = 0;
-  #result: DigestResult | undefined;
-
-  /**
-   * Adds bytes to both hashes, in slices of at most DIGEST_SLICE_BYTES. The call is synchronous, so
-   * a caller that must not block the event loop passes chunks of at most that size or uses
-   * `updateYielding`. Throws once `finish` has been called.
-   */
-  update(chunk: Uint8Array): void {
-    this.#assertOpen();
-    for (let offset = 0; offset < chunk.byteLength; offset += DIGEST_SLICE_BYTES) {
-      this.#updateSlice(chunk.subarray(offset, offset + DIGEST_SLICE_BYTES));
-    }
-  }
-
-  /** Adds bytes like `update`, yielding to the event loop between slices of a chunk over 1 MiB. */
-  async updateYielding(chunk: Uint8Array): Promise<void> {
-    this.#assertOpen();
-    for (let offset = 0; offset < chunk.byteLength; offset += DIGEST_SLICE_BYTES) {
-      if (offset > 0) {
-        await yieldToEventLoop();
-        this.#assertOpen();
-      }
-      this.#updateSlice(chunk.subarray(offset, offset + DIGEST_SLICE_BYTES));
-    }
-  }
-
-  /** Number of bytes added so far. */
-  get bytes(): number {
-    return this.#sizeBytes;
-  }
-
-  /** Completes both hashes. Later calls return the same result; `update` afterwards throws. */
-  finish(): DigestResult {
-    this.#result ??= {
-      blake3Hex: this.#blake3.digest('hex'),
-      sha256Hex: this.#sha256.digest('hex'),
-      sizeBytes: this.#sizeBytes,
-    };
-    return this.#result;
-  }
-
-  #updateSlice(slice: Uint8Array): void {
-    const startedAt = performance.now();
-    // The native hasher's binding is typed for Buffer; this view shares the slice's memory.
-    this.#blake3.update(Buffer.isBuffer(slice) ? slice : Buffer.from(slice.buffer, slice.byteOffset, slice.byteLength));
-    this.#sha256.update(slice);
-    this.#sizeBytes += slice.byteLength;
-
-    const metrics = getMetrics();
-    metrics.digestBytes.inc(slice.byteLength);
-    metrics.digestSeconds.inc((performance.now() - startedAt) / 1000);
-  }
-
-  #assertOpen(): void {
-    if (this.#result) throw new Error('DualDigest.update was called after finish().');
-  }
-}
+export { DIGEST_SLICE_BYTES, DualDigest, type DigestResult } from './dual-digest';
+export { INLINE_DIGEST_MAX_BYTES, ParallelDigest } from './parallel-digest';
 
 export interface DigestTransformOptions {
   /** Maximum number of bytes allowed through; the stream errors on the first byte past it. */
@@ -91,11 +15,12 @@ export interface DigestTransformOptions {
 }
 
 /**
- * Pass-through stream that digests every byte. Chunks are forwarded unchanged. A chunk that would
- * take the total past maxBytes is not forwarded, and the stream errors instead.
+ * Pass-through stream that digests every byte with a ParallelDigest. Chunks are forwarded unchanged.
+ * A chunk that would take the total past maxBytes is not forwarded, and the stream errors instead.
+ * A stream destroyed before its end frees the digest's worker state.
  */
 export class DigestTransform extends Transform {
-  readonly #digest = new DualDigest();
+  readonly #digest = new ParallelDigest();
   readonly #maxBytes: number;
   readonly #onExceed: () => Error;
   #result: DigestResult | undefined;
@@ -116,20 +41,25 @@ export class DigestTransform extends Transform {
       callback(this.#onExceed());
       return;
     }
-    if (chunk.byteLength <= DIGEST_SLICE_BYTES) {
-      this.#digest.update(chunk);
-      callback(null, chunk);
-      return;
-    }
-    this.#digest.updateYielding(chunk).then(
+    this.#digest.update(chunk).then(
       () => callback(null, chunk),
       (error: unknown) => callback(error as Error),
     );
   }
 
   override _flush(callback: TransformCallback): void {
-    this.#result = this.#digest.finish();
-    callback();
+    this.#digest.finish().then(
+      (result) => {
+        this.#result = result;
+        callback();
+      },
+      (error: unknown) => callback(error as Error),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.#result) this.#digest.dispose();
+    callback(error);
   }
 
   /** Bytes digested so far. */
@@ -151,16 +81,59 @@ export function createDigestTransform(options?: DigestTransformOptions): DigestT
 
 /** Reads a source to its end and returns the BLAKE3 and SHA-256 digests and the size of its bytes. */
 export async function digestStream(source: Readable | AsyncIterable<Uint8Array>): Promise<DigestResult> {
-  const digest = new DualDigest();
-  for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
-    // A Readable with an encoding set yields strings, which would hash their decoded form.
-    if (typeof chunk === 'string') throw new TypeError('digestStream needs a byte stream, got a string chunk.');
-    await digest.updateYielding(chunk);
+  const digest = new ParallelDigest();
+  try {
+    for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
+      // A Readable with an encoding set yields strings, which would hash their decoded form.
+      if (typeof chunk === 'string') throw new TypeError('digestStream needs a byte stream, got a string chunk.');
+      await digest.update(chunk);
+    }
+    return await digest.finish();
+  } catch (error) {
+    digest.dispose();
+    throw error;
   }
-  return digest.finish();
 }
 
 /** Digests the file at `filePath`; rejects with the fs error (for example ENOENT) when it cannot be read. */
 export async function digestFile(filePath: string): Promise<DigestResult> {
-  return digestStream(createReadStream(filePath, { highWaterMark: DIGEST_SLICE_BYTES }));
+  const digest = new ParallelDigest();
+  try {
+    await addFileBytes(digest, filePath);
+    return await digest.finish();
+  } catch (error) {
+    digest.dispose();
+    throw error;
+  }
+}
+
+/**
+ * Adds the first `length` bytes of the file at `filePath` to `digest`, or all of them when the file is
+ * shorter (compare `digest.bytes`). An input that stays within INLINE_DIGEST_MAX_BYTES is read into one
+ * small buffer; a larger one is read straight into the buffers that go to the SHA-256 worker.
+ */
+export async function addFileBytes(digest: ParallelDigest, filePath: string, length = Number.POSITIVE_INFINITY): Promise<void> {
+  const handle = await fs.open(filePath, 'r');
+  try {
+    const size = Math.min(length, (await handle.stat()).size);
+    let position = 0;
+    const readAt = async (target: Buffer): Promise<number> => {
+      const wanted = Math.min(target.byteLength, length - position);
+      return wanted > 0 ? (await handle.read(target, 0, wanted, position)).bytesRead : 0;
+    };
+
+    if (digest.bytes + size <= INLINE_DIGEST_MAX_BYTES) {
+      const buffer = Buffer.allocUnsafe(Math.min(DIGEST_SLICE_BYTES, INLINE_DIGEST_MAX_BYTES + 1));
+      for (let bytesRead = await readAt(buffer); bytesRead > 0; bytesRead = await readAt(buffer)) {
+        await digest.update(buffer.subarray(0, bytesRead));
+        position += bytesRead;
+      }
+      return;
+    }
+    for (let bytesRead = await digest.updateFrom(readAt); bytesRead > 0; bytesRead = await digest.updateFrom(readAt)) {
+      position += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
 }

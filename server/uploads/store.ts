@@ -10,7 +10,7 @@ import { ERRORS, Upload } from '@tus/server';
 import type { Database } from '@/db/client';
 import { uploads } from '@/db/schema';
 import { ConflictError } from '../errors';
-import { createDigestTransform, DIGEST_SLICE_BYTES, DualDigest, type DigestResult } from '../digest';
+import { addFileBytes, createDigestTransform, ParallelDigest, type DigestResult } from '../digest';
 import { getMetrics, type TusWriteFailure } from '../metrics/registry';
 import { trackUploadInProgress } from '../metrics/uploads';
 import { appendEvent } from '../registry/events';
@@ -23,17 +23,19 @@ import { currentUploadRequest, uploadRequestStorage } from './request-context';
 export const CHECKSUM_MISMATCH = { status_code: 460, body: 'Checksum mismatch: the chunk was discarded; resend it from the same offset.\n' };
 const UPLOAD_COMPLETED = { status_code: 409, body: 'The upload has finished and become a file; it can no longer be terminated.\n' };
 
-const globalForDigests = globalThis as typeof globalThis & { artifactStoreUploadDigests?: Map<string, DualDigest> };
+const globalForDigests = globalThis as typeof globalThis & { artifactStoreUploadDigests?: Map<string, ParallelDigest> };
 
 /**
- * Per-upload hash state of the bytes received so far, kept in memory by the process that received them.
- * Blake3Hasher cannot be serialized, so after a restart, or when another process took the previous
- * PATCH, the state is rebuilt once from the staging file when the next PATCH starts.
+ * Per-upload hash state of the bytes received so far, kept in memory by the process that received them
+ * (BLAKE3 on the main thread, SHA-256 in a worker thread). Neither Blake3Hasher nor node:crypto's Hash
+ * can be serialized, so after a restart, or when another process took the previous PATCH, the state is
+ * rebuilt once from the staging file when the next PATCH starts.
  */
-const digestStates = (globalForDigests.artifactStoreUploadDigests ??= new Map<string, DualDigest>());
+const digestStates = (globalForDigests.artifactStoreUploadDigests ??= new Map<string, ParallelDigest>());
 
-/** Drops the hash state of an upload that ended without a file. */
+/** Drops the hash state of an upload that ended without a file, freeing its worker state. */
 export function forgetDigestState(id: string): void {
+  digestStates.get(id)?.dispose();
   digestStates.delete(id);
 }
 
@@ -127,12 +129,7 @@ export class RegistryFileStore extends FileStore {
       transform(chunk: Buffer, _encoding, callback: TransformCallback) {
         received.inc(chunk.byteLength);
         checksum?.update(chunk);
-        if (chunk.byteLength <= DIGEST_SLICE_BYTES) {
-          digest.update(chunk);
-          callback(null, chunk);
-          return;
-        }
-        digest.updateYielding(chunk).then(
+        digest.update(chunk).then(
           () => callback(null, chunk),
           (error: unknown) => callback(error as Error),
         );
@@ -141,6 +138,7 @@ export class RegistryFileStore extends FileStore {
     try {
       await pipeline(readable, tap, createWriteStream(this.stagingPath(id), { flags: 'r+', start: offset }));
     } catch (error) {
+      digest.dispose();
       fail('write_error');
       // @tus/server's size limiter destroys the body with its own error object (413); the pipeline may
       // report a premature close instead, which would become a 500.
@@ -152,6 +150,7 @@ export class RegistryFileStore extends FileStore {
 
     if (checksum && !checksum.digest().equals(context.checksum!.digest)) {
       fail('checksum_mismatch');
+      digest.dispose();
       await fs.truncate(this.stagingPath(id), offset);
       context.log.warn({ upload_id: id, offset, algorithm: context.checksum!.algorithm }, 'upload chunk failed its Upload-Checksum and was discarded');
       throw CHECKSUM_MISMATCH;
@@ -159,12 +158,14 @@ export class RegistryFileStore extends FileStore {
     // The offset this PATCH reports must survive a crash, so the chunk is flushed before the response.
     // Flushing per chunk also keeps completion from waiting for the whole file's dirty pages.
     await syncFile(this.stagingPath(id));
+    // A kept state keeps no buffer, so what is left of the last slice goes to the worker now.
+    digest.flush();
     digestStates.set(id, digest);
 
     const upload = await super.getUpload(id);
     if (upload.size !== undefined && newOffset === upload.size) {
       try {
-        await this.#complete(row, digest.finish());
+        await this.#complete(row, await digest.finish());
       } catch (error) {
         fail('completion_error');
         throw error;
@@ -179,7 +180,7 @@ export class RegistryFileStore extends FileStore {
     if (!row || row.completedAt || row.terminated) return;
     const upload = await super.getUpload(id);
     if (upload.size === undefined || upload.offset !== upload.size) return;
-    await this.#complete(row, (await this.#digestAt(id, upload.offset)).finish());
+    await this.#complete(row, await (await this.#digestAt(id, upload.offset)).finish());
   }
 
   /**
@@ -262,16 +263,26 @@ export class RegistryFileStore extends FileStore {
   }
 
   /** Returns the hash state at `offset`, rebuilding it from the staging file when memory has none at that offset. */
-  async #digestAt(id: string, offset: number): Promise<DualDigest> {
+  async #digestAt(id: string, offset: number): Promise<ParallelDigest> {
     const cached = digestStates.get(id);
-    if (cached && cached.bytes === offset) return cached;
+    // A finished state is reused too, so a retried completion does not re-read the file.
+    if (cached && !cached.failed && cached.bytes === offset) return cached;
+    // A state at another offset, or one whose worker thread died, cannot continue.
+    forgetDigestState(id);
 
-    const digest = new DualDigest();
+    const digest = new ParallelDigest();
     if (offset > 0) {
       const started = Date.now();
-      const source = createReadStream(this.stagingPath(id), { start: 0, end: offset - 1, highWaterMark: DIGEST_SLICE_BYTES });
-      for await (const chunk of source as AsyncIterable<Buffer>) await digest.updateYielding(chunk);
-      if (digest.bytes !== offset) throw new Error(`Staging file of upload ${id} has ${digest.bytes} bytes, expected ${offset}.`);
+      try {
+        await addFileBytes(digest, this.stagingPath(id), offset);
+      } catch (error) {
+        digest.dispose();
+        throw error;
+      }
+      if (digest.bytes !== offset) {
+        digest.dispose();
+        throw new Error(`Staging file of upload ${id} has ${digest.bytes} bytes, expected ${offset}.`);
+      }
       uploadRequestStorage.getStore()?.log.info({ upload_id: id, offset, ms: Date.now() - started }, 'rebuilt upload hash state from the staging file');
     }
     return digest;
