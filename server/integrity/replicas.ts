@@ -101,9 +101,10 @@ export async function copyObject(source: Backend, target: Backend, objectKey: st
 /**
  * Copies a blob just placed on `source` to every configured write replica that has no location row for
  * it yet, and inserts one storage_locations row per copy. Runs inside recordFile's transaction, under the
- * blob's advisory lock, after the primary placement.
+ * blob's advisory lock, after the primary placement. Returns the number of copies made.
  */
-export async function replicateNewBlob(tx: Executor, source: Backend, objectKey: string, contentAddress: string, expected: ExpectedContent): Promise<void> {
+export async function replicateNewBlob(tx: Executor, source: Backend, objectKey: string, contentAddress: string, expected: ExpectedContent): Promise<number> {
+  let copies = 0;
   for (const replica of globalForReplicas.artifactStoreWriteReplicas ?? []) {
     if (replica.id === source.id) continue;
     const existing = await tx
@@ -119,5 +120,7 @@ export async function replicateNewBlob(tx: Executor, source: Backend, objectKey:
       .insert(storageLocations)
       .values({ contentAddress, backendId: replica.id, objectKey, retrievalTier: replica.retrievalTier, status: 'ok', verifiedAt: now, createdAt: now })
       .onConflictDoNothing();
+    copies += 1;
   }
+  return copies;
 }
