@@ -24,11 +24,6 @@ export interface DatabaseConnection {
   kind: 'postgres' | 'pglite';
   /** Subscribes to a NOTIFY channel; returns the function that unsubscribes. */
   listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>>;
-  /**
-   * True while notifications are being received. False from the moment the LISTEN connection fails until
-   * it listens again and has called every handler with "0"; notifications sent in between are lost.
-   */
-  isListening(): boolean;
   /** Checks the connection with a trivial query. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -90,7 +85,6 @@ async function connectPostgres(databaseUrl: string, migrationsFolder: string, lo
     db,
     kind: 'postgres',
     listen: (channel, handler) => listener.listen(channel, handler),
-    isListening: () => listener.isListening,
     async ping() {
       await pool.query('SELECT 1');
     },
@@ -113,8 +107,6 @@ class NotificationListener {
   #client: pg.Client | undefined;
   #connecting: Promise<pg.Client> | undefined;
   #closed = false;
-  /** Set once the first LISTEN succeeds; cleared when the connection fails, set again after the "0" calls. */
-  #listening = false;
 
   constructor(
     private readonly databaseUrl: string,
@@ -128,7 +120,6 @@ class NotificationListener {
       this.#handlers.set(channel, set);
       const client = await this.#connect();
       await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-      this.#listening = this.#client === client;
     }
     set.add(handler);
     return async () => {
@@ -136,13 +127,8 @@ class NotificationListener {
     };
   }
 
-  get isListening(): boolean {
-    return this.#listening && this.#client !== undefined;
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
-    this.#listening = false;
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;
     await client?.end().catch(() => undefined);
@@ -172,7 +158,6 @@ class NotificationListener {
   #dropAndReconnect(client: pg.Client): void {
     if (this.#client !== client || this.#closed) return;
     this.#client = undefined;
-    this.#listening = false;
     client.end().catch(() => undefined);
     const retry = async () => {
       if (this.#closed) return;
@@ -181,7 +166,6 @@ class NotificationListener {
         for (const channel of this.#handlers.keys()) await fresh.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
         this.log.info({ channels: [...this.#handlers.keys()] }, 'the PostgreSQL LISTEN connection is back');
         for (const set of this.#handlers.values()) for (const handler of set) handler('0');
-        this.#listening = this.#client === fresh;
       } catch (error) {
         this.log.warn({ err: error }, `reconnecting the PostgreSQL LISTEN connection failed; retrying in ${LISTENER_RETRY_MS} ms`);
         setTimeout(retry, LISTENER_RETRY_MS).unref();
@@ -252,8 +236,6 @@ async function connectPglite(dataDir: string, migrationsFolder: string): Promise
       const unsubscribe = await client.listen(channel, handler);
       return unsubscribe;
     },
-    // One process owns the embedded database, so every NOTIFY comes from this process and none is lost.
-    isListening: () => true,
     async ping() {
       await client.query('SELECT 1');
     },

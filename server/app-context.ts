@@ -6,7 +6,6 @@ import type { Backend } from './storage/backend';
 import { configureWriteReplicas, openStorageBackends } from './integrity/replicas';
 import { ensureEventChain } from './integrity/event-chain-store';
 import { EventHub } from './registry/event-hub';
-import { TokenCache } from './http/token-cache';
 import { loadRetentionClasses, syncRetentionClasses, type RetentionClass } from './registry/retention-classes';
 
 /** Everything a request needs, created once per process. */
@@ -21,8 +20,6 @@ export interface AppContext {
   replicaBackends: Backend[];
   backends: Map<string, Backend>;
   eventHub: EventHub;
-  /** Active bearer tokens, dropped when any process revokes them. */
-  tokenCache: TokenCache;
   retentionClasses: RetentionClass[];
 }
 
@@ -61,7 +58,6 @@ async function createAppContext(): Promise<AppContext> {
   configureWriteReplicas(storage.replicas);
 
   const eventHub = await EventHub.start(connection, log);
-  const tokenCache = await TokenCache.start(connection, log);
   return {
     settings,
     connection,
@@ -71,7 +67,6 @@ async function createAppContext(): Promise<AppContext> {
     replicaBackends: storage.replicas,
     backends: storage.all,
     eventHub,
-    tokenCache,
     retentionClasses,
   };
 }

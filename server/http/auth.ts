@@ -1,13 +1,6 @@
 import type { Executor } from '@/db/client';
 import { ForbiddenError, UnauthorizedError } from '../errors';
-import { findPrincipalBySession, type Principal, type Scope } from '../registry/tokens';
-import type { TokenCache } from './token-cache';
-
-/** Where authenticate looks up credentials: bearer tokens through the cache, sessions in the database. */
-export interface CredentialStore {
-  db: Executor;
-  tokenCache: TokenCache;
-}
+import { findPrincipalBySession, findPrincipalByToken, type Principal, type Scope } from '../registry/tokens';
 
 export const SESSION_COOKIE = 'as_session';
 
@@ -18,19 +11,19 @@ const ANONYMOUS: Principal = { tokenId: null, name: 'anonymous', scopes: new Set
  * neither is present; throws 401 with `error="invalid_token"` for an unknown, revoked or malformed one.
  * With `anonRead`, a request without credentials is the read-only principal "anonymous".
  */
-export async function authenticate(store: CredentialStore, request: Request, anonRead: boolean): Promise<Principal | null> {
+export async function authenticate(db: Executor, request: Request, anonRead: boolean): Promise<Principal | null> {
   const authorization = request.headers.get('authorization');
   if (authorization !== null) {
     const match = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(authorization);
     if (!match) throw new UnauthorizedError('The Authorization header must be "Bearer <token>".', true);
-    const principal = await store.tokenCache.findPrincipal(store.db, match[1]);
+    const principal = await findPrincipalByToken(db, match[1]);
     if (!principal) throw new UnauthorizedError('The bearer token is unknown or has been revoked.', true);
     return principal;
   }
 
   const sessionId = readCookie(request, SESSION_COOKIE);
   if (sessionId !== null) {
-    const principal = await findPrincipalBySession(store.db, sessionId);
+    const principal = await findPrincipalBySession(db, sessionId);
     if (!principal) throw new UnauthorizedError('The session has expired or its token was revoked; sign in again.', true);
     assertSameOrigin(request);
     return principal;

@@ -46,7 +46,7 @@ export function apiRoute<Params = Record<string, never>>(options: RouteOptions, 
       const principal =
         options.scope === null
           ? await authenticateOptional(app, request)
-          : requireScope(await authenticate(app, request, app.settings.ANON_READ), options.scope);
+          : requireScope(await authenticate(app.db, request, app.settings.ANON_READ), options.scope);
       log = log.child({ actor: principal.name });
       const params = await context.params;
       response = await handler({ request, params, app, log, principal, requestId });
@@ -71,7 +71,7 @@ export function apiRoute<Params = Record<string, never>>(options: RouteOptions, 
 /** Routes open to anyone still learn who calls; stale credentials there mean "nobody", not 401. */
 async function authenticateOptional(app: AppContext, request: Request): Promise<Principal> {
   try {
-    return (await authenticate(app, request, app.settings.ANON_READ)) ?? NOBODY;
+    return (await authenticate(app.db, request, app.settings.ANON_READ)) ?? NOBODY;
   } catch (error) {
     if (error instanceof UnauthorizedError) return NOBODY;
     throw error;

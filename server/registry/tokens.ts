@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { and, eq, gt, isNull, sql } from 'drizzle-orm';
+import { and, eq, gt, isNull } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Executor } from '@/db/client';
 import { apiTokens, sessions } from '@/db/schema';
@@ -65,9 +65,6 @@ export interface Principal {
 
 const TOKEN_PREFIX = 'as_';
 
-/** The NOTIFY channel on which a revoke announces the token's id, so every process drops it from its cache. */
-export const TOKENS_CHANNEL = 'artifact_store_token_revoked';
-
 export function sha256Hex(value: string): string {
   return crypto.createHash('sha256').update(value, 'utf8').digest('hex');
 }
@@ -97,12 +94,9 @@ export async function createToken(
   return { id, name, scopes, token };
 }
 
-/**
- * Revokes a token by name and returns its id; its sessions end with it. The NOTIFY on TOKENS_CHANNEL is
- * delivered to every listening process when the transaction commits.
- */
-export async function revokeToken(db: Executor, input: { name: string; actor: string }): Promise<string> {
-  return db.transaction(async (tx) => {
+/** Revokes a token by name; its sessions end with it. */
+export async function revokeToken(db: Executor, input: { name: string; actor: string }): Promise<void> {
+  await db.transaction(async (tx) => {
     const rows = await tx
       .update(apiTokens)
       .set({ revokedAt: new Date() })
@@ -110,7 +104,6 @@ export async function revokeToken(db: Executor, input: { name: string; actor: st
       .returning({ id: apiTokens.id });
     if (rows.length === 0) throw new NotFoundError('Active token', input.name);
     await tx.delete(sessions).where(eq(sessions.tokenId, rows[0].id));
-    await tx.execute(sql`SELECT pg_notify(${TOKENS_CHANNEL}, ${rows[0].id})`);
     await appendEvent(tx, {
       eventType: 'token.revoked',
       subjectKind: 'token',
@@ -118,7 +111,6 @@ export async function revokeToken(db: Executor, input: { name: string; actor: st
       actor: input.actor,
       payload: { name: input.name },
     });
-    return rows[0].id;
   });
 }
 
@@ -131,15 +123,10 @@ export async function listTokens(db: Executor) {
 
 /** Looks up an active token by its secret; returns null for unknown or revoked tokens. */
 export async function findPrincipalByToken(db: Executor, token: string): Promise<Principal | null> {
-  return findPrincipalByTokenHash(db, sha256Hex(token));
-}
-
-/** Looks up an active token by the SHA-256 hex of its secret; returns null for unknown or revoked tokens. */
-export async function findPrincipalByTokenHash(db: Executor, tokenSha256Hex: string): Promise<Principal | null> {
   const rows = await db
-    .select({ id: apiTokens.id, name: apiTokens.name, scopes: apiTokens.scopes })
+    .select()
     .from(apiTokens)
-    .where(and(eq(apiTokens.tokenSha256Hex, tokenSha256Hex), isNull(apiTokens.revokedAt)));
+    .where(and(eq(apiTokens.tokenSha256Hex, sha256Hex(token)), isNull(apiTokens.revokedAt)));
   if (rows.length === 0) return null;
   return { tokenId: rows[0].id, name: rows[0].name, scopes: new Set(rows[0].scopes as Scope[]), via: 'bearer' };
 }

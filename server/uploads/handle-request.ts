@@ -69,7 +69,7 @@ async function dispatch(app: AppContext, request: Request, log: Logger, requestI
   const service = getUploadService(app);
   if (method === 'OPTIONS') return withChecksumAlgorithms(await service.server.handleWeb(request));
 
-  const principal = requireScope(await authenticate(app, request, app.settings.ANON_READ), 'write');
+  const principal = requireScope(await authenticate(app.db, request, app.settings.ANON_READ), 'write');
   const context: UploadRequestContext = { principal, log: log.child({ actor: principal.name, upload_id: uploadId ?? undefined }), requestId };
   if (method === 'POST') context.creation = parseCreationTarget(request, app.settings.MAX_FILE_SIZE_BYTES);
   if (method === 'POST' || method === 'PATCH') context.checksum = parseUploadChecksum(request.headers.get('upload-checksum'));

@@ -10,7 +10,7 @@ export const dynamic = 'force-dynamic';
  * optionally, so the scope is checked here, where the setting is known.
  */
 export const GET = apiRoute({ scope: null }, async ({ request, app }) => {
-  if (!app.settings.METRICS_ANON) requireScope(await authenticate(app, request, false), 'metrics');
+  if (!app.settings.METRICS_ANON) requireScope(await authenticate(app.db, request, false), 'metrics');
   const exposition = await renderMetrics(app);
   return new Response(exposition.body, {
     status: 200,
