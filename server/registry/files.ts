@@ -13,7 +13,7 @@ import { countUploadBytes, trackUploadInProgress } from '../metrics/uploads';
 import type { UploadProtocol } from '../metrics/registry';
 import { appendEvent } from './events';
 import { assertOpen, getPackageRow, parsePackageId } from './packages';
-import { getPackageWithFreePath, pathTakenError } from './path-checks';
+import { assertNoObstacles, getPackageWithPathObstacles, pathTakenError } from './path-checks';
 import { normalizeRelativePath } from './relative-path';
 
 export const DEFAULT_MEDIA_TYPE = 'application/octet-stream';
@@ -122,13 +122,14 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
 
   try {
     return await db.transaction(async (tx) => {
-      const pkg = await getPackageWithFreePath(tx, {
+      const { pkg, obstacles } = await getPackageWithPathObstacles(tx, {
         packageId: input.packageId,
         relativePath: input.relativePath,
         ownUploadId: input.eventDetails?.upload_id as string | undefined,
         lock: true,
       });
       assertOpen(pkg, 'adding files');
+      assertNoObstacles(pkg.id, input.relativePath, obstacles);
 
       await lockBlob(tx, contentAddress);
       await input.placeBlob(objectKey);
@@ -247,11 +248,12 @@ export interface AddFileInput {
 export async function addFileFromStream(db: Database, backend: Backend, input: AddFileInput): Promise<FileRecord> {
   const relativePath = normalizeRelativePath(input.relativePath);
   const mediaType = normalizeMediaType(input.mediaType);
-  const pkg = await getPackageWithFreePath(db, { packageId: input.packageId, relativePath, lock: false });
+  const { pkg, obstacles } = await getPackageWithPathObstacles(db, { packageId: input.packageId, relativePath, lock: false });
   assertOpen(pkg, 'adding files');
   if (input.declaredLength !== undefined && input.declaredLength > input.maxBytes) {
     throw new PayloadTooLargeError(`The file is ${input.declaredLength} bytes; the limit is ${input.maxBytes}.`, { limit_bytes: input.maxBytes });
   }
+  assertNoObstacles(pkg.id, relativePath, obstacles);
 
   const writer = await backend.createWriter();
   const finishTracking = trackUploadInProgress(input.protocol);

@@ -6,8 +6,8 @@ import { parsePackageId } from './packages';
 
 type PackageRow = typeof packages.$inferSelect;
 
-/** What blocks a new file at one path; every field is null when the path is free. */
-interface PathObstacles {
+/** The obstacles to a new file at one path; every field is null when the path is free. */
+export interface PathObstacles {
   /** The id of a file already at the path. */
   existingFileId: string | null;
   /** A file that is a parent of the path, or lies below it as if the path were a directory. */
@@ -43,14 +43,15 @@ function pathObstacleColumns(packageId: string, relativePath: string, ownUploadI
 }
 
 /**
- * Reads a package and checks that `relativePath` is free in it, in one statement. With `lock` the package
- * row is locked FOR SHARE for the rest of the transaction (see lockPackage). Throws 404 for an unknown
- * package and 409 as assertPathFree describes; the caller checks the package's status.
+ * Reads a package and finds what blocks a new file at `relativePath` in it, in one statement. With
+ * `lock` the package row is locked FOR SHARE for the rest of the transaction (see lockPackage). Throws
+ * 404 for an unknown package. The caller checks the package's status first and then passes the
+ * obstacles to assertNoObstacles, so a closed package is reported before a taken path.
  */
-export async function getPackageWithFreePath(
+export async function getPackageWithPathObstacles(
   db: Executor,
   input: { packageId: string; relativePath: string; ownUploadId?: string; lock: boolean },
-): Promise<PackageRow> {
+): Promise<{ pkg: PackageRow; obstacles: PathObstacles }> {
   const packageId = parsePackageId(input.packageId);
   const query = db
     .select({ pkg: packages, ...pathObstacleColumns(packageId, input.relativePath, input.ownUploadId) })
@@ -59,21 +60,21 @@ export async function getPackageWithFreePath(
   const rows = await (input.lock ? query.for('share') : query);
   if (rows.length === 0) throw new NotFoundError('Package', input.packageId);
   const [{ pkg, ...obstacles }] = rows;
-  throwIfObstructed(pkg.id, input.relativePath, obstacles);
-  return pkg;
+  return { pkg, obstacles };
 }
 
-/** Throws 409 when the path holds a file or an unfinished upload, or clashes with a file as a directory. */
+/** Throws 409 when the path contains a file or an unfinished upload, or clashes with a file as a directory. */
 export async function assertPathFree(tx: Executor, packageId: string, relativePath: string, ownUploadId?: string): Promise<void> {
   const [obstacles] = await tx.select(pathObstacleColumns(packageId, relativePath, ownUploadId)).from(sql`(SELECT 1) AS one`);
-  throwIfObstructed(packageId, relativePath, obstacles);
+  assertNoObstacles(packageId, relativePath, obstacles);
 }
 
 /**
+ * Throws 409 for the first obstacle: a file at the path, a file/directory clash, an unfinished upload.
  * A package must unpack onto a file system, so no path may be both a file and a directory: `a/b` clashes
  * with an existing file `a`, and `a` clashes with an existing `a/b`.
  */
-function throwIfObstructed(packageId: string, relativePath: string, obstacles: PathObstacles): void {
+export function assertNoObstacles(packageId: string, relativePath: string, obstacles: PathObstacles): void {
   if (obstacles.existingFileId !== null) throw pathTakenError(packageId, relativePath);
 
   const other = obstacles.clashingPath;
