@@ -109,20 +109,21 @@ export async function copyObject(source: Backend, target: Backend, objectKey: st
  * many location rows as the configured number of copies, and inserts one storage_locations row per new
  * copy. A target that is unavailable is skipped for the next one. When too few copies could be written,
  * the last error is thrown, so the caller's transaction records nothing. Runs inside recordFile's transaction,
- * under the blob's advisory lock, after the primary placement.
+ * under the blob's advisory lock, after the primary placement. Returns the number of copies written.
  */
-export async function replicateNewBlob(tx: Executor, source: Backend, objectKey: string, contentAddress: string, expected: ExpectedContent): Promise<void> {
+export async function replicateNewBlob(tx: Executor, source: Backend, objectKey: string, contentAddress: string, expected: ExpectedContent): Promise<number> {
   const plan = globalForReplicas.artifactStoreWritePlan;
-  if (!plan || plan.copies <= 1) return;
+  if (!plan || plan.copies <= 1) return 0;
   const existing = await tx.select({ backendId: storageLocations.backendId }).from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
   // Only copies on configured backends count; rows of a backend removed from the configuration remain in the table.
   const configured = new Set([source.id, ...plan.copyTargets.map((target) => target.id)]);
   const holders = new Set(existing.map((row) => row.backendId).filter((backendId) => configured.has(backendId)));
   holders.add(source.id);
   let lastError: unknown;
+  let written = 0;
 
   for (const target of plan.copyTargets) {
-    if (holders.size >= plan.copies) return;
+    if (holders.size >= plan.copies) return written;
     if (holders.has(target.id)) continue;
     try {
       const writer = await copyObject(source, target, objectKey, expected);
@@ -139,6 +140,8 @@ export async function replicateNewBlob(tx: Executor, source: Backend, objectKey:
       .values({ contentAddress, backendId: target.id, objectKey, retrievalTier: target.retrievalTier, status: 'ok', verifiedAt: now, createdAt: now })
       .onConflictDoNothing();
     holders.add(target.id);
+    written += 1;
   }
   if (holders.size < plan.copies && lastError !== undefined) throw lastError;
+  return written;
 }

@@ -1,12 +1,12 @@
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { and, eq } from 'drizzle-orm';
+import { z } from 'zod';
 import type { Executor } from '@/db/client';
-import { blobs, storageLocations } from '@/db/schema';
-import { ConflictError, DomainError, GoneError } from '../errors';
+import { blobs, files, packages, storageLocations } from '@/db/schema';
+import { ConflictError, DomainError, GoneError, NotFoundError } from '../errors';
 import type { Backend, ByteRange } from '../storage/backend';
 import { isBlobNotFound, isStorageUnavailable } from '../storage/errors';
-import { getFile } from './files';
 import { getPackageRow } from './packages';
 import { baseName } from './relative-path';
 import { recordLocationFailure } from '../integrity/location-status';
@@ -29,22 +29,37 @@ export interface ContentHandle {
 type LocationRow = typeof storageLocations.$inferSelect;
 
 /**
- * Looks up a blob and its copies that can be read: status ok and on a configured backend, in the order of
- * the backends map (the primary first). A copy marked corrupt or missing is skipped until the scrub
- * repairs it. The returned `open` reads the first copy that opens and falls back to the next one.
+ * Looks up a blob and its copies that can be read: status ok and on a configured backend. The returned
+ * `open` reads the first copy that opens and falls back to the next one.
  */
 async function openBlob(db: Executor, backends: Map<string, Backend>, contentAddress: string) {
   const [blob] = await db.select().from(blobs).where(eq(blobs.contentAddress, contentAddress));
-  const rows = await db
+  const locations = await db
     .select()
     .from(storageLocations)
     .where(and(eq(storageLocations.contentAddress, contentAddress), eq(storageLocations.status, 'ok')));
+  if (!blob) throw noReadableCopyError(contentAddress);
+  return { sizeBytes: blob.sizeBytes, open: openerFor(db, backends, contentAddress, blob.sizeBytes, locations) };
+}
+
+/**
+ * Returns the function that reads a blob from its copies in `locations`, in the order of the backends map
+ * (the primary first), skipping copies on backends this process has not configured. A copy marked
+ * corrupt or missing is not in `locations` until the scrub repairs it. Throws 500 when the blob row or
+ * every readable copy is missing.
+ */
+function openerFor(
+  db: Executor,
+  backends: Map<string, Backend>,
+  contentAddress: string,
+  sizeBytes: number | undefined,
+  rows: LocationRow[],
+): (range?: ByteRange) => Promise<Readable> {
   const order = [...backends.keys()];
   const locations = rows.filter((row) => backends.has(row.backendId)).sort((a, b) => order.indexOf(a.backendId) - order.indexOf(b.backendId));
-  if (!blob || locations.length === 0) throw noReadableCopyError(contentAddress);
-  const expected = { blake3Hex: contentAddress.slice('blake3:'.length), sizeBytes: blob.sizeBytes };
-  const open = (range?: ByteRange) => openFirstReadableCopy(db, backends, locations, expected, range);
-  return { blob, open };
+  if (sizeBytes === undefined || locations.length === 0) throw noReadableCopyError(contentAddress);
+  const expected = { blake3Hex: contentAddress.slice('blake3:'.length), sizeBytes };
+  return (range?: ByteRange) => openFirstReadableCopy(db, backends, locations, expected, range);
 }
 
 function noReadableCopyError(contentAddress: string): DomainError {
@@ -135,21 +150,36 @@ async function startReading(source: Readable): Promise<Readable> {
   return Readable.from(chunks(), { objectMode: false });
 }
 
-/** The bytes of a file; 410 Gone once its package was deleted by retention. */
+/**
+ * The bytes of a file; 404 for an unknown id, 410 Gone once its package was deleted by retention. One
+ * query reads the file, its package's status, its blob's size and the blob's good copies.
+ */
 export async function openFileContent(db: Executor, backends: Map<string, Backend>, fileId: string): Promise<ContentHandle> {
-  const file = await getFile(db, fileId);
-  if (file.package_status === 'deleted') {
-    throw new GoneError(`The content of file ${file.id} was deleted with its package ${file.package_id} under its retention class.`, {
-      package_id: file.package_id,
+  const id = z.uuid().safeParse(fileId);
+  if (!id.success) throw new NotFoundError('File', fileId);
+  const rows = await db
+    .select({ file: files, packageStatus: packages.status, blobSizeBytes: blobs.sizeBytes, location: storageLocations })
+    .from(files)
+    .innerJoin(packages, eq(files.packageId, packages.id))
+    .leftJoin(blobs, eq(blobs.contentAddress, files.contentAddress))
+    .leftJoin(storageLocations, and(eq(storageLocations.contentAddress, files.contentAddress), eq(storageLocations.status, 'ok')))
+    .where(eq(files.id, id.data.toLowerCase()));
+  if (rows.length === 0) throw new NotFoundError('File', fileId);
+
+  const [{ file, packageStatus, blobSizeBytes }] = rows;
+  if (packageStatus === 'deleted') {
+    throw new GoneError(`The content of file ${file.id} was deleted with its package ${file.packageId} under its retention class.`, {
+      package_id: file.packageId,
     });
   }
-  const { open } = await openBlob(db, backends, file.content_address);
+  const locations = rows.flatMap((row) => (row.location ? [row.location] : []));
+  const open = openerFor(db, backends, file.contentAddress, blobSizeBytes ?? undefined, locations);
   return {
-    sizeBytes: file.size_bytes,
-    contentAddress: file.content_address,
-    mediaType: file.media_type,
-    fileName: baseName(file.relative_path),
-    lastModified: new Date(file.created_at),
+    sizeBytes: file.sizeBytes,
+    contentAddress: file.contentAddress,
+    mediaType: file.mediaType,
+    fileName: baseName(file.relativePath),
+    lastModified: file.createdAt,
     open,
   };
 }
@@ -168,9 +198,9 @@ export async function openManifest(
   if (row.status === 'open' || !address || !row.manifestDigest) {
     throw new ConflictError(`Package ${row.id} is open; its manifest exists once it is finalized.`, { package_status: row.status });
   }
-  const { blob, open } = await openBlob(db, backends, address);
+  const { sizeBytes, open } = await openBlob(db, backends, address);
   return {
-    sizeBytes: blob.sizeBytes,
+    sizeBytes,
     contentAddress: address,
     mediaType: format === 'cbor' ? 'application/cbor' : 'application/json',
     fileName: `${row.id}.manifest.${format}`,

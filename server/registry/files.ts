@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { and, asc, eq, gt, inArray, isNull, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { Database, Executor } from '@/db/client';
-import { blobs, files, packages, storageLocations, uploads } from '@/db/schema';
+import { rowsOf, type Database, type Executor } from '@/db/client';
+import { blobs, files, packages, storageLocations } from '@/db/schema';
 import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { createDigestTransform } from '../digest';
 import { objectKeyForBlake3, type Backend } from '../storage/backend';
@@ -12,7 +12,8 @@ import { replicateNewBlob } from '../integrity/replicas';
 import { countUploadBytes, trackUploadInProgress } from '../metrics/uploads';
 import type { UploadProtocol } from '../metrics/registry';
 import { appendEvent } from './events';
-import { assertOpen, getPackageRow, lockPackage, parsePackageId } from './packages';
+import { assertOpen, getPackageRow, parsePackageId } from './packages';
+import { assertNoObstacles, getPackageWithPathObstacles, pathTakenError } from './path-checks';
 import { normalizeRelativePath } from './relative-path';
 
 export const DEFAULT_MEDIA_TYPE = 'application/octet-stream';
@@ -63,7 +64,7 @@ export type FilePage = z.infer<typeof FilePage>;
 type FileRow = typeof files.$inferSelect;
 type LocationRow = typeof storageLocations.$inferSelect;
 
-function toFileRecord(row: FileRow, locations: LocationRow[]): FileRecord {
+function toFileRecord(row: FileRow, locations: Pick<LocationRow, 'backendId' | 'objectKey' | 'retrievalTier' | 'status'>[]): FileRecord {
   return {
     id: row.id,
     package_id: row.packageId,
@@ -121,46 +122,33 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
 
   try {
     return await db.transaction(async (tx) => {
-      const pkg = await lockPackage(tx, input.packageId, 'share');
+      const { pkg, obstacles } = await getPackageWithPathObstacles(tx, {
+        packageId: input.packageId,
+        relativePath: input.relativePath,
+        ownUploadId: input.eventDetails?.upload_id as string | undefined,
+        lock: true,
+      });
       assertOpen(pkg, 'adding files');
-      await assertPathFree(tx, pkg.id, input.relativePath, input.eventDetails?.upload_id as string | undefined);
+      assertNoObstacles(pkg.id, input.relativePath, obstacles);
 
       await lockBlob(tx, contentAddress);
       await input.placeBlob(objectKey);
-      await tx
-        .insert(blobs)
-        .values({ contentAddress, sizeBytes: input.content.sizeBytes, sha256Hex: input.content.sha256Hex, createdAt })
-        .onConflictDoNothing();
-      await tx
-        .insert(storageLocations)
-        .values({
-          contentAddress,
-          backendId: input.backend.id,
-          objectKey,
-          retrievalTier: input.backend.retrievalTier,
-          status: 'ok',
-          verifiedAt: createdAt,
-          createdAt,
-        })
-        .onConflictDoNothing();
-      await replicateNewBlob(tx, input.backend, objectKey, contentAddress, input.content);
-      const [row] = await tx
-        .insert(files)
-        .values({
-          id: fileId,
-          packageId: pkg.id,
-          relativePath: input.relativePath,
-          mediaType: input.mediaType,
-          sizeBytes: input.content.sizeBytes,
-          digestAlgorithm: 'blake3',
-          digestPrimaryHex: input.content.blake3Hex,
-          digestSha256Hex: input.content.sha256Hex,
-          contentAddress,
-          createdAt,
-        })
-        .returning();
+      const row: FileRow = {
+        id: fileId,
+        packageId: pkg.id,
+        relativePath: input.relativePath,
+        mediaType: input.mediaType,
+        sizeBytes: input.content.sizeBytes,
+        digestAlgorithm: 'blake3',
+        digestPrimaryHex: input.content.blake3Hex,
+        digestSha256Hex: input.content.sha256Hex,
+        contentAddress,
+        createdAt,
+      };
+      let locations = await insertFileRows(tx, row, input.backend, input.content.sha256Hex);
+      const replicated = await replicateNewBlob(tx, input.backend, objectKey, contentAddress, input.content);
+      if (replicated > 0) locations = await tx.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
       await input.onRecorded?.(tx, fileId);
-      const locations = await tx.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
 
       // The package row is only share-locked here, so last_event_sequence is not updated: writing it would
       // need the row exclusively while other uploads hold it shared and wait for the event head (a
@@ -189,66 +177,47 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
   }
 }
 
+type StoredLocation = Pick<LocationRow, 'backendId' | 'objectKey' | 'retrievalTier' | 'status'>;
+
+/**
+ * Inserts the blob (unless stored already), its location on `backend` (unless present) and the file row
+ * in one statement, and returns every location of the blob. The statement's own inserts are invisible to
+ * its SELECT, so the new location comes from the INSERT's RETURNING and the older ones from the table.
+ * Throws a unique violation (23505) when the path was taken since it was checked.
+ */
+async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha256Hex: string): Promise<StoredLocation[]> {
+  const createdAt = row.createdAt.toISOString();
+  const result = await tx.execute(sql`
+    WITH new_blob AS (
+      INSERT INTO ${blobs} (content_address, size_bytes, sha256_hex, created_at)
+      VALUES (${row.contentAddress}, ${row.sizeBytes}, ${sha256Hex}, ${createdAt}::timestamptz)
+      ON CONFLICT DO NOTHING
+    ), new_location AS (
+      INSERT INTO ${storageLocations} (content_address, backend_id, object_key, retrieval_tier, status, verified_at, created_at)
+      VALUES (${row.contentAddress}, ${backend.id}, ${objectKeyForBlake3(row.digestPrimaryHex)}, ${backend.retrievalTier}, 'ok',
+              ${createdAt}::timestamptz, ${createdAt}::timestamptz)
+      ON CONFLICT DO NOTHING
+      RETURNING backend_id, object_key, retrieval_tier, status
+    ), new_file AS (
+      INSERT INTO ${files} (id, package_id, relative_path, media_type, size_bytes, digest_algorithm, digest_primary_hex,
+                            digest_sha256_hex, content_address, created_at)
+      VALUES (${row.id}, ${row.packageId}, ${row.relativePath}, ${row.mediaType}, ${row.sizeBytes}, ${row.digestAlgorithm},
+              ${row.digestPrimaryHex}, ${row.digestSha256Hex}, ${row.contentAddress}, ${createdAt}::timestamptz)
+    )
+    SELECT backend_id, object_key, retrieval_tier, status FROM new_location
+    UNION ALL
+    SELECT backend_id, object_key, retrieval_tier, status FROM ${storageLocations} WHERE content_address = ${row.contentAddress}`);
+  return rowsOf<{ backend_id: string; object_key: string; retrieval_tier: string; status: LocationRow['status'] }>(result).map((location) => ({
+    backendId: location.backend_id,
+    objectKey: location.object_key,
+    retrievalTier: location.retrieval_tier,
+    status: location.status,
+  }));
+}
+
 /** Takes the transaction-scoped advisory lock that serializes placing and removing one blob. */
 export async function lockBlob(tx: Executor, contentAddress: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${contentAddress}, 0))`);
-}
-
-/** Throws 409 when the path holds a file or an unfinished upload, or clashes with a file as a directory. */
-export async function assertPathFree(tx: Executor, packageId: string, relativePath: string, ownUploadId?: string): Promise<void> {
-  const existing = await tx
-    .select({ id: files.id })
-    .from(files)
-    .where(and(eq(files.packageId, packageId), eq(files.relativePath, relativePath)));
-  if (existing.length > 0) throw pathTakenError(packageId, relativePath);
-  await assertNoFileDirectoryClash(tx, packageId, relativePath);
-  const pending = await tx
-    .select({ id: uploads.id })
-    .from(uploads)
-    .where(and(eq(uploads.packageId, packageId), eq(uploads.relativePath, relativePath), isNull(uploads.completedAt), eq(uploads.terminated, false)));
-  if (pending.some((upload) => upload.id !== ownUploadId)) {
-    throw new ConflictError(`An unfinished upload already targets "${relativePath}" in package ${packageId}; finish or terminate it first.`, {
-      path: relativePath,
-      upload_id: pending[0].id,
-    });
-  }
-}
-
-/**
- * A package must unpack onto a file system, so no path may be both a file and a directory: `a/b` clashes
- * with an existing file `a`, and `a` clashes with an existing `a/b`.
- */
-async function assertNoFileDirectoryClash(tx: Executor, packageId: string, relativePath: string): Promise<void> {
-  const segments = relativePath.split('/');
-  const parents = segments.slice(0, -1).map((_, index) => segments.slice(0, index + 1).join('/'));
-  const prefix = `${relativePath}/`;
-  const clashes = await tx
-    .select({ relativePath: files.relativePath })
-    .from(files)
-    .where(
-      and(
-        eq(files.packageId, packageId),
-        or(
-          parents.length > 0 ? inArray(files.relativePath, parents) : undefined,
-          sql`left(${files.relativePath}, ${prefix.length}) = ${prefix}`,
-        ),
-      ),
-    )
-    .limit(1);
-  if (clashes.length === 0) return;
-  const other = clashes[0].relativePath;
-  throw new ConflictError(
-    other.length < relativePath.length
-      ? `Package ${packageId} has a file at "${other}", so "${relativePath}" cannot place a file inside it.`
-      : `Package ${packageId} has a file at "${other}", so "${relativePath}" would have to be both a file and a directory.`,
-    { path: relativePath, conflicting_path: other },
-  );
-}
-
-function pathTakenError(packageId: string, relativePath: string): ConflictError {
-  return new ConflictError(`Package ${packageId} already has a file at "${relativePath}"; files are immutable, so use another path.`, {
-    path: relativePath,
-  });
 }
 
 export function isUniqueViolation(error: unknown): boolean {
@@ -279,12 +248,12 @@ export interface AddFileInput {
 export async function addFileFromStream(db: Database, backend: Backend, input: AddFileInput): Promise<FileRecord> {
   const relativePath = normalizeRelativePath(input.relativePath);
   const mediaType = normalizeMediaType(input.mediaType);
-  const pkg = await getPackageRow(db, input.packageId);
+  const { pkg, obstacles } = await getPackageWithPathObstacles(db, { packageId: input.packageId, relativePath, lock: false });
   assertOpen(pkg, 'adding files');
   if (input.declaredLength !== undefined && input.declaredLength > input.maxBytes) {
     throw new PayloadTooLargeError(`The file is ${input.declaredLength} bytes; the limit is ${input.maxBytes}.`, { limit_bytes: input.maxBytes });
   }
-  await assertPathFree(db, pkg.id, relativePath);
+  assertNoObstacles(pkg.id, relativePath, obstacles);
 
   const writer = await backend.createWriter();
   const finishTracking = trackUploadInProgress(input.protocol);

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   assertValidObjectKey,
   isValidObjectKey,
@@ -43,6 +43,18 @@ const UNAVAILABLE_CODES: Record<string, string> = {
   ENFILE: 'too many open files in the system (ENFILE)',
   ESTALE: 'stale network file handle (ESTALE)',
 };
+
+/**
+ * Chunk size of reads longer than LARGE_READ_BYTES. Each chunk passes through the digest check and the
+ * route handler's Web stream, so 1 MiB chunks cost 16 times fewer of those steps than the 64 KiB default.
+ * Shorter reads keep 64 KiB chunks, so a download whose digest check fails at the end has already sent
+ * its status and some bytes, and the client sees a cut body rather than a closed connection.
+ */
+const READ_CHUNK_BYTES = 1024 * 1024;
+const LARGE_READ_BYTES = 16 * 1024 * 1024;
+
+/** Ranges up to this many bytes are read with one pread(2) into memory instead of through a ReadStream. */
+const SMALL_RANGE_BYTES = 64 * 1024;
 
 /** link(2) codes meaning the file system has no hard links; placeFile then falls back to rename. */
 const NO_HARD_LINK_CODES = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
@@ -178,16 +190,39 @@ export class FilesystemBackend implements Backend {
       throw this.#translateError(error, 'open an object');
     }
 
+    let length: number;
     try {
       const stats = await handle.stat();
       if (!stats.isFile()) throw new BlobNotFoundError(this.id, objectKey);
       if (range) assertRangeWithin(range, stats.size);
+      length = range ? range.end - range.start + 1 : stats.size;
     } catch (error) {
       await handle.close();
       throw this.#translateError(error, 'open an object');
     }
+
+    if (range && length <= SMALL_RANGE_BYTES) return this.#readSmallRange(handle, range);
     // The stream owns the handle from here on and closes it at the end or on destroy.
-    return createReadStream(filePath, { fd: handle, start: range?.start, end: range?.end });
+    const highWaterMark = length > LARGE_READ_BYTES ? READ_CHUNK_BYTES : undefined;
+    return createReadStream(filePath, { fd: handle, start: range?.start, end: range?.end, highWaterMark });
+  }
+
+  /**
+   * Reads a small range with one pread(2) and closes the handle, which costs less than a ReadStream. A
+   * short read yields fewer bytes, as a stream would, and the reader detects the shortfall.
+   */
+  async #readSmallRange(handle: FileHandle, range: ByteRange): Promise<Readable> {
+    const length = range.end - range.start + 1;
+    const buffer = Buffer.allocUnsafe(length);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(buffer, 0, length, range.start));
+    } catch (error) {
+      throw this.#translateError(error, 'read an object');
+    } finally {
+      await handle.close();
+    }
+    return Readable.from([buffer.subarray(0, bytesRead)], { objectMode: false });
   }
 
   async stat(objectKey: string): Promise<{ sizeBytes: number; modifiedAt: Date } | null> {

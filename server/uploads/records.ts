@@ -3,7 +3,8 @@ import type { Database } from '@/db/client';
 import { uploads } from '@/db/schema';
 import { ConflictError } from '../errors';
 import { appendEvent } from '../registry/events';
-import { assertPathFree, isUniqueViolation, normalizeMediaType } from '../registry/files';
+import { isUniqueViolation, normalizeMediaType } from '../registry/files';
+import { assertPathFree } from '../registry/path-checks';
 import { assertOpen, lockPackage } from '../registry/packages';
 import { normalizeRelativePath } from '../registry/relative-path';
 
