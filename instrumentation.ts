@@ -6,5 +6,12 @@
 export async function register(): Promise<void> {
   if (process.env.NEXT_RUNTIME !== 'nodejs') return;
   const { startServerProcess } = await import('./server/server-process');
-  await startServerProcess();
+  try {
+    await startServerProcess();
+  } catch (error) {
+    // Next.js 16.5 logs a failed hook and then returns a plain-text 500 for every request, also after
+    // the cause is gone. Exiting lets a supervisor restart the server instead.
+    console.error('artifact-store failed to start:', error);
+    process.exit(1);
+  }
 }

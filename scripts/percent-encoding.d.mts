@@ -7,3 +7,11 @@ export declare function malformedPathProblem(
   path: string,
   segment: string,
 ): { type: 'about:blank'; title: string; status: 400; detail: string; errors: ValidationIssue[] };
+export declare function splitAbsoluteForm(target: string): { authority: string; originForm: string } | null;
+export declare function invalidTargetProblem(target: string): {
+  type: 'about:blank';
+  title: string;
+  status: 400;
+  detail: string;
+  errors: ValidationIssue[];
+};

@@ -11,6 +11,37 @@
 export const PERCENT_ENCODING_RULE = 'percent_encoding';
 
 /**
+ * Splits an absolute-form request target (`http://host:port/a/b?q`) into its authority and the
+ * origin-form target that Next.js expects (`/a/b?q`, or `/?q` without a path). Returns null for any
+ * other form.
+ *
+ * @param {string} target the request target as Node.js's `request.url` contains it
+ * @returns {{ authority: string, originForm: string } | null}
+ */
+export function splitAbsoluteForm(target) {
+  const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/.exec(target);
+  if (!absolute) return null;
+  const rest = target.slice(absolute[0].length);
+  return { authority: absolute[1], originForm: rest.startsWith('/') ? rest : `/${rest}` };
+}
+
+/**
+ * Builds the RFC 9457 problem body for a request target that is neither origin-form (`/a/b`) nor
+ * absolute-form (`http://host/a/b`), such as `*` outside OPTIONS or an authority-form target.
+ *
+ * @param {string} target the request target as received
+ */
+export function invalidTargetProblem(target) {
+  return {
+    type: 'about:blank',
+    title: 'Invalid request',
+    status: 400,
+    detail: `The request target ${JSON.stringify(target)} is not a path.`,
+    errors: [{ field: '(path)', rule: 'request_target', message: 'the request target must start with "/" or be an absolute URL; "*" is valid only for OPTIONS' }],
+  };
+}
+
+/**
  * Returns the path of an HTTP request target: an origin-form target (`/a/b?q`) up to its query or
  * fragment, an absolute-form target (`http://host/a/b`) without its scheme and authority, and `/` for
  * an absolute-form target without a path. Any other form (`*`, authority-form) is returned as given.

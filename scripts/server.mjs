@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findMalformedSegment, malformedPathProblem, pathOfRequestTarget } from './percent-encoding.mjs';
+import { findMalformedSegment, invalidTargetProblem, malformedPathProblem, pathOfRequestTarget, splitAbsoluteForm } from './percent-encoding.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
@@ -59,17 +59,36 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 }
 
 /**
- * Answers a request with a malformed percent escape in its path itself and hands every other request to
- * Next.js unchanged.
+ * Responds itself to `OPTIONS *`, to a target that is not a path and to a path with a malformed percent escape,
+ * rewrites an absolute-form target to origin form, and hands every other request to Next.js.
  *
  * @param {http.IncomingMessage} request
  * @param {http.ServerResponse} response
  */
 function handleRequest(request, response) {
-  const requestPath = pathOfRequestTarget(request.url ?? '/');
+  const target = request.url ?? '/';
+  if (!target.startsWith('/')) {
+    // Next.js 16.5 returns a plain-text 500 for `*` and a 308 redirect to the target itself for an
+    // absolute-form target. RFC 9112 section 3.2.2 makes a server accept absolute-form and take the
+    // host from it.
+    const absolute = splitAbsoluteForm(target);
+    if (absolute !== null) {
+      request.url = absolute.originForm;
+      request.headers.host = absolute.authority;
+    } else if (target === '*' && request.method === 'OPTIONS') {
+      response.writeHead(204, { Allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS' });
+      response.end();
+      return;
+    } else {
+      sendProblem(request, response, '', invalidTargetProblem(target));
+      return;
+    }
+  }
+
+  const requestPath = pathOfRequestTarget(request.url);
   const segment = findMalformedSegment(requestPath);
   if (segment !== null) {
-    sendMalformedPathProblem(request, response, requestPath, segment);
+    sendProblem(request, response, requestPath, malformedPathProblem(requestPath, segment));
     return;
   }
 
@@ -81,16 +100,16 @@ function handleRequest(request, response) {
 }
 
 /**
- * Sends the 400 problem+json for a malformed path, without a body for HEAD. The request body is not read,
- * so a request that has one gets `Connection: close` instead of keeping the connection for its bytes.
+ * Sends a 400 problem+json, without a body for HEAD. The request body is not read, so a request that
+ * has one gets `Connection: close` instead of keeping the connection for its bytes.
  *
  * @param {http.IncomingMessage} request
  * @param {http.ServerResponse} response
- * @param {string} requestPath
- * @param {string} segment
+ * @param {string} requestPath the request path, or '' when the target has none
+ * @param {object} problem
  */
-function sendMalformedPathProblem(request, response, requestPath, segment) {
-  const body = JSON.stringify(malformedPathProblem(requestPath, segment));
+function sendProblem(request, response, requestPath, problem) {
+  const body = JSON.stringify(problem);
   const supplied = request.headers['x-request-id'];
   /** @type {Record<string, string | number>} */
   const headers = {

@@ -55,8 +55,13 @@ async function createAppContext(): Promise<AppContext> {
   const storage = openStorageBackends(settings);
   const primaryBackend = storage.primary;
   for (const backend of storage.all.values()) {
-    const removed = await backend.recoverTemporaryFiles();
-    for (const file of removed) log.warn({ backend_id: backend.id, file }, 'removed a temporary file left by an interrupted write');
+    // A backend that fails here is reported by /health; it must not keep the server from starting.
+    try {
+      const removed = await backend.recoverTemporaryFiles();
+      for (const file of removed) log.warn({ backend_id: backend.id, file }, 'removed a temporary file left by an interrupted write');
+    } catch (error) {
+      log.error({ err: error, backend_id: backend.id }, 'failed to remove temporary files left by interrupted writes; the next start retries');
+    }
   }
   configureWriteCopies(storage.copyTargets, storage.copies);
 

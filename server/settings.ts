@@ -6,6 +6,7 @@ import {
   DEFAULT_S3_SOCKET_TIMEOUT_MS,
   loadBackendsFile,
   MIN_S3_PART_SIZE_BYTES,
+  sharedRootProblems,
   type BackendConfig,
   type StorageConfig,
 } from './storage/backends-config';
@@ -95,6 +96,9 @@ export function getSettings(): Settings {
     const s3Problems = checkS3Settings(values);
     if (s3Problems.length > 0) throw new Error(`Invalid environment settings:\n${s3Problems.map((line) => `  ${line}`).join('\n')}`);
     storage = shortFormStorage(values, storageRoot, replicaStorageRoot);
+    if (sharedRootProblems(storage.backends).length > 0) {
+      throw new Error('Invalid environment settings:\n  REPLICA_STORAGE_ROOT: must differ from STORAGE_ROOT, because the replica needs its own directory.');
+    }
   }
   cached = {
     ...values,

@@ -70,7 +70,8 @@ function noReadableCopyError(contentAddress: string): DomainError {
  * Opens the first copy that delivers its first byte (or ends, for an empty blob). A copy whose object is
  * missing is marked `missing`, so health reports it and the scrub rewrites it. A copy on an unavailable
  * backend is skipped unmarked, because health reports the backend. Once a copy has delivered bytes there
- * is no fallback: a later failure errors the stream. Throws a RangeError for a range outside the blob,
+ * is no fallback: a later failure errors the stream. A copy too short for the range is marked `corrupt` and
+ * the next one is tried. Throws a RangeError for a range outside the blob,
  * StorageUnavailableError when every copy is on an unavailable backend, and a 500 otherwise.
  */
 async function openFirstReadableCopy(
@@ -90,7 +91,16 @@ async function openFirstReadableCopy(
     try {
       stream = await startReading(await backend.read(location.objectKey, range));
     } catch (error) {
-      if (error instanceof RangeError) throw error;
+      if (error instanceof RangeError) {
+        // The caller checked the range against the blob's recorded size, so a copy that rejects it is
+        // shorter than the blob.
+        if (range === undefined || range.end >= expected.sizeBytes) throw error;
+        log.error({ err: error, backend_id: location.backendId }, 'a stored copy is shorter than its blob; marking it corrupt and trying the next copy');
+        await recordLocationFailure(db, location, 'corrupt', `object ${location.objectKey} on ${backend.id} is shorter than ${expected.sizeBytes} bytes.`, DOWNLOAD_CHECK_ACTOR).catch(
+          (markError: unknown) => log.error({ err: markError, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
+        );
+        continue;
+      }
       if (isStorageUnavailable(error)) {
         log.warn({ err: error, backend_id: location.backendId }, 'a stored copy is on an unavailable backend; trying the next copy');
         unavailable = error;

@@ -171,6 +171,7 @@ export function parseBackendsFile(raw: unknown, source: string, env: Record<stri
       retrievalTier: entry.retrieval_tier,
     };
   });
+  problems.push(...sharedRootProblems(backends).map((line) => `  ${line}`));
   const credentialVariables = new Set(
     parsed.data.backends.flatMap((entry) => (entry.kind === 's3' ? [entry.access_key_id_env, entry.secret_access_key_env] : [])),
   );
@@ -183,6 +184,22 @@ export function parseBackendsFile(raw: unknown, source: string, env: Record<stri
   }
   if (problems.length > 0) throw new BackendsConfigError(`BACKENDS_FILE ${source} is invalid:\n${problems.join('\n')}`);
   return { backends, primary: parsed.data.primary, copies: parsed.data.copies };
+}
+
+/**
+ * Returns a problem line for each fs backend whose resolved root is the root of an earlier one. Two such
+ * backends share one directory, so their two copies would be a single file that one deletion loses.
+ */
+export function sharedRootProblems(backends: BackendConfig[]): string[] {
+  const owners = new Map<string, string>();
+  const problems: string[] = [];
+  backends.forEach((backend, index) => {
+    if (backend.kind !== 'fs') return;
+    const owner = owners.get(backend.root);
+    if (owner === undefined) owners.set(backend.root, backend.id);
+    else problems.push(`backends.${index}.root: ${backend.root} is already the root of "${owner}". Each fs backend needs its own directory`);
+  });
+  return problems;
 }
 
 /** Reads and validates BACKENDS_FILE; relative fs roots are resolved against the file's directory. */

@@ -71,3 +71,30 @@ describe('a server killed mid-upload', () => {
     expect(countBlobs(environment.storageRoot)).toBe(0);
   });
 });
+
+describe('a start-up failure', () => {
+  it('exits with 1 instead of serving errors', { timeout: 120_000 }, async () => {
+    const started = startServer(environment, { RETENTION_CLASSES_FILE: path.join(environment.dir, 'missing-retention-classes.json') });
+    await expect(started).rejects.toThrow(/server exited with 1 before it was ready/);
+    await expect(started).rejects.toThrow(/artifact-store failed to start:[\s\S]*missing-retention-classes\.json/);
+  });
+
+  it('starts with a store root that is a file', { timeout: 120_000 }, async () => {
+    const broken = await createTestEnvironment();
+    let brokenServer: TestServer | undefined;
+    try {
+      fs.rmSync(broken.storageRoot, { recursive: true, force: true });
+      fs.writeFileSync(broken.storageRoot, 'a file where the store directory belongs\n');
+
+      brokenServer = await startServer(broken);
+      const response = await checkedFetch(`${brokenServer.url}/api/v1/health`);
+      expect(response.status).toBe(503);
+      const health = await response.json();
+      expect(health.backends[0].status).toBe('unavailable');
+      expect(brokenServer.output()).toContain('failed to remove temporary files left by interrupted writes');
+    } finally {
+      await brokenServer?.stop();
+      await broken.cleanup();
+    }
+  });
+});

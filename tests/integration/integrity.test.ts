@@ -202,6 +202,24 @@ describe('download of a corrupt copy', () => {
   });
 });
 
+describe('ranged download of a truncated copy', () => {
+  it('serves the range from the next copy', async () => {
+    const original = crypto.randomBytes(200_000);
+    const { records } = await createPackage({ 'truncated.bin': original });
+    const address = records['truncated.bin'].content_address;
+    const fileId = records['truncated.bin'].id;
+    fs.truncateSync(blobPath(environment.storageRoot, address), 100);
+
+    const response = await api.get(`/files/${fileId}/download`, { headers: { Range: 'bytes=150000-150099' } });
+    expect(response.status).toBe(206);
+    expect(Buffer.from(await response.arrayBuffer()).equals(original.subarray(150_000, 150_100))).toBe(true);
+    expect(await locationsOf(fileId)).toEqual({ 'fs-primary': 'corrupt', 'fs-replica': 'ok' });
+
+    const report = await scrub();
+    expect(report.repaired.map((item: any) => [item.content_address, item.backend_id])).toContainEqual([address, 'fs-primary']);
+  });
+});
+
 describe('offline package check', () => {
   const contents: Record<string, Buffer> = {
     'README.txt': Buffer.from('offline check\n'),

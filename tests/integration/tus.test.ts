@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -313,6 +314,38 @@ describe('tus uploads', () => {
     expect(head.headers.get('content-type')).toBe('application/problem+json');
     expect(head.headers.get('tus-resumable')).toBeNull();
     expect(await head.text()).toBe('');
+  });
+
+  it('request targets other than a path', async () => {
+    const send = (method: string, target: string, host = '127.0.0.1') =>
+      new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+        const url = new URL(server.url);
+        const request = http.request({ host: url.hostname, port: url.port, method, path: target, headers: { Host: host } }, (response) => {
+          let body = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk) => (body += chunk));
+          response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body }));
+        });
+        request.on('error', reject);
+        request.end();
+      });
+
+    const options = await send('OPTIONS', '*');
+    expect(options.status).toBe(204);
+    expect(options.headers.allow).toContain('GET');
+
+    const star = await send('GET', '*');
+    expect(star.status).toBe(400);
+    expect(star.headers['content-type']).toBe('application/problem+json');
+    expect(JSON.parse(star.body).errors[0].rule).toBe('request_target');
+
+    const absolute = await send('GET', `${server.url}/api/v1/health`, 'ignored.example');
+    expect(absolute.status).toBe(200);
+    expect(JSON.parse(absolute.body).status).toBe('ok');
+
+    const absoluteBadEscape = await send('GET', `${server.url}/api/v1/packages/%zz`);
+    expect(absoluteBadEscape.status).toBe(400);
+    expect(JSON.parse(absoluteBadEscape.body).errors[0].rule).toBe('percent_encoding');
   });
 
   it('valid percent escapes reach the route', async () => {

@@ -71,6 +71,11 @@ describe('backends file parsing', () => {
     expect(message).toContain('backends.1.id: duplicate id "a"');
   });
 
+  it('rejects two fs backends on one directory', () => {
+    const message = problemOf({ backends: [fsBackend('a', 'blobs'), fsBackend('b', './blobs/')], primary: 'a', copies: 2 });
+    expect(message).toContain(`backends.1.root: ${BASE}/blobs is already the root of "a"`);
+  });
+
   it('rejects an unknown primary', () => {
     const message = problemOf({ backends: [fsBackend('a')], primary: 'b' });
     expect(message).toContain('primary: "b" is not the id of a listed backend');
@@ -155,6 +160,12 @@ describe('storage settings', () => {
       ['fs-primary', 'fs'],
       ['fs-replica', 'fs'],
     ]);
+  });
+
+  it('rejects a replica on the primary directory', () => {
+    expect(() => settingsWith({ STORAGE_ROOT: '/data/blobs', REPLICA_STORAGE_ROOT: '/data/blobs/', REPLICA_COUNT: '2' })).toThrow(
+      /REPLICA_STORAGE_ROOT: must differ from STORAGE_ROOT/,
+    );
   });
 
   it('keeps one copy when REPLICA_COUNT is 1', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Problem } from '@/server/http/problem';
-import { findMalformedSegment, malformedPathProblem, pathOfRequestTarget } from '@/scripts/percent-encoding.mjs';
+import { findMalformedSegment, invalidTargetProblem, malformedPathProblem, pathOfRequestTarget, splitAbsoluteForm } from '@/scripts/percent-encoding.mjs';
 
 describe('pathOfRequestTarget', () => {
   it.each([
@@ -13,6 +13,27 @@ describe('pathOfRequestTarget', () => {
     ['*', '*'],
   ])('%s has the path %s', (target, expected) => {
     expect(pathOfRequestTarget(target)).toBe(expected);
+  });
+});
+
+describe('splitAbsoluteForm', () => {
+  it.each([
+    ['http://127.0.0.1:3000/api/v1/health?x=1', { authority: '127.0.0.1:3000', originForm: '/api/v1/health?x=1' }],
+    ['http://example.net', { authority: 'example.net', originForm: '/' }],
+    ['http://example.net?q=1', { authority: 'example.net', originForm: '/?q=1' }],
+    ['/api/v1/health', null],
+    ['*', null],
+    ['example.net:443', null],
+  ])('%s splits into %o', (target, expected) => {
+    expect(splitAbsoluteForm(target)).toEqual(expected);
+  });
+});
+
+describe('invalidTargetProblem', () => {
+  it('matches the Problem schema', () => {
+    const problem = invalidTargetProblem('*');
+    expect(Problem.safeParse(problem).success).toBe(true);
+    expect(problem.errors[0].rule).toBe('request_target');
   });
 });
 
