@@ -5,8 +5,9 @@
  *
  * Run it with plain `node scripts/server.mjs` after `npm run build`. It loads no TypeScript loader and
  * starts no child process, so a SIGTERM or SIGKILL sent to this process reaches the server itself.
- * SIGINT and SIGTERM stop accepting connections, wait for open requests to finish, close Next.js and
- * exit with 130 or 143, as `next start` does.
+ * SIGINT and SIGTERM stop accepting connections, close idle keep-alive connections, wait for open
+ * requests to finish for at most SHUTDOWN_GRACE_SECONDS (default 30), then close the connections still
+ * open (event streams never finish by themselves), close Next.js and exit with 130 or 143.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -26,6 +27,7 @@ const { default: next } = await import('next');
 
 const hostname = process.env.HOST || '127.0.0.1';
 const port = parsePort(process.env.PORT ?? '3000');
+const shutdownGraceSeconds = parseGraceSeconds(process.env.SHUTDOWN_GRACE_SECONDS ?? '30');
 
 const server = http.createServer(handleRequest);
 // `next start` keeps Node.js's defaults: headersTimeout 60 s, keepAliveTimeout 5 s and requestTimeout
@@ -49,12 +51,18 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
-    console.log(`artifact-store received ${signal}; stopping after open requests finish`);
+    console.log(`artifact-store received ${signal}; stopping after open requests finish, at most ${shutdownGraceSeconds} s`);
+    const forced = setTimeout(() => {
+      console.log(`artifact-store is closing the connections still open after ${shutdownGraceSeconds} s`);
+      server.closeAllConnections();
+    }, shutdownGraceSeconds * 1000);
     server.close(async (error) => {
+      clearTimeout(forced);
       if (error) console.error('closing the HTTP server failed:', error);
       await app.close().catch((closeError) => console.error('closing Next.js failed:', closeError));
       process.exit(signal === 'SIGINT' ? 130 : 143);
     });
+    server.closeIdleConnections();
   });
 }
 
@@ -125,6 +133,16 @@ function sendProblem(request, response, requestPath, problem) {
 
   response.writeHead(400, headers);
   response.end(request.method === 'HEAD' ? undefined : body);
+}
+
+/** @param {string} value */
+function parseGraceSeconds(value) {
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value) || parsed > 3600) {
+    console.error(`Invalid SHUTDOWN_GRACE_SECONDS ${JSON.stringify(value)}: expected a whole number of seconds from 0 to 3600.`);
+    process.exit(1);
+  }
+  return parsed;
 }
 
 /** @param {string} value */

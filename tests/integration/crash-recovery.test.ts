@@ -98,3 +98,28 @@ describe('a start-up failure', () => {
     }
   });
 });
+
+describe('stopping the server', () => {
+  it('ends an open event stream after the grace period', { timeout: 120_000 }, async () => {
+    const own = await createTestEnvironment();
+    const ownServer = await startServer(own, { SHUTDOWN_GRACE_SECONDS: '1' });
+    try {
+      const stream = await new ApiClient(ownServer.url, own.adminToken).get('/events/stream?since=0');
+      expect(stream.status).toBe(200);
+      const reader = stream.body!.getReader();
+      await reader.read();
+
+      const exited = new Promise<number | null>((resolve) => ownServer.process.once('exit', (code) => resolve(code)));
+      ownServer.process.kill('SIGTERM');
+      // The stream sends heartbeats and never ends by itself: it ends (or fails) only when the server closes it.
+      await (async () => {
+        for (;;) if ((await reader.read()).done) return;
+      })().catch(() => undefined);
+      expect(await exited).toBe(143);
+      expect(ownServer.output()).toContain('is closing the connections still open after 1 s');
+    } finally {
+      await ownServer.kill();
+      await own.cleanup();
+    }
+  });
+});
