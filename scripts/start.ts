@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { isNull } from 'drizzle-orm';
+import { isNull, sql } from 'drizzle-orm';
 import { connectDatabase } from '../db/client';
 import { apiTokens } from '../db/schema';
 import { createToken } from '../server/registry/tokens';
@@ -16,9 +16,14 @@ import { getSettings } from '../server/settings';
 const settings = getSettings();
 const connection = await connectDatabase({ databaseUrl: settings.DATABASE_URL, pgliteDir: settings.pgliteDir });
 try {
-  const active = await connection.db.select({ id: apiTokens.id }).from(apiTokens).where(isNull(apiTokens.revokedAt)).limit(1);
-  if (active.length === 0) {
-    const created = await createToken(connection.db, { name: 'admin', scopes: ['admin', 'read', 'retention', 'write'], actor: 'bootstrap' });
+  // Instances that start at once on an empty database take this lock in turn, so only the first creates a token.
+  const created = await connection.db.transaction(async (tx) => {
+    await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended('artifact-store:bootstrap-token', 0))`);
+    const active = await tx.select({ id: apiTokens.id }).from(apiTokens).where(isNull(apiTokens.revokedAt)).limit(1);
+    if (active.length > 0) return undefined;
+    return createToken(tx, { name: 'admin', scopes: ['admin', 'read', 'retention', 'write'], actor: 'bootstrap' });
+  });
+  if (created) {
     const file = path.resolve(settings.DATA_DIR, 'admin-token');
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, `${created.token}\n`, { mode: 0o600 });
