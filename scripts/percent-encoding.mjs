@@ -2,7 +2,7 @@
  * The check that scripts/server.mjs runs on every request path before Next.js handles it. Next.js 16.5 decodes
  * each path segment with decodeURIComponent before any route handler or proxy runs, and a segment that
  * fails to decode ends in a plain-text 500 because the 400 error page needs `/_error`, which an App
- * Router-only build lacks. This module finds such segments so that the server answers 400 problem+json.
+ * Router-only build lacks. This module finds such segments so that the server responds with 400 problem+json.
  *
  * Plain JavaScript, because the server runs under plain `node` with no TypeScript loader.
  */

@@ -1,7 +1,7 @@
 /**
  * The production HTTP server: the Next.js request handler of the build in NEXT_DIST_DIR (default .next) on
- * a node:http server, listening on HOST:PORT (default 127.0.0.1:3000). Before Next.js handles a request, a
- * path with a malformed percent escape is answered with 400 problem+json (see percent-encoding.mjs).
+ * a node:http server, listening on HOST:PORT (default 127.0.0.1:3000). Before Next.js handles a request, the
+ * server rejects a path with a malformed percent escape with 400 problem+json (see percent-encoding.mjs).
  *
  * Run it with plain `node scripts/server.mjs` after `npm run build`. It loads no TypeScript loader and
  * starts no child process, so a SIGTERM or SIGKILL sent to this process reaches the server itself.

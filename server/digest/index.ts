@@ -118,8 +118,8 @@ export async function addFileBytes(digest: ParallelDigest, filePath: string, len
     const size = Math.min(length, (await handle.stat()).size);
     let position = 0;
     const readAt = async (target: Buffer): Promise<number> => {
-      const wanted = Math.min(target.byteLength, length - position);
-      return wanted > 0 ? (await handle.read(target, 0, wanted, position)).bytesRead : 0;
+      const readLength = Math.min(target.byteLength, length - position);
+      return readLength > 0 ? (await handle.read(target, 0, readLength, position)).bytesRead : 0;
     };
 
     if (digest.bytes + size <= INLINE_DIGEST_MAX_BYTES) {

@@ -71,12 +71,12 @@ function postMultipart(packageId: string, relativePath: string, bytes: Buffer): 
 }
 
 /** Asserts a 503 problem that names the S3 backend as unavailable. */
-async function expectStorageUnavailable(response: Response, what: string): Promise<void> {
-  expect(response.status, what).toBe(503);
+async function expectStorageUnavailable(response: Response, uploadMethod: string): Promise<void> {
+  expect(response.status, uploadMethod).toBe(503);
   const problem = await problemOf(response);
-  expect(problem.title, what).toBe('Storage backend unavailable');
-  expect(problem.backend_id, what).toBe('s3-primary');
-  expect(problem.detail, what).toMatch(/Storage backend "s3-primary" is unavailable: .*cannot be reached/);
+  expect(problem.title, uploadMethod).toBe('Storage backend unavailable');
+  expect(problem.backend_id, uploadMethod).toBe('s3-primary');
+  expect(problem.detail, uploadMethod).toMatch(/Storage backend "s3-primary" is unavailable: .*cannot be reached/);
 }
 
 async function fileAddedEvents(packageId: string): Promise<any[]> {
@@ -136,7 +136,7 @@ describe('S3 outage with S3 as the only backend', () => {
     const posted = await postMultipart(pkg.id, 'multipart.bin', multipart);
     expect(posted.status).toBe(201);
 
-    // The staging file already holds every byte, so the client resumes at the end with an empty PATCH.
+    // The staging file already contains every byte, so the client resumes at the end with an empty PATCH.
     const head = await api.request('HEAD', location, { headers: { 'Tus-Resumable': '1.0.0' } });
     expect(head.status).toBe(200);
     const offset = Number(head.headers.get('upload-offset'));
