@@ -28,7 +28,7 @@ export interface SwiftServer {
 
 /** Starts a single-node Swift with s3api on loopback (about 6 to 15 s) and returns its S3 endpoint and credentials. */
 export async function startSwift(): Promise<SwiftServer> {
-  const { stdout } = await run(SCRIPT, ['start'], { cwd: ROOT, timeout: 120_000 });
+  const stdout = await startWithFreshPorts();
   const values = new Map<string, string>();
   for (const line of stdout.split('\n')) {
     const separator = line.indexOf('=');
@@ -105,4 +105,22 @@ export function s3Settings(swift: SwiftServer, bucket: string): Record<string, s
     S3_FORCE_PATH_STYLE: 'true',
     S3_PART_SIZE_BYTES: String(5 * 1024 * 1024),
   };
+}
+
+/**
+ * Runs `swift-test-server.sh start` up to three times. The script picks free ports before the servers bind
+ * them, so a server of a test file running in parallel can take one in between; the script then stops
+ * what it started and fails, and a new attempt picks new ports.
+ */
+async function startWithFreshPorts(): Promise<string> {
+  const attempts = 3;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await run(SCRIPT, ['start'], { cwd: ROOT, timeout: 120_000 })).stdout;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (attempt === attempts || !/Could not bind|exited during start-up/.test(message)) throw error;
+      console.warn(`swift-test-server.sh start failed (attempt ${attempt} of ${attempts}), starting again on new ports:\n${message}`);
+    }
+  }
 }
