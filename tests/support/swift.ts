@@ -109,7 +109,7 @@ export function s3Settings(swift: SwiftServer, bucket: string): Record<string, s
 
 /**
  * Runs `swift-test-server.sh start` up to three times. The script picks free ports before the servers bind
- * them, so a server of a test file running in parallel can take one in between; the script then stops
+ * them, so a server of a test file running in parallel can take one in between. The script then stops
  * what it started and fails, and a new attempt picks new ports.
  */
 async function startWithFreshPorts(): Promise<string> {
