@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { createDigestTransform, digestFile, type DigestResult } from '../digest/index';
 import { getLogger } from '../logger';
 import { objectKeyForBlake3, type Backend, type BlobWriter } from './backend';
+import { isStorageUnavailable } from './errors';
 
 /** Location, digests and size of stored content. */
 export interface StoredBlob {
@@ -70,7 +71,10 @@ export async function storeStream(
     return toStoredBlob(backend, objectKey, result, created);
   } catch (error) {
     await cancelQuietly(backend, writer);
-    throw error;
+    // A backend that fails destroys its stream with the reason, which makes the other streams of the
+    // pipeline abort. Whichever of them pipeline reports first, the backend's reason is the one to throw.
+    const backendError = writer.stream.errored;
+    throw isStorageUnavailable(backendError) ? backendError : error;
   }
 }
 
