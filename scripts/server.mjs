@@ -5,9 +5,9 @@
  *
  * Run it with plain `node scripts/server.mjs` after `npm run build`. It loads no TypeScript loader and
  * starts no child process, so a SIGTERM or SIGKILL sent to this process reaches the server itself.
- * SIGINT and SIGTERM stop accepting connections, close idle keep-alive connections, wait for open
- * requests to finish for at most SHUTDOWN_GRACE_SECONDS (default 30), then close the connections still
- * open (event streams never finish by themselves), close Next.js and exit with 130 or 143.
+ * SIGINT and SIGTERM stop accepting connections and close idle keep-alive connections. Open requests get
+ * at most SHUTDOWN_GRACE_SECONDS (default 30) to finish, because event streams never finish by themselves.
+ * Then the server closes the connections still open, closes Next.js and exits with 130 or 143.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';

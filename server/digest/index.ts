@@ -110,7 +110,7 @@ export async function digestFile(filePath: string): Promise<DigestResult> {
 /**
  * Adds the first `length` bytes of the file at `filePath` to `digest`, or all of them when the file is
  * shorter (compare `digest.bytes`). An input that stays within INLINE_DIGEST_MAX_BYTES is read into one
- * small buffer; a larger one is read straight into the buffers that go to the SHA-256 worker.
+ * small buffer. A larger one is read straight into the buffers that go to the SHA-256 worker.
  */
 export async function addFileBytes(digest: ParallelDigest, filePath: string, length = Number.POSITIVE_INFINITY): Promise<void> {
   const handle = await fs.open(filePath, 'r');

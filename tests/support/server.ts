@@ -95,8 +95,8 @@ export interface TestServer {
 }
 
 /**
- * Starts the production server (scripts/server.mjs under plain node, so the child process is the server
- * itself) on a free loopback port with the environment's settings; resolves once /health responds.
+ * Starts the production server on a free loopback port with the environment's settings and resolves once
+ * /health responds. It runs scripts/server.mjs under plain node, so the child process is the server itself.
  */
 export async function startServer(environment: TestEnvironment, extraEnv: Record<string, string> = {}): Promise<TestServer> {
   const port = await freePort();
