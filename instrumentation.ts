@@ -8,6 +8,9 @@ export async function register(): Promise<void> {
   const { startServerProcess } = await import('./server/server-process');
   try {
     await startServerProcess();
+    // scripts/server.mjs looks this up and serves downloads and raw PUTs without Next.js's request path.
+    const { serveDirectRoute } = await import('./server/http/direct-routes');
+    (globalThis as Record<symbol, unknown>)[Symbol.for('artifact-store.serveDirectRoute')] = serveDirectRoute;
   } catch (error) {
     // Next.js 16.5 logs a failed hook and then returns a plain-text 500 for every request, also after
     // the cause is gone. Exiting lets a supervisor restart the server instead.

@@ -1,7 +1,8 @@
 /**
  * The production HTTP server: the Next.js request handler of the build in NEXT_DIST_DIR (default .next) on
  * a node:http server, listening on HOST:PORT (default 127.0.0.1:3000). Before Next.js handles a request, the
- * server rejects a path with a malformed percent escape with 400 problem+json (see percent-encoding.mjs).
+ * server rejects a path with a malformed percent escape with 400 problem+json (see percent-encoding.mjs),
+ * and it keeps Next.js from compressing API responses.
  *
  * Run it with plain `node scripts/server.mjs` after `npm run build`. It loads no TypeScript loader and
  * starts no child process, so a SIGTERM or SIGKILL sent to this process reaches the server itself.
@@ -17,6 +18,8 @@ import { findMalformedSegment, invalidTargetProblem, malformedPathProblem, pathO
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+const API_PREFIX = '/api';
+const DIRECT_ROUTES = Symbol.for('artifact-store.serveDirectRoute');
 const UPLOADS_PREFIX = '/api/v1/uploads';
 
 // As `next start` does (next/dist/bin/next, Next.js 16.5): production unless NODE_ENV is already set, and
@@ -99,6 +102,16 @@ function handleRequest(request, response) {
     sendProblem(request, response, requestPath, malformedPathProblem(requestPath, segment));
     return;
   }
+
+  // Next.js gzips any compressible response whose client accepts gzip, dropping Content-Length. For the
+  // API that is wrong twice over: a text file's download or 206 range would go out re-encoded under the
+  // stored bytes' strong ETag and Content-Range, and every small JSON reply would pay for a gzip stream.
+  // API responses are therefore sent as stored; the console's pages and scripts are still compressed.
+  if (requestPath === API_PREFIX || requestPath.startsWith(`${API_PREFIX}/`)) delete request.headers['accept-encoding'];
+
+  // instrumentation.ts installs this handler while Next.js prepares. It serves downloads and raw PUTs itself.
+  const serveDirectRoute = globalThis[DIRECT_ROUTES];
+  if (typeof serveDirectRoute === 'function' && serveDirectRoute(request, response)) return;
 
   handleWithNext(request, response).catch((error) => {
     console.error(`Next.js failed to handle ${request.method} ${request.url}:`, error);

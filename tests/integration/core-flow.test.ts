@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCbor } from '@/server/encoding/cbor';
 import { blake3Hex } from '@/server/digest/blake3-hex';
@@ -163,14 +164,52 @@ describe('downloads', () => {
     expect((await stale.arrayBuffer()).byteLength).toBe(content.length);
   });
 
-  it('answers HEAD with the validators and no body', async () => {
-    // NOTE: Next.js 16 drops Content-Length from a route handler's HEAD response with a null body
-    // (vercel/next.js issue 48838), so only the other headers are checked here.
+  it('sends text files without gzip', async () => {
+    // fetch decodes gzip by itself, so the bytes on the wire are read with node:http.
+    const rawGet = (path: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+        const request = http.get(api.url(path), { headers: { authorization: `Bearer ${api.token}`, 'accept-encoding': 'gzip', ...headers } }, (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body: Buffer.concat(chunks) }));
+          response.on('error', reject);
+        });
+        request.on('error', reject);
+      });
+
+    const whole = await rawGet(`/files/${fileId}/download`, {});
+    expect(whole.status).toBe(200);
+    expect(whole.headers['content-encoding']).toBeUndefined();
+    expect(whole.body.equals(content)).toBe(true);
+
+    const range = await rawGet(`/files/${fileId}/download`, { range: 'bytes=3-9' });
+    expect(range.status).toBe(206);
+    expect(range.headers['content-encoding']).toBeUndefined();
+    expect(range.headers['content-range']).toBe(`bytes 3-9/${content.length}`);
+    expect(range.body.toString()).toBe('3456789');
+
+    const record = await rawGet(`/files/${fileId}`, {});
+    expect(record.status).toBe(200);
+    expect(record.headers['content-encoding']).toBeUndefined();
+    expect(JSON.parse(record.body.toString()).id).toBe(fileId);
+  });
+
+  it('answers HEAD with the validators, the length and no body', async () => {
     const response = await api.request('HEAD', `/files/${fileId}/download`);
     expect(response.status).toBe(200);
     expect(response.headers.get('etag')).toBe(`"blake3:${blake3Hex(content)}"`);
     expect(response.headers.get('accept-ranges')).toBe('bytes');
+    expect(response.headers.get('content-length')).toBe(String(content.length));
     expect((await response.arrayBuffer()).byteLength).toBe(0);
+  });
+
+  it('sends Content-Length with whole and ranged downloads', async () => {
+    const whole = await api.get(`/files/${fileId}/download`);
+    expect(whole.headers.get('content-length')).toBe(String(content.length));
+    await whole.arrayBuffer();
+    const range = await api.get(`/files/${fileId}/download`, { headers: { range: 'bytes=2-5' } });
+    expect(range.headers.get('content-length')).toBe('4');
+    expect(await range.text()).toBe('2345');
   });
 
   it('answers 404 for unknown and malformed file ids', async () => {

@@ -1,12 +1,6 @@
-import { contentResponse } from '@/server/http/content-response';
-import { apiRoute } from '@/server/http/route';
-import { openFileContent } from '@/server/registry/content';
+import { downloadFile } from '@/server/routes/file-download';
 
 export const dynamic = 'force-dynamic';
 
-const download = apiRoute<{ id: string }>({ scope: 'read' }, async ({ request, app, params }) =>
-  contentResponse(request, await openFileContent(app.db, app.backends, params.id)),
-);
-
-export const GET = download;
-export const HEAD = download;
+export const GET = downloadFile;
+export const HEAD = downloadFile;
