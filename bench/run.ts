@@ -5,6 +5,7 @@
  *   npm run bench              full sizes (1 GiB files, 10,000 small files, 1 to 4 GiB for memory, 1,000,000 packages)
  *   npm run bench -- --quick   small sizes, one run each; finishes in about two minutes
  *   npm run bench -- --only P3 just the named figures (comma-separated ids)
+ *   npm run bench -- --cpu-prof DIR  also writes CPU profiles of the server to DIR
  *
  * The database is PostgreSQL at BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres);
  * each run creates and drops its own database there. Exits 1 when a measurement could not be taken,
@@ -18,7 +19,9 @@ import { parseArgs } from 'node:util';
 import { machineDetails, treeRssBytes } from './machine';
 import { median, type Measurement } from './measures/types';
 
-const { values: options } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
+const { values: options } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'cpu-prof': { type: 'string' } },
+});
 // --only P3,P7 runs just those figures (ids as in the table, without suffixes such as 'poll').
 const selected = options.only ? new Set(options.only.split(',').map((id) => id.trim())) : undefined;
 const quick = options.quick;
@@ -47,7 +50,9 @@ execFileSync('head', ['-c', String(bigFileBytes), '/dev/urandom'], { stdio: ['ig
 
 buildIfStale();
 const environment = await createTestEnvironment({ LOG_LEVEL: 'warn', SWEEP_INTERVAL_SECONDS: '0' });
-const server = await startServer(environment);
+// --cpu-prof DIR writes V8 CPU profiles of the server (one per thread) to DIR when it stops, for Chrome DevTools.
+const cpuProfileDirectory = options['cpu-prof'] ? path.resolve(options['cpu-prof']) : undefined;
+const server = await startServer(environment, {}, { nodeArgs: cpuProfileDirectory ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDirectory}`] : [] });
 const api = new ApiClient(server.url, environment.adminToken);
 await new Promise((resolve) => setTimeout(resolve, 1000));
 const idleRssBytes = treeRssBytes(server.process.pid!);
@@ -71,9 +76,9 @@ try {
   await attempt('P1 tus ingest', () => measureTusIngest(api, bigFile, runs));
   await attempt('P1b raw PUT', () => measureRawPut(api, bigFile, runs));
   await attempt('P2 tus completion', () => measureTusCompletion(api, bigFileBytes, runs));
-  await attempt('P4 downloads', () => measureDownloads(api, bigFile, quick ? 2000 : 10_000, runs));
+  await attempt('P4 downloads', () => measureDownloads(api, server.process.pid!, bigFile, quick ? 2000 : 10_000, runs));
   await attempt('P8 scrub impact', () => measureScrubImpact(api, bigFile, runs));
-  await attempt('P5a small files', () => measureSmallFiles(api, quick ? 1000 : 10_000, runs));
+  await attempt('P5a small files', () => measureSmallFiles(api, server.process.pid!, quick ? 1000 : 10_000, runs));
   await attempt('P6 event latency', () => measureEventLatency(api, environment.env.DATABASE_URL!, quick ? 50 : 500));
   await attempt('P3 peak RSS', () => measurePeakRss(api, server.process.pid!, quick ? [0.25, 0.5] : [1, 2, 4], idleRssBytes));
   // Last, because a million seeded rows would slow every figure that lists or writes packages.
@@ -104,6 +109,7 @@ const lines = [
     const met = item.goalMet(median(item.values), item.baselineValues ? median(item.baselineValues) : undefined);
     return `| ${item.id} | ${item.what} | ${format(item.values)} ${item.unit} | ${baseline} | ${item.goal} | ${met ? 'yes' : 'no'} |`;
   }),
+  ...(measurements.some((item) => item.notes) ? ['', ...measurements.filter((item) => item.notes).map((item) => `- ${item.id}: ${item.notes}`)] : []),
   ...(failures.length > 0 ? ['', 'Not measured:', ...failures.map((failure) => `- ${failure}`)] : []),
 ];
 const table = lines.join('\n');

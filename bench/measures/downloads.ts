@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ApiClient } from '../../tests/support/client';
+import { describeCpuSplits, startCpuAccount, type CpuSplit } from './cpu';
 import { secondsSince, type Measurement } from './types';
 
 const execFileAsync = promisify(execFile);
@@ -136,7 +137,7 @@ async function randomRanges(url: string, fileBytes: number, count: number, token
  * P4: downloads of one file by our server (GET of the whole file, then random 4 KiB ranges) against
  * nginx serving the same bytes from a plain file on the same disk.
  */
-export async function measureDownloads(api: ApiClient, file: string, rangeCount: number, runs: number): Promise<Measurement[]> {
+export async function measureDownloads(api: ApiClient, serverPid: number, file: string, rangeCount: number, runs: number): Promise<Measurement[]> {
   const size = fs.statSync(file).size;
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-nginx-root-'));
   fs.copyFileSync(file, path.join(root, 'file.bin'));
@@ -151,12 +152,15 @@ export async function measureDownloads(api: ApiClient, file: string, rangeCount:
 
   const whole = { ours: [] as number[], baseline: [] as number[] };
   const ranges = { ours: [] as number[], baseline: [] as number[] };
+  const rangeSplits: CpuSplit[] = [];
   try {
     for (let run = 0; run < runs; run += 1) {
       whole.baseline.push(await curlGet(nginxUrl, size));
       whole.ours.push(await curlGet(ourUrl, size, api.token));
       ranges.baseline.push(await randomRanges(nginxUrl, size, rangeCount));
+      const account = startCpuAccount(serverPid);
       ranges.ours.push(await randomRanges(ourUrl, size, rangeCount, api.token));
+      rangeSplits.push(account.stop(rangeCount));
     }
   } finally {
     await nginx.stop();
@@ -184,6 +188,7 @@ export async function measureDownloads(api: ApiClient, file: string, rangeCount:
       baselineValues: ranges.baseline,
       goal: 'baseline time / our time ≥ 0.5',
       goalMet: ratioGoal,
+      notes: describeCpuSplits(rangeSplits, 'range request'),
     },
   ];
 }

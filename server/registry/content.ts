@@ -1,8 +1,9 @@
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Executor } from '@/db/client';
+import { preparedStatement } from '@/db/prepared';
 import { blobs, files, packages, storageLocations } from '@/db/schema';
 import { ConflictError, DomainError, GoneError, NotFoundError } from '../errors';
 import type { Backend, ByteRange } from '../storage/backend';
@@ -164,16 +165,22 @@ async function startReading(source: Readable): Promise<Readable> {
  * The bytes of a file; 404 for an unknown id, 410 Gone once its package was deleted by retention. One
  * query reads the file, its package's status, its blob's size and the blob's good copies.
  */
-export async function openFileContent(db: Executor, backends: Map<string, Backend>, fileId: string): Promise<ContentHandle> {
-  const id = z.uuid().safeParse(fileId);
-  if (!id.success) throw new NotFoundError('File', fileId);
-  const rows = await db
+/** A file with its package's status, its blob's size and one row per good copy (none when it has none). */
+function fileContentStatement(db: Executor, name: string) {
+  return db
     .select({ file: files, packageStatus: packages.status, blobSizeBytes: blobs.sizeBytes, location: storageLocations })
     .from(files)
     .innerJoin(packages, eq(files.packageId, packages.id))
     .leftJoin(blobs, eq(blobs.contentAddress, files.contentAddress))
     .leftJoin(storageLocations, and(eq(storageLocations.contentAddress, files.contentAddress), eq(storageLocations.status, 'ok')))
-    .where(eq(files.id, id.data.toLowerCase()));
+    .where(eq(files.id, sql.placeholder('id')))
+    .prepare(name);
+}
+
+export async function openFileContent(db: Executor, backends: Map<string, Backend>, fileId: string): Promise<ContentHandle> {
+  const id = z.uuid().safeParse(fileId);
+  if (!id.success) throw new NotFoundError('File', fileId);
+  const rows = await preparedStatement(db, 'file_content', fileContentStatement).execute({ id: id.data.toLowerCase() });
   if (rows.length === 0) throw new NotFoundError('File', fileId);
 
   const [{ file, packageStatus, blobSizeBytes }] = rows;

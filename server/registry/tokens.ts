@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
-import { and, eq, gt, isNull } from 'drizzle-orm';
+import { and, eq, gt, isNull, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Executor } from '@/db/client';
+import { preparedStatement } from '@/db/prepared';
 import { apiTokens, sessions } from '@/db/schema';
 import { ConflictError, NotFoundError } from '../errors';
 import { appendEvent } from './events';
@@ -123,12 +124,17 @@ export async function listTokens(db: Executor) {
 
 /** Looks up an active token by its secret; returns null for unknown or revoked tokens. */
 export async function findPrincipalByToken(db: Executor, token: string): Promise<Principal | null> {
-  const rows = await db
-    .select()
-    .from(apiTokens)
-    .where(and(eq(apiTokens.tokenSha256Hex, sha256Hex(token)), isNull(apiTokens.revokedAt)));
+  const rows = await preparedStatement(db, 'active_token', activeTokenStatement).execute({ hash: sha256Hex(token) });
   if (rows.length === 0) return null;
   return { tokenId: rows[0].id, name: rows[0].name, scopes: new Set(rows[0].scopes as Scope[]), via: 'bearer' };
+}
+
+function activeTokenStatement(db: Executor, name: string) {
+  return db
+    .select()
+    .from(apiTokens)
+    .where(and(eq(apiTokens.tokenSha256Hex, sql.placeholder('hash')), isNull(apiTokens.revokedAt)))
+    .prepare(name);
 }
 
 /** Starts a console session for a token; returns the cookie value (only its SHA-256 is stored). */

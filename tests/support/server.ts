@@ -98,9 +98,14 @@ export interface TestServer {
  * Starts the production server on a free loopback port with the environment's settings and resolves once
  * /health responds. It runs scripts/server.mjs under plain node, so the child process is the server itself.
  */
-export async function startServer(environment: TestEnvironment, extraEnv: Record<string, string> = {}): Promise<TestServer> {
+export async function startServer(
+  environment: TestEnvironment,
+  extraEnv: Record<string, string> = {},
+  options: { nodeArgs?: string[] } = {},
+): Promise<TestServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'scripts/server.mjs')], {
+  // Node.js options such as --cpu-prof, which NODE_OPTIONS does not accept.
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(ROOT, 'scripts/server.mjs')], {
     cwd: ROOT,
     env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1', ...environment.env, ...extraEnv, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],

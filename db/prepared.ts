@@ -1,0 +1,22 @@
+import type { Executor } from './client';
+
+const statements = new WeakMap<Executor, Map<string, unknown>>();
+
+/**
+ * Returns the prepared statement `name` of this database handle, which `build` creates on first use. The
+ * SQL is then built once per handle instead of once per call, and node-postgres parses it once per
+ * connection: the server runs the hottest lookups (file downloads, token checks) this way.
+ */
+export function preparedStatement<Statement>(db: Executor, name: string, build: (db: Executor, name: string) => Statement): Statement {
+  let byName = statements.get(db);
+  if (byName === undefined) {
+    byName = new Map();
+    statements.set(db, byName);
+  }
+  let statement = byName.get(name) as Statement | undefined;
+  if (statement === undefined) {
+    statement = build(db, name);
+    byName.set(name, statement);
+  }
+  return statement;
+}
