@@ -1,3 +1,5 @@
+import type { SQL } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Executor } from './client';
 
 const statements = new WeakMap<Executor, Map<string, unknown>>();
@@ -19,4 +21,15 @@ export function preparedStatement<Statement>(db: Executor, name: string, build: 
     byName.set(name, statement);
   }
   return statement;
+}
+
+const dialect = new PgDialect();
+
+/**
+ * Runs raw SQL as the prepared statement `name`, so that node-postgres has PostgreSQL parse and plan it
+ * once per connection instead of on every call. The SQL text of `query` must be the same on every call
+ * under one name, and only its parameters may change: node-postgres rejects a name reused for other text.
+ */
+export function executePrepared(db: Executor, name: string, query: SQL): Promise<unknown> {
+  return db._.session.prepareQuery(dialect.sqlToQuery(query), undefined, name, false).execute();
 }

@@ -1,5 +1,6 @@
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import { rowsOf, type Executor } from '@/db/client';
+import { executePrepared } from '@/db/prepared';
 import { events } from '@/db/schema';
 import { decodeCbor, encodeCanonicalCbor } from '../encoding/cbor';
 import { blake3Hex } from '../digest/blake3-hex';
@@ -61,7 +62,9 @@ export type EventList = z.infer<typeof EventList>;
  * computed from the value the UPDATE returns, without reading the previous event.
  */
 export async function appendEvent(tx: Executor, event: NewEvent): Promise<number> {
-  const head = await tx.execute(
+  const head = await executePrepared(
+    tx,
+    'advance_event_head',
     sql`UPDATE event_log_head SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence, chain_digest_hex AS previous_chain_digest_hex`,
   );
   const headRow = rowsOf<{ sequence: string | number; previous_chain_digest_hex: string | null }>(head)[0];
@@ -83,7 +86,7 @@ export async function appendEvent(tx: Executor, event: NewEvent): Promise<number
 
   // One round trip while the head row is locked: the insert, the head's chain digest and the NOTIFY.
   // Data-modifying CTEs always run to completion, and the SELECT reads nothing else.
-  await tx.execute(sql`
+  await executePrepared(tx, 'insert_event', sql`
     WITH inserted AS (
       INSERT INTO events (sequence, created_at, event_type, subject_kind, subject_id, actor, payload, payload_digest_hex, chain_digest_hex)
       VALUES (${sequence}, ${row.createdAt.toISOString()}::timestamptz, ${row.eventType}, ${row.subjectKind}, ${row.subjectId}, ${row.actor},

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { rowsOf, type Database, type Executor } from '@/db/client';
+import { executePrepared } from '@/db/prepared';
 import { blobs, files, packages, storageLocations } from '@/db/schema';
 import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { createDigestTransform } from '../digest';
@@ -187,7 +188,7 @@ type StoredLocation = Pick<LocationRow, 'backendId' | 'objectKey' | 'retrievalTi
  */
 async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha256Hex: string): Promise<StoredLocation[]> {
   const createdAt = row.createdAt.toISOString();
-  const result = await tx.execute(sql`
+  const result = await executePrepared(tx, 'insert_file_rows', sql`
     WITH new_blob AS (
       INSERT INTO ${blobs} (content_address, size_bytes, sha256_hex, created_at)
       VALUES (${row.contentAddress}, ${row.sizeBytes}, ${sha256Hex}, ${createdAt}::timestamptz)
@@ -217,7 +218,7 @@ async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha2
 
 /** Takes the transaction-scoped advisory lock that serializes placing and removing one blob. */
 export async function lockBlob(tx: Executor, contentAddress: string): Promise<void> {
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${contentAddress}, 0))`);
+  await executePrepared(tx, 'lock_blob', sql`SELECT pg_advisory_xact_lock(hashtextextended(${contentAddress}, 0))`);
 }
 
 export function isUniqueViolation(error: unknown): boolean {
@@ -240,6 +241,9 @@ export interface AddFileInput {
   protocol: UploadProtocol;
 }
 
+/** Declared body sizes from which a raw PUT checks its package and path before reading the body. */
+const PATH_CHECK_BEFORE_BODY_BYTES = 64 * 1024;
+
 /**
  * Streams one file into the blob store while computing both digests, then records it. Nothing is kept
  * when the request fails: an unfinished write is discarded, and a placed blob that no row references is
@@ -248,12 +252,17 @@ export interface AddFileInput {
 export async function addFileFromStream(db: Database, backend: Backend, input: AddFileInput): Promise<FileRecord> {
   const relativePath = normalizeRelativePath(input.relativePath);
   const mediaType = normalizeMediaType(input.mediaType);
-  const { pkg, obstacles } = await getPackageWithPathObstacles(db, { packageId: input.packageId, relativePath, lock: false });
-  assertOpen(pkg, 'adding files');
   if (input.declaredLength !== undefined && input.declaredLength > input.maxBytes) {
     throw new PayloadTooLargeError(`The file is ${input.declaredLength} bytes; the limit is ${input.maxBytes}.`, { limit_bytes: input.maxBytes });
   }
-  assertNoObstacles(pkg.id, relativePath, obstacles);
+  // The package and path are checked before the body is read, so a rejected upload does not send its
+  // bytes for nothing. A body declared smaller than PATH_CHECK_BEFORE_BODY_BYTES skips this round trip:
+  // the same checks run again inside the transaction that records the file and reject the same requests.
+  if (input.declaredLength === undefined || input.declaredLength >= PATH_CHECK_BEFORE_BODY_BYTES) {
+    const { pkg, obstacles } = await getPackageWithPathObstacles(db, { packageId: input.packageId, relativePath, lock: false });
+    assertOpen(pkg, 'adding files');
+    assertNoObstacles(pkg.id, relativePath, obstacles);
+  }
 
   const writer = await backend.createWriter();
   const finishTracking = trackUploadInProgress(input.protocol);
@@ -263,7 +272,7 @@ export async function addFileFromStream(db: Database, backend: Backend, input: A
     await pipeline(input.body, countUploadBytes(input.protocol), digest, writer.stream);
     const content = digest.result();
     const record = await recordFile(db, {
-      packageId: pkg.id,
+      packageId: input.packageId,
       relativePath,
       mediaType,
       content,
