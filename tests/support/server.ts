@@ -94,12 +94,31 @@ export interface TestServer {
   kill(): Promise<void>;
 }
 
+/** What scripts/server.mjs prints before it exits because another process has bound its port. */
+const PORT_IN_USE_PATTERN = /failed to listen on \S+: Error: listen EADDRINUSE/;
+
 /**
  * Starts the production server on a free loopback port with the environment's settings and resolves once
  * /health responds. It runs scripts/server.mjs under plain node, so the child process is the server itself.
+ * freePort releases the port before the server binds it, so another process can take it in between. The
+ * server then exits, and up to three attempts are made, each on a new port. Any other early exit throws
+ * at once. `firstPort` sets the port of the first attempt.
  */
-export async function startServer(environment: TestEnvironment, extraEnv: Record<string, string> = {}): Promise<TestServer> {
-  const port = await freePort();
+export async function startServer(environment: TestEnvironment, extraEnv: Record<string, string> = {}, firstPort?: number): Promise<TestServer> {
+  const attempts = 3;
+  for (let attempt = 1; ; attempt++) {
+    const port = attempt === 1 && firstPort !== undefined ? firstPort : await freePort();
+    try {
+      return await startServerOnPort(environment, extraEnv, port);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (attempt === attempts || !PORT_IN_USE_PATTERN.test(message)) throw error;
+      console.warn(`server could not listen on port ${port} (attempt ${attempt} of ${attempts}), starting again on a new port:\n${message}`);
+    }
+  }
+}
+
+async function startServerOnPort(environment: TestEnvironment, extraEnv: Record<string, string>, port: number): Promise<TestServer> {
   const child = spawn(process.execPath, [path.join(ROOT, 'scripts/server.mjs')], {
     cwd: ROOT,
     env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1', ...environment.env, ...extraEnv, HOST: '127.0.0.1', PORT: String(port) },
@@ -121,12 +140,15 @@ export async function startServer(environment: TestEnvironment, extraEnv: Record
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before it was ready:\n${output}`);
-    try {
-      const response = await fetch(`${url}/api/v1/health`);
-      await response.arrayBuffer();
-      if (response.status === 200 || response.status === 503) break;
-    } catch {
-      // Not listening yet.
+    // Until the server prints that it listens, the process that took the port would respond in its place.
+    if (output.includes(`listening on ${url}`)) {
+      try {
+        const response = await fetch(`${url}/api/v1/health`);
+        await response.arrayBuffer();
+        if (response.status === 200 || response.status === 503) break;
+      } catch {
+        // Not ready yet.
+      }
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
