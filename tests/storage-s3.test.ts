@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CreateMultipartUploadCommand,
@@ -154,6 +154,17 @@ describe('S3 backend on Swift', () => {
     const size = 3 * MIN_PART_SIZE_BYTES;
     const write = storeStream(backend, Readable.from([randomBytes(size)]), { maxBytes: size });
     await expect(write).rejects.toBeInstanceOf(StorageUnavailableError);
+  });
+
+  it('rejects a wrong secret before the source ends', async () => {
+    const backend = makeBackend(bucket, { credentials: { accessKeyId: swift.accessKeyId, secretAccessKey: 'wrong-secret' } });
+    // Two full parts start the multipart upload, and the source stays open, so the upload fails mid-stream.
+    const source = new PassThrough();
+    source.write(randomBytes(2 * MIN_PART_SIZE_BYTES + 1));
+    const write = storeStream(backend, source, { maxBytes: 3 * MIN_PART_SIZE_BYTES });
+    await expect(write).rejects.toBeInstanceOf(StorageUnavailableError);
+    await expect(write).rejects.toMatchObject({ status: 503, backendId: 's3-test' });
+    expect(source.destroyed).toBe(true);
   });
 
   it('reports a missing bucket', async () => {

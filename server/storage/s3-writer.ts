@@ -13,6 +13,16 @@ class CountingStream extends Transform {
     this.bytes += chunk.byteLength;
     callback(null, chunk);
   }
+
+  /**
+   * The upload reads the stream with `for await` and stops reading when a request fails. Node's default
+   * iterator then destroys the stream with an AbortError, which the caller's pipeline would report in place
+   * of the upload's error. This iterator leaves the stream open, and the upload's error handler destroys it.
+   * NOTE: readable.iterator() is marked experimental in the Node.js 20 docs.
+   */
+  override [Symbol.asyncIterator](): NodeJS.AsyncIterator<Buffer> {
+    return this.iterator({ destroyOnReturn: false });
+  }
 }
 
 /** Dependencies of a writer on its backend, passed in so the backend's helpers stay private. */
@@ -58,7 +68,9 @@ export class S3BlobWriter extends BlobWriterLifecycle {
       (error: unknown) => {
         const translated = context.translateError(error, 'upload an object');
         // Without this, a caller still writing would wait forever on a stream that no reader consumes.
-        if (!stream.destroyed) stream.destroy(translated as Error);
+        // Once the writes have finished, no caller listens for 'error' any more, and an 'error' event
+        // without a listener would crash the process. Commit then reports the error.
+        if (!stream.destroyed && !stream.writableFinished) stream.destroy(translated as Error);
         throw translated;
       },
     );

@@ -94,18 +94,37 @@ export interface TestServer {
   kill(): Promise<void>;
 }
 
+/** What scripts/server.mjs prints before it exits because another process has bound its port. */
+const PORT_IN_USE_PATTERN = /failed to listen on \S+: Error: listen EADDRINUSE/;
+
 /**
  * Starts the production server on a free loopback port with the environment's settings and resolves once
  * /health responds. It runs scripts/server.mjs under plain node, so the child process is the server itself.
+ * freePort releases the port before the server binds it, so another process can take it in between. The
+ * server then exits, and up to three attempts are made, each on a new port. Any other early exit throws
+ * at once. `options.firstPort` sets the port of the first attempt.
  */
 export async function startServer(
   environment: TestEnvironment,
   extraEnv: Record<string, string> = {},
-  options: { nodeArgs?: string[] } = {},
+  options: { nodeArgs?: string[]; firstPort?: number } = {},
 ): Promise<TestServer> {
-  const port = await freePort();
-  // Node.js options such as --cpu-prof, which NODE_OPTIONS does not accept.
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(ROOT, 'scripts/server.mjs')], {
+  const attempts = 3;
+  for (let attempt = 1; ; attempt++) {
+    const port = attempt === 1 && options.firstPort !== undefined ? options.firstPort : await freePort();
+    try {
+      return await startServerOnPort(environment, extraEnv, options.nodeArgs ?? [], port);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (attempt === attempts || !PORT_IN_USE_PATTERN.test(message)) throw error;
+      console.warn(`server could not listen on port ${port} (attempt ${attempt} of ${attempts}), starting again on a new port:\n${message}`);
+    }
+  }
+}
+
+/** `nodeArgs` are Node.js options such as --cpu-prof, which NODE_OPTIONS does not accept. */
+async function startServerOnPort(environment: TestEnvironment, extraEnv: Record<string, string>, nodeArgs: string[], port: number): Promise<TestServer> {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'scripts/server.mjs')], {
     cwd: ROOT,
     env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1', ...environment.env, ...extraEnv, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -126,12 +145,15 @@ export async function startServer(
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before it was ready:\n${output}`);
-    try {
-      const response = await fetch(`${url}/api/v1/health`);
-      await response.arrayBuffer();
-      if (response.status === 200 || response.status === 503) break;
-    } catch {
-      // Not listening yet.
+    // Until the server prints that it listens, the process that took the port would respond in its place.
+    if (output.includes(`listening on ${url}`)) {
+      try {
+        const response = await fetch(`${url}/api/v1/health`);
+        await response.arrayBuffer();
+        if (response.status === 200 || response.status === 503) break;
+      } catch {
+        // Not ready yet.
+      }
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
