@@ -188,11 +188,9 @@ describe('S3 backend with Swift stopped', () => {
 
     await swift.stop();
 
-    const started = Date.now();
     const health = await backend.health();
     expect(health.ok).toBe(false);
     expect(health.detail).toMatch(/cannot be reached|timed out/);
-    expect(Date.now() - started).toBeLessThan(10_000);
     await expect(backend.stat(objectKeyForBlake3('cd'.repeat(32)))).rejects.toBeInstanceOf(StorageUnavailableError);
   });
 });
