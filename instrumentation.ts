@@ -8,7 +8,7 @@ export async function register(): Promise<void> {
   const { startServerProcess } = await import('./server/server-process');
   try {
     await startServerProcess();
-    // scripts/server.mjs looks this up and serves downloads and raw PUTs without Next.js's request path.
+    // scripts/server.mjs looks this up and serves downloads, raw PUTs and tus uploads without Next.js's request path.
     const { serveDirectRoute } = await import('./server/http/direct-routes');
     (globalThis as Record<symbol, unknown>)[Symbol.for('artifact-store.serveDirectRoute')] = serveDirectRoute;
   } catch (error) {

@@ -109,7 +109,7 @@ function handleRequest(request, response) {
   // API responses are therefore sent as stored; the console's pages and scripts are still compressed.
   if (requestPath === API_PREFIX || requestPath.startsWith(`${API_PREFIX}/`)) delete request.headers['accept-encoding'];
 
-  // instrumentation.ts installs this handler while Next.js prepares. It serves downloads and raw PUTs itself.
+  // instrumentation.ts installs this handler while Next.js prepares. It serves downloads, raw PUTs and tus uploads itself.
   const serveDirectRoute = globalThis[DIRECT_ROUTES];
   if (typeof serveDirectRoute === 'function' && serveDirectRoute(request, response)) return;
 

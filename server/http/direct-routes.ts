@@ -4,13 +4,14 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { downloadFile } from '../routes/file-download';
 import { putFile } from '../routes/file-put';
+import { handleUploadRequest } from '../uploads/handle-request';
 
 /**
  * The data-plane routes that scripts/server.mjs serves itself instead of handing them to Next.js: file
- * downloads and raw PUTs. They run the same route handlers as the app/ route files, with the same
- * authentication, errors and metrics. Only Next.js's request path is skipped: measured on 2 cores with
- * Next.js 16.5, a 4 KiB range GET cost the main thread 2.6 ms of CPU through Next.js and 1.4 ms here, and a
- * bare 404 through Next.js alone cost 1.9 ms.
+ * downloads, raw PUTs and tus uploads. They run the same route handlers as the app/ route files, with the same
+ * authentication, errors and metrics. Only Next.js's request path is skipped. On 2 cores with Next.js
+ * 16.5, a 4 KiB range GET cost the main thread 2.6 ms of CPU through Next.js, and 1.4 ms here. A bare 404
+ * through Next.js alone cost 1.9 ms.
  *
  * A request is served here only when its path has the exact shape of one of these routes: no empty, `.`
  * or `..` segment and no trailing slash. Any other request goes to Next.js, which redirects, normalizes
@@ -20,6 +21,8 @@ type Handler = (request: Request, context: { params: Promise<Record<string, unkn
 
 interface DirectRoute {
   methods: ReadonlySet<string>;
+  /** Whether responses carry `X-Frame-Options: DENY`, as proxy.ts adds it to the paths it matches. */
+  denyFraming: boolean;
   /** Returns the route's params for a path of its shape, or null. */
   match(segments: string[]): Record<string, unknown> | null;
   handler: Handler;
@@ -28,22 +31,30 @@ interface DirectRoute {
 const ROUTES: DirectRoute[] = [
   {
     methods: new Set(['GET', 'HEAD']),
+    denyFraming: true,
     match: (segments) => (segments.length === 5 && segments[2] === 'files' && segments[4] === 'download' ? { id: decode(segments[3]) } : null),
     handler: downloadFile as Handler,
   },
   {
     methods: new Set(['PUT']),
+    denyFraming: false,
     match: (segments) =>
       segments.length >= 6 && segments[2] === 'packages' && segments[4] === 'files'
         ? { id: decode(segments[3]), relative_path: segments.slice(5).map(decode) }
         : null,
     handler: putFile as Handler,
   },
+  {
+    methods: new Set(['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS']),
+    denyFraming: false,
+    match: (segments) => (segments[2] === 'uploads' && segments.length <= 4 ? {} : null),
+    handler: handleUploadRequest as Handler,
+  },
 ];
 
 const API_PREFIX = '/api/v1/';
-// The value that proxy.ts sets on every response of Next.js, so that no other site can frame a response.
-const FRAME_OPTIONS = 'DENY';
+// Response bodies of at most this many bytes, by their Content-Length, are read whole and sent in one write.
+const SMALL_BODY_BYTES = 64 * 1024;
 
 /**
  * Serves the request and returns true when it matches a direct route. Returns false, having touched
@@ -64,7 +75,7 @@ export function serveDirectRoute(request: IncomingMessage, response: ServerRespo
     if (!route.methods.has(request.method ?? '')) continue;
     const params = route.match(segments);
     if (params === null) continue;
-    respond(route.handler, params, url, request, response).catch((error) => {
+    respond(route, params, url, request, response).catch((error) => {
       console.error(`the direct route failed to serve ${request.method} ${pathname}:`, error);
       if (!response.headersSent) {
         response.statusCode = 500;
@@ -78,18 +89,24 @@ export function serveDirectRoute(request: IncomingMessage, response: ServerRespo
   return false;
 }
 
-async function respond(handler: Handler, params: Record<string, unknown>, url: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function respond(route: DirectRoute, params: Record<string, unknown>, url: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const headers = new Headers();
   for (let index = 0; index < request.rawHeaders.length; index += 2) headers.append(request.rawHeaders[index], request.rawHeaders[index + 1]);
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
+  // As in Next.js, the request's signal aborts when the client goes away before the response is complete.
+  const clientGone = new AbortController();
+  response.once('close', () => {
+    if (!response.writableFinished) clientGone.abort();
+  });
   const webRequest = new Request(url, {
     method: request.method,
     headers,
     body: hasBody ? (Readable.toWeb(request) as ReadableStream<Uint8Array>) : null,
     duplex: 'half',
+    signal: clientGone.signal,
   } as RequestInit);
 
-  const webResponse = await handler(webRequest, { params: Promise.resolve(params) });
+  const webResponse = await route.handler(webRequest, { params: Promise.resolve(params) });
 
   response.statusCode = webResponse.status;
   for (const [name, value] of webResponse.headers) {
@@ -97,7 +114,7 @@ async function respond(handler: Handler, params: Record<string, unknown>, url: s
   }
   const cookies = webResponse.headers.getSetCookie();
   if (cookies.length > 0) response.setHeader('set-cookie', cookies);
-  response.setHeader('x-frame-options', FRAME_OPTIONS);
+  if (route.denyFraming) response.setHeader('x-frame-options', 'DENY');
   // A body that ends short of its Content-Length fails the write, so the connection is closed and the
   // client sees the truncation instead of waiting for bytes that never come.
   response.strictContentLength = true;
@@ -105,6 +122,12 @@ async function respond(handler: Handler, params: Record<string, unknown>, url: s
   if (webResponse.body === null || request.method === 'HEAD') {
     await webResponse.body?.cancel();
     response.end();
+    return;
+  }
+  const length = Number(webResponse.headers.get('content-length') ?? Number.NaN);
+  if (length <= SMALL_BODY_BYTES) {
+    // A small body (a JSON reply, a small range) goes out in one write, without a stream pipeline.
+    response.end(Buffer.from(await webResponse.arrayBuffer()));
     return;
   }
   try {

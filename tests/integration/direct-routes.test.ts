@@ -7,7 +7,7 @@ import { blake3Hex } from '@/server/digest/blake3-hex';
 import { ApiClient } from '../support/client';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
-// scripts/server.mjs serves downloads and raw PUTs without Next.js's request path. These tests cover what
+// scripts/server.mjs serves downloads, raw PUTs and tus uploads without Next.js's request path. These tests cover what
 // that path must handle itself: clients that go away, bodies that end short and paths that must still
 // reach Next.js.
 
