@@ -27,6 +27,8 @@ export const SettingsSchema = z.object({
   ANON_READ: booleanFlag,
   // Opens GET /api/v1/metrics to requests without a token, for a Prometheus server on a private network.
   METRICS_ANON: booleanFlag,
+  // Builds the tus Location URL from Forwarded or X-Forwarded-Proto and -Host, which only a proxy may set.
+  TRUST_FORWARDED_HEADERS: booleanFlag,
   MAX_FILE_SIZE_BYTES: positiveInteger(1024 ** 4),
   MAX_METADATA_BYTES: positiveInteger(DEFAULT_MAX_METADATA_BYTES),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

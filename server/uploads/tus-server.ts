@@ -39,7 +39,7 @@ export function getUploadService(app: AppContext): UploadService {
     path: UPLOADS_PATH,
     datastore: store,
     locker,
-    respectForwardedHeaders: false,
+    respectForwardedHeaders: app.settings.TRUST_FORWARDED_HEADERS,
     maxSize: app.settings.MAX_FILE_SIZE_BYTES,
     namingFunction: () => crypto.randomBytes(16).toString('hex'),
     onUploadCreate: async (_request, upload) => {

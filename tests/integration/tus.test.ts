@@ -581,3 +581,30 @@ describe('tus expiry', () => {
     expect(again.status).toBe(201);
   });
 });
+
+describe('tus Location behind a TLS proxy', () => {
+  const forwarded = { 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'registry.example' };
+
+  async function locationOf(extraEnv: Record<string, string>): Promise<string> {
+    const environment = await createTestEnvironment(extraEnv);
+    const server = await startServer(environment);
+    try {
+      const admin = new ApiClient(server.url, environment.adminToken);
+      const pkg = await admin.createPackage({ name: 'tus-proxy' });
+      const created = await createUpload(admin, { 'Upload-Length': '1', 'Upload-Metadata': metadataHeader(pkg.id, 'proxied.bin'), ...forwarded });
+      expect(created.status).toBe(201);
+      return created.headers.get('location')!;
+    } finally {
+      await server.stop();
+      await environment.cleanup();
+    }
+  }
+
+  it('ignores forwarded headers by default', async () => {
+    expect(await locationOf({})).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/api\/v1\/uploads\/[0-9a-f]{32}$/);
+  });
+
+  it('builds an https Location when trusted', async () => {
+    expect(await locationOf({ TRUST_FORWARDED_HEADERS: 'true' })).toMatch(/^https:\/\/registry\.example\/api\/v1\/uploads\/[0-9a-f]{32}$/);
+  });
+});
