@@ -5,6 +5,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { downloadFile } from '../routes/file-download';
 import { putFile } from '../routes/file-put';
 import { handleUploadRequest } from '../uploads/handle-request';
+import { methodNotAllowed, routeOfPath } from './route-methods';
 
 /**
  * The data-plane routes that scripts/server.mjs serves itself instead of handing them to Next.js: file
@@ -57,7 +58,8 @@ const API_PREFIX = '/api/v1/';
 const SMALL_BODY_BYTES = 64 * 1024;
 
 /**
- * Serves the request and returns true when it matches a direct route. Returns false, having touched
+ * Serves the request and returns true when it matches a direct route, or when its path belongs to an API
+ * route that does not allow its method (405 problem+json with Allow). Returns false, having touched
  * nothing, for every other request. The path's percent escapes must already be known to be well formed.
  */
 export function serveDirectRoute(request: IncomingMessage, response: ServerResponse): boolean {
@@ -71,25 +73,43 @@ export function serveDirectRoute(request: IncomingMessage, response: ServerRespo
   const url = `http://${request.headers.host ?? 'localhost'}${target}`;
   if (!URL.canParse(url)) return false;
 
+  const apiRoute = routeOfPath(pathname);
+  if (apiRoute !== null && !apiRoute.allow.split(', ').includes(request.method ?? '')) {
+    const rejectMethod: Handler = (webRequest) => methodNotAllowed(webRequest, apiRoute);
+    // The body is not read, so the connection is not kept for the bytes that may follow.
+    if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) response.setHeader('Connection', 'close');
+    respond(rejectMethod, {}, false, url, request, response).catch((error) => failed(error, request, response, pathname));
+    return true;
+  }
+
   for (const route of ROUTES) {
     if (!route.methods.has(request.method ?? '')) continue;
     const params = route.match(segments);
     if (params === null) continue;
-    respond(route, params, url, request, response).catch((error) => {
-      console.error(`the direct route failed to serve ${request.method} ${pathname}:`, error);
-      if (!response.headersSent) {
-        response.statusCode = 500;
-        response.end();
-      } else {
-        response.destroy();
-      }
-    });
+    respond(route.handler, params, route.denyFraming, url, request, response).catch((error) => failed(error, request, response, pathname));
     return true;
   }
   return false;
 }
 
-async function respond(route: DirectRoute, params: Record<string, unknown>, url: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
+function failed(error: unknown, request: IncomingMessage, response: ServerResponse, pathname: string): void {
+  console.error(`the direct route failed to serve ${request.method} ${pathname}:`, error);
+  if (!response.headersSent) {
+    response.statusCode = 500;
+    response.end();
+  } else {
+    response.destroy();
+  }
+}
+
+async function respond(
+  handler: Handler,
+  params: Record<string, unknown>,
+  denyFraming: boolean,
+  url: string,
+  request: IncomingMessage,
+  response: ServerResponse,
+): Promise<void> {
   const headers = new Headers();
   for (let index = 0; index < request.rawHeaders.length; index += 2) headers.append(request.rawHeaders[index], request.rawHeaders[index + 1]);
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
@@ -106,7 +126,7 @@ async function respond(route: DirectRoute, params: Record<string, unknown>, url:
     signal: clientGone.signal,
   } as RequestInit);
 
-  const webResponse = await route.handler(webRequest, { params: Promise.resolve(params) });
+  const webResponse = await handler(webRequest, { params: Promise.resolve(params) });
 
   response.statusCode = webResponse.status;
   for (const [name, value] of webResponse.headers) {
@@ -114,7 +134,7 @@ async function respond(route: DirectRoute, params: Record<string, unknown>, url:
   }
   const cookies = webResponse.headers.getSetCookie();
   if (cookies.length > 0) response.setHeader('set-cookie', cookies);
-  if (route.denyFraming) response.setHeader('x-frame-options', 'DENY');
+  if (denyFraming) response.setHeader('x-frame-options', 'DENY');
   // A body that ends short of its Content-Length fails the write, so the connection is closed and the
   // client sees the truncation instead of waiting for bytes that never come.
   response.strictContentLength = true;

@@ -59,7 +59,7 @@ function blobPath(content: Buffer): string {
   return path.join(environment.storageRoot, 'blake3', hex.slice(0, 2), hex.slice(2, 4), hex);
 }
 
-describe('downloads and raw PUTs outside Next.js', () => {
+describe('data-plane routes outside Next.js', () => {
   it('survives clients leaving mid-download', async () => {
     const pkg = await api.createPackage();
     const content = crypto.randomBytes(32 * 1024 * 1024);
@@ -140,5 +140,23 @@ describe('downloads and raw PUTs outside Next.js', () => {
     expect(trailing.status).not.toBe(201);
     const files = await (await api.get(`/packages/${pkg.id}/files`)).json();
     expect(files.files).toEqual([]);
+  });
+});
+
+describe('methods a route does not allow', () => {
+  it.each([
+    ['POST', `/files/${'0'.repeat(8)}-0000-0000-0000-${'0'.repeat(12)}/download`, 'GET, HEAD, OPTIONS'],
+    ['PUT', '/events', 'GET, HEAD, OPTIONS'],
+    ['PATCH', '/packages', 'GET, HEAD, POST, OPTIONS'],
+    ['GET', '/uploads', 'HEAD, POST, PATCH, DELETE, OPTIONS'],
+  ])('answers %s %s with 405 and Allow', async (method, target, allow) => {
+    const response = await send(method, target, { 'content-type': 'application/json' }, method === 'GET' ? undefined : Buffer.from('{}'));
+    expect(response.status).toBe(405);
+    expect(response.headers.allow).toBe(allow);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.headers['x-request-id']).toMatch(/\S/);
+    const problem = JSON.parse(response.body.toString());
+    expect(problem.status).toBe(405);
+    expect(problem.errors).toEqual([{ field: '(method)', rule: 'allowed_method', message: `expected one of ${allow}` }]);
   });
 });

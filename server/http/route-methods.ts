@@ -1,0 +1,93 @@
+import crypto from 'node:crypto';
+import { observeHttpResponse } from '../metrics/http';
+import { problemResponse } from './problem';
+
+/**
+ * The methods of every API route, by its route template under app/. For a method that a route file does
+ * not export, Next.js sends an empty 405 without the Allow header that RFC 9110 section 15.5.6 requires.
+ * scripts/server.mjs therefore rejects such requests itself, with problem+json and Allow. A unit test
+ * checks this table against the exports of the route files.
+ */
+export const ROUTE_METHODS: Record<string, readonly string[]> = {
+  '/api/v1/backends': ['GET'],
+  '/api/v1/events': ['GET'],
+  '/api/v1/events/export': ['GET'],
+  '/api/v1/events/stream': ['GET'],
+  '/api/v1/events/verify': ['GET'],
+  '/api/v1/files/[id]': ['GET'],
+  '/api/v1/files/[id]/download': ['GET', 'HEAD'],
+  '/api/v1/health': ['GET'],
+  '/api/v1/metadata-schemas': ['GET', 'POST'],
+  '/api/v1/metadata-schemas/[slug]': ['GET'],
+  '/api/v1/metrics': ['GET'],
+  '/api/v1/openapi.json': ['GET'],
+  '/api/v1/packages': ['GET', 'POST'],
+  '/api/v1/packages/[id]': ['GET', 'DELETE'],
+  '/api/v1/packages/[id]/files': ['GET', 'POST'],
+  '/api/v1/packages/[id]/files/[...relative_path]': ['PUT'],
+  '/api/v1/packages/[id]/finalize': ['POST'],
+  '/api/v1/packages/[id]/manifest': ['GET', 'HEAD'],
+  '/api/v1/packages/[id]/manifest.json': ['GET', 'HEAD'],
+  '/api/v1/packages/[id]/retention': ['GET'],
+  '/api/v1/packages/[id]/retention/extensions': ['POST'],
+  '/api/v1/packages/[id]/retention/history': ['GET'],
+  '/api/v1/packages/[id]/retention/holds': ['GET', 'POST'],
+  '/api/v1/packages/[id]/retention/holds/[hold_id]/release': ['POST'],
+  '/api/v1/retention-classes': ['GET'],
+  '/api/v1/retention/preview': ['GET'],
+  '/api/v1/retention/sweep': ['POST'],
+  '/api/v1/scrub': ['POST'],
+  '/api/v1/session': ['GET', 'POST', 'DELETE'],
+  '/api/v1/tokens': ['GET', 'POST'],
+  '/api/v1/tokens/[name]': ['DELETE'],
+  '/api/v1/uploads/[[...id]]': ['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS'],
+};
+
+const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+interface CompiledRoute {
+  template: string;
+  pattern: RegExp;
+  allow: string;
+}
+
+/** Turns a route template into a pattern over the raw path: `[x]` is one segment, `[...x]` one or more, `[[...x]]` any. */
+function compile(template: string, methods: readonly string[]): CompiledRoute {
+  const source = template
+    .split('/')
+    .map((segment) => {
+      if (segment.startsWith('[[...')) return '(?:/[^/]+)*';
+      if (segment.startsWith('[...')) return '(?:/[^/]+)+';
+      if (segment.startsWith('[')) return '/[^/]+';
+      return segment === '' ? '' : `/${segment.replace(/[.]/g, '\\.')}`;
+    })
+    .join('');
+  // Next.js serves HEAD from GET, and OPTIONS for every route file.
+  const allowed = new Set([...methods, ...(methods.includes('GET') ? ['HEAD'] : []), 'OPTIONS']);
+  return { template, pattern: new RegExp(`^${source}$`), allow: METHOD_ORDER.filter((method) => allowed.has(method)).join(', ') };
+}
+
+const ROUTES = Object.entries(ROUTE_METHODS).map(([template, methods]) => compile(template, methods));
+
+/** Returns the route template of a request path with the methods it allows, or null for a path of no route. */
+export function routeOfPath(pathname: string): { template: string; allow: string } | null {
+  const route = ROUTES.find((candidate) => candidate.pattern.test(pathname));
+  return route ? { template: route.template, allow: route.allow } : null;
+}
+
+/** Rejects a method that the route does not allow: 405 problem+json with Allow, counted in the HTTP metrics. */
+export async function methodNotAllowed(request: Request, route: { template: string; allow: string }): Promise<Response> {
+  const startedAt = performance.now();
+  const supplied = request.headers.get('x-request-id');
+  const requestId = supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
+  const pathname = new URL(request.url).pathname;
+  const response = problemResponse(
+    405,
+    'Method not allowed',
+    `${request.method} is not allowed on ${pathname}. Allowed methods: ${route.allow}.`,
+    { errors: [{ field: '(method)', rule: 'allowed_method', message: `expected one of ${route.allow}` }] },
+    { Allow: route.allow, 'X-Request-Id': requestId },
+  );
+  return observeHttpResponse(route.template, request.method, startedAt, response);
+}
