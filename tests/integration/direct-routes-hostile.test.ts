@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient } from '../support/client';
+import { ApiClient, checkedFetch } from '../support/client';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
 // Requests that a hostile or careless client sends to the routes that scripts/server.mjs serves without
@@ -120,5 +120,36 @@ describe('odd Host headers on direct routes', () => {
     });
     expect(created.status).toBe(201);
     expect(new URL(created.headers.location!).host).toBe(authority);
+  });
+});
+
+describe('odd tus upload URLs', () => {
+  it('ignores a query on the upload URL', async () => {
+    const pkg = await api.createPackage();
+    const created = await api.request('POST', '/uploads', {
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': '3',
+        'upload-metadata': `package_id ${Buffer.from(pkg.id).toString('base64')},relative_path ${Buffer.from('query.bin').toString('base64')}`,
+      },
+    });
+    expect(created.status).toBe(201);
+    const uploadUrl = `${created.headers.get('location')!}?client=test`;
+    const authorization = `Bearer ${api.token}`;
+
+    const head = await checkedFetch(uploadUrl, { method: 'HEAD', headers: { authorization, 'tus-resumable': '1.0.0' } });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('upload-offset')).toBe('0');
+
+    const patch = await checkedFetch(uploadUrl, {
+      method: 'PATCH',
+      headers: { authorization, 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' },
+      body: 'abc',
+    });
+    expect(patch.status).toBe(204);
+    expect(patch.headers.get('upload-offset')).toBe('3');
+
+    const files = await (await api.get(`/packages/${pkg.id}/files`)).json();
+    expect(files.files.map((file: { relative_path: string }) => file.relative_path)).toEqual(['query.bin']);
   });
 });
