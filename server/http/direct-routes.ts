@@ -14,9 +14,9 @@ import { methodNotAllowed, routeOfPath } from './route-methods';
  * 16.5, a 4 KiB range GET cost the main thread 2.6 ms of CPU through Next.js, and 1.4 ms here. A bare 404
  * through Next.js alone cost 1.9 ms.
  *
- * A request is served here only when its path has the exact shape of one of these routes: no empty, `.`
- * or `..` segment and no trailing slash. Any other request goes to Next.js, which redirects, normalizes
- * or rejects it as it does for every route.
+ * A request is served here only when its path has the exact shape of one of these routes (no empty, `.`
+ * or `..` segment and no trailing slash) and its Host, if any, is a bare authority. Any other request goes
+ * to Next.js, which redirects, normalizes or rejects it as it does for every route.
  */
 type Handler = (request: Request, context: { params: Promise<Record<string, unknown>> }) => Promise<Response>;
 
@@ -70,7 +70,9 @@ export function serveDirectRoute(request: IncomingMessage, response: ServerRespo
   const segments = pathname.slice(1).split('/');
   if (segments[1] !== 'v1' || segments.some((segment) => segment === '' || segment === '.' || segment === '..')) return false;
 
-  const url = `http://${request.headers.host ?? 'localhost'}${target}`;
+  const origin = originOfHost(request.headers.host);
+  if (origin === null) return false;
+  const url = `${origin}${target}`;
   if (!URL.canParse(url)) return false;
 
   const apiRoute = routeOfPath(pathname);
@@ -112,6 +114,9 @@ async function respond(
 ): Promise<void> {
   const headers = new Headers();
   for (let index = 0; index < request.rawHeaders.length; index += 2) headers.append(request.rawHeaders[index], request.rawHeaders[index + 1]);
+  // scripts/server.mjs replaces the Host of an absolute-form target with the target's authority (RFC 9112
+  // section 3.2.2), and @tus/server builds the Location of a new upload from this header.
+  if (request.headers.host) headers.set('host', request.headers.host);
   const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
   // As in Next.js, the request's signal aborts when the client goes away before the response is complete.
   const clientGone = new AbortController();
@@ -156,6 +161,20 @@ async function respond(
     // A client that goes away mid-download is not a server failure.
     if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
   }
+}
+
+/**
+ * Returns `http://<host>` for a Host value that is a bare authority, `http://localhost` for a request without
+ * one (HTTP/1.0), and null for a value with userinfo, a path, a query or a fragment. Such a value would
+ * change the request URL's path or make `new Request` throw, so Next.js is left to handle the request.
+ */
+function originOfHost(host: string | undefined): string | null {
+  if (!host) return 'http://localhost';
+  const withPath = `http://${host}/`;
+  if (!URL.canParse(withPath)) return null;
+  const parsed = new URL(withPath);
+  if (parsed.username !== '' || parsed.password !== '' || parsed.pathname !== '/' || parsed.search !== '' || parsed.hash !== '') return null;
+  return parsed.origin;
 }
 
 function decode(segment: string): string {

@@ -142,9 +142,9 @@ export function parseUploadChecksum(header: string | null): ExpectedChecksum | u
 }
 
 /**
- * Copies the request for @tus/server with a body that errors as soon as the client disconnects. A Web
- * Request gives the route no socket events, only `request.signal`. Erroring the body makes the store's
- * write fail at once, so the upload's lock is released without waiting for a timeout.
+ * Copies the request for @tus/server without its query string and with a body that errors as soon as the
+ * client disconnects. A Web Request gives the route no socket events, only `request.signal`. Erroring the
+ * body makes the store's write fail at once, so the upload's lock is released without waiting for a timeout.
  */
 function forwardRequest(request: Request): Request {
   const source = request.body;
@@ -169,7 +169,11 @@ function forwardRequest(request: Request): Request {
       },
     });
   }
-  return new Request(request.url, { method: request.method, headers: request.headers, body, duplex: 'half' } as RequestInit);
+  // @tus/server takes the upload id from the end of the whole URL, so a query string would become part of
+  // the id. parseUploadId ignores the query, and so does the library once it is removed here.
+  const url = new URL(request.url);
+  url.search = '';
+  return new Request(url, { method: request.method, headers: request.headers, body, duplex: 'half' } as RequestInit);
 }
 
 /** Lists the Upload-Checksum algorithms the store verifies (tus checksum extension). */
