@@ -73,6 +73,7 @@ async function dispatch(app: AppContext, request: Request, log: Logger, requestI
   const context: UploadRequestContext = { principal, log: log.child({ actor: principal.name, upload_id: uploadId ?? undefined }), requestId };
   if (method === 'POST') context.creation = parseCreationTarget(request, app.settings.MAX_FILE_SIZE_BYTES);
   if (method === 'POST' || method === 'PATCH') context.checksum = parseUploadChecksum(request.headers.get('upload-checksum'));
+  if (method === 'HEAD') context.completeStagedUpload = true;
 
   const tusResponse = await uploadRequestStorage.run(context, () => service.server.handleWeb(forwardRequest(request)));
   return toProblemResponse(tusResponse, context, service, uploadId);

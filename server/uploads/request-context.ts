@@ -19,6 +19,11 @@ export interface UploadRequestContext {
   /** Set on creation: the target of the new upload, parsed from Upload-Metadata. */
   creation?: { packageId: string; relativePath: string; mediaType: string | null };
   checksum?: ExpectedChecksum;
+  /**
+   * Set on HEAD, whose getUpload runs under the upload's lock: an upload whose bytes are all staged but
+   * that has no file yet is recorded before its offset is reported.
+   */
+  completeStagedUpload?: boolean;
   /** An error that is not a tus error, thrown inside @tus/server; the route maps it to problem+json. */
   error?: unknown;
 }

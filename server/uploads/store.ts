@@ -71,6 +71,10 @@ export class RegistryFileStore extends FileStore {
   /**
    * Returns the upload's state. A finished upload is reported at its full offset, so a repeated final
    * PATCH gets 409 with that offset. An ended or expired upload throws 410 Gone, an unknown id 404.
+   *
+   * A PATCH that staged the last byte and then failed (the client left before the end of a chunked body,
+   * the process died before the commit) leaves every byte staged and no file. tus-js-client takes a full
+   * offset on HEAD as done and sends nothing more, so a HEAD records such an upload before reporting it.
    */
   override async getUpload(id: string): Promise<Upload> {
     const row = await findUpload(this.#db, id);
@@ -81,7 +85,11 @@ export class RegistryFileStore extends FileStore {
     }
     // tus 1.0.0: the Server SHOULD respond with 410 Gone for an upload it removed and still keeps track of.
     if (row.terminated || row.expiresAt.getTime() <= Date.now()) throw ERRORS.FILE_NO_LONGER_EXISTS;
-    return super.getUpload(id);
+    const upload = await super.getUpload(id);
+    if (upload.size !== undefined && upload.offset === upload.size && uploadRequestStorage.getStore()?.completeStagedUpload) {
+      await this.completeIfUnfinished(id);
+    }
+    return upload;
   }
 
   /** Terminates an unfinished upload: ends its row with `upload.terminated`, then deletes the staging file and its sidecar. */

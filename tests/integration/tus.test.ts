@@ -608,3 +608,37 @@ describe('tus Location behind a TLS proxy', () => {
     expect(await locationOf({ TRUST_FORWARDED_HEADERS: 'true' })).toMatch(/^https:\/\/registry\.example\/api\/v1\/uploads\/[0-9a-f]{32}$/);
   });
 });
+
+describe('tus upload staged in full without a file', () => {
+  let environment: TestEnvironment;
+  let server: TestServer;
+  let admin: ApiClient;
+
+  beforeAll(async () => {
+    environment = await createTestEnvironment();
+    server = await startServer(environment);
+    admin = new ApiClient(server.url, environment.adminToken);
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await environment?.cleanup();
+  });
+
+  it('records the file before HEAD reports it complete', async () => {
+    const pkg = await admin.createPackage({ name: 'tus-staged' });
+    const created = await createUpload(admin, { 'Upload-Length': '5', 'Upload-Metadata': metadataHeader(pkg.id, 'staged.bin') });
+    const uploadId = created.headers.get('location')!.split('/').pop()!;
+    // What a PATCH leaves when it staged the last byte and then failed before the commit: the client left
+    // before the end of a chunked body, or the process died.
+    fs.writeFileSync(path.join(environment.storageRoot, 'uploads', uploadId), 'hello');
+
+    // tus-js-client takes Upload-Offset equal to Upload-Length on HEAD as a finished upload.
+    const head = await headUpload(admin, created.headers.get('location')!);
+    expect(head.status).toBe(200);
+    expect(head.headers.get('upload-offset')).toBe('5');
+    const file = await fileAt(admin, pkg.id, 'staged.bin');
+    expect(file?.size_bytes).toBe(5);
+    expect(file?.digest_sha256_hex).toBe(digestsOf(Buffer.from('hello')).sha256);
+  });
+});
