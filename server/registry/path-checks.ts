@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, ne, or, sql, type SQL } from 'drizzle-orm';
+import { and, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm';
 import type { Executor } from '@/db/client';
 import { files, packages, uploads } from '@/db/schema';
 import { ConflictError, NotFoundError } from '../errors';
@@ -23,11 +23,16 @@ export interface PathObstacles {
 function pathObstacleColumns(packageId: string, relativePath: string, ownUploadId: string | undefined) {
   const segments = relativePath.split('/');
   const parents = segments.slice(0, -1).map((_, index) => segments.slice(0, index + 1).join('/'));
-  const prefix = `${relativePath}/`;
-  const belowOrAbove = or(
-    parents.length > 0 ? inArray(files.relativePath, parents) : undefined,
-    sql`left(${files.relativePath}, ${prefix.length}) = ${prefix}`,
-  );
+  // The paths that start with `relative_path/` are, in byte order, those from `relative_path/` up to but
+  // not including `relative_path0` ('0' follows '/'). Compared with COLLATE "C", this range walks the
+  // files_package_path_bytes_idx index instead of reading every file of the package. The parent and the
+  // child lookups are separate subqueries, because PostgreSQL uses no index range for an OR of both.
+  const below = sql`${files.relativePath} COLLATE "C" >= ${`${relativePath}/`} AND ${files.relativePath} COLLATE "C" < ${`${relativePath}0`}`;
+  const fileBelow = sql`(SELECT ${files.relativePath} FROM ${files} WHERE ${and(eq(files.packageId, packageId), below)} LIMIT 1)`;
+  const clashingPath =
+    parents.length > 0
+      ? sql<string | null>`COALESCE((SELECT ${files.relativePath} FROM ${files} WHERE ${and(eq(files.packageId, packageId), inArray(files.relativePath, parents))} LIMIT 1), ${fileBelow})`
+      : sql<string | null>`${fileBelow}`;
   const pendingConditions: (SQL | undefined)[] = [
     eq(uploads.packageId, packageId),
     eq(uploads.relativePath, relativePath),
@@ -37,7 +42,7 @@ function pathObstacleColumns(packageId: string, relativePath: string, ownUploadI
   ];
   return {
     existingFileId: sql<string | null>`(SELECT ${files.id} FROM ${files} WHERE ${and(eq(files.packageId, packageId), eq(files.relativePath, relativePath))})`,
-    clashingPath: sql<string | null>`(SELECT ${files.relativePath} FROM ${files} WHERE ${and(eq(files.packageId, packageId), belowOrAbove)} LIMIT 1)`,
+    clashingPath,
     pendingUploadId: sql<string | null>`(SELECT ${uploads.id} FROM ${uploads} WHERE ${and(...pendingConditions)} LIMIT 1)`,
   };
 }

@@ -375,6 +375,18 @@ describe('rejected inputs that would otherwise lose data', () => {
     expect((await api.putFile(pkg.id, 'dir/ab', 'sibling')).status).toBe(201);
   });
 
+  it('tells files below a directory from its byte-order neighbours', async () => {
+    const pkg = await api.createPackage();
+    // '.', '-' sort before '/' and '0' right after it, so none of these lies below "tree".
+    for (const neighbour of ['tree.txt', 'tree-x/a', 'tree0/b', 'tree00']) expect((await api.putFile(pkg.id, neighbour, neighbour)).status).toBe(201);
+    expect((await api.putFile(pkg.id, 'tree', 'file')).status).toBe(201);
+
+    expect((await api.putFile(pkg.id, 'deep/é/ü.txt', 'below')).status).toBe(201);
+    const over = await api.putFile(pkg.id, 'deep', 'over');
+    expect(over.status).toBe(409);
+    expect((await problemOf(over)).conflicting_path).toBe('deep/é/ü.txt');
+  });
+
   it('requires relative_path before the multipart file part', async () => {
     const pkg = await api.createPackage();
     const form = new FormData();

@@ -1,0 +1,1 @@
+CREATE INDEX "files_package_path_bytes_idx" ON "files" USING btree ("package_id","relative_path" COLLATE "C");
