@@ -52,7 +52,7 @@ export function apiRoute<Params = Record<string, never>>(options: RouteOptions, 
       response = await handler({ request, params, app, log, principal, requestId });
     } catch (error) {
       if (log && request.signal.aborted) {
-        // The client went away mid-request (a cut upload body, say), so nobody reads this response and the
+        // The client went away mid-request (a cut upload body, say), so no client reads this response and the
         // error is not the server's. 499 is the status nginx records for it.
         log.info({ err: error }, 'the client closed the connection before the response');
         response = problemResponse(499, 'Client closed request', 'The client closed the connection before the response.', { request_id: requestId });
