@@ -9,10 +9,10 @@ import { methodNotAllowed, routeOfPath } from './route-methods';
 
 /**
  * The data-plane routes that scripts/server.mjs serves itself instead of handing them to Next.js: file
- * downloads, raw PUTs and tus uploads. They run the same route handlers as the app/ route files, with the same
- * authentication, errors and metrics. Only Next.js's request path is skipped. On 2 cores with Next.js
- * 16.5, a 4 KiB range GET cost the main thread 2.6 ms of CPU through Next.js, and 1.4 ms here. A bare 404
- * through Next.js alone cost 1.9 ms.
+ * downloads, raw PUTs and tus uploads. They run the same route handlers as the app/ route files, with the
+ * same authentication, errors and metrics. Only Next.js's request path is skipped: on 2 cores with Next.js
+ * 16.5, a bare 404 through it cost the main thread 1.9 ms of CPU, of the 2.6 ms that a 4 KiB range GET
+ * cost there (docs/benchmarks.md has the figures after the change).
  *
  * A request is served here only when its path has the exact shape of one of these routes (no empty, `.`
  * or `..` segment and no trailing slash) and its Host, if any, is a bare authority. Any other request goes
