@@ -6,8 +6,8 @@ const statements = new WeakMap<Executor, Map<string, unknown>>();
 
 /**
  * Returns the prepared statement `name` of this database handle, which `build` creates on first use. The
- * SQL is then built once per handle instead of once per call, and node-postgres parses it once per
- * connection: the server runs the hottest lookups (file downloads, token checks) this way.
+ * SQL is then built once per handle instead of once per call, and node-postgres has PostgreSQL parse it
+ * once per connection. The server runs its hottest lookups (file downloads, token checks) this way.
  */
 export function preparedStatement<Statement>(db: Executor, name: string, build: (db: Executor, name: string) => Statement): Statement {
   let byName = statements.get(db);
@@ -26,8 +26,8 @@ export function preparedStatement<Statement>(db: Executor, name: string, build: 
 const dialect = new PgDialect();
 
 /**
- * Runs raw SQL as the prepared statement `name`, so that node-postgres has PostgreSQL parse and plan it
- * once per connection instead of on every call. The SQL text of `query` must be the same on every call
+ * Runs raw SQL as the prepared statement `name`, so that node-postgres has PostgreSQL parse it once per
+ * connection instead of on every call. The SQL text of `query` must be the same on every call
  * under one name, and only its parameters may change: node-postgres rejects a name reused for other text.
  */
 export function executePrepared(db: Executor, name: string, query: SQL): Promise<unknown> {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -5,14 +6,15 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { downloadFile } from '../routes/file-download';
 import { putFile } from '../routes/file-put';
 import { handleUploadRequest } from '../uploads/handle-request';
+import { PROBLEM_CONTENT_TYPE } from './problem';
 import { methodNotAllowed, routeOfPath } from './route-methods';
 
 /**
  * The data-plane routes that scripts/server.mjs serves itself instead of handing them to Next.js: file
  * downloads, raw PUTs and tus uploads. They run the same route handlers as the app/ route files, with the
- * same authentication, errors and metrics. Only Next.js's request path is skipped: on 2 cores with Next.js
- * 16.5, a bare 404 through it cost the main thread 1.9 ms of CPU, of the 2.6 ms that a 4 KiB range GET
- * cost there (docs/benchmarks.md has the figures after the change).
+ * same authentication, errors and metrics. Only Next.js's request path is skipped. On 2 cores with Next.js
+ * 16.5, a bare 404 through it cost the main thread 1.9 ms of CPU, and a 4 KiB range GET 2.6 ms.
+ * docs/benchmarks.md has the figures after the change.
  *
  * A request is served here only when its path has the exact shape of one of these routes (no empty, `.`
  * or `..` segment and no trailing slash) and its Host, if any, is a bare authority. Any other request goes
@@ -21,7 +23,8 @@ import { methodNotAllowed, routeOfPath } from './route-methods';
 type Handler = (request: Request, context: { params: Promise<Record<string, unknown>> }) => Promise<Response>;
 
 interface DirectRoute {
-  methods: ReadonlySet<string>;
+  /** The methods served here, or null for every method (the handler rejects the others itself). */
+  methods: ReadonlySet<string> | null;
   /** Whether responses carry `X-Frame-Options: DENY`, as proxy.ts adds it to the paths it matches. */
   denyFraming: boolean;
   /** Returns the route's params for a path of its shape, or null. */
@@ -46,7 +49,8 @@ const ROUTES: DirectRoute[] = [
     handler: putFile as Handler,
   },
   {
-    methods: new Set(['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS']),
+    // The tus handler rejects other methods with the Allow of the exact URL: POST on the collection, the rest on one upload.
+    methods: null,
     denyFraming: false,
     match: (segments) => (segments[2] === 'uploads' && segments.length <= 4 ? {} : null),
     handler: handleUploadRequest as Handler,
@@ -54,12 +58,10 @@ const ROUTES: DirectRoute[] = [
 ];
 
 const API_PREFIX = '/api/v1/';
-// Response bodies of at most this many bytes, by their Content-Length, are read whole and sent in one write.
-const SMALL_BODY_BYTES = 64 * 1024;
 
 /**
  * Serves the request and returns true when it matches a direct route, or when its path belongs to an API
- * route that does not allow its method (405 problem+json with Allow). Returns false, having touched
+ * route that does not allow its method (405 problem+json with Allow, from the table in route-methods.ts). Returns false, having touched
  * nothing, for every other request. The path's percent escapes must already be known to be well formed.
  */
 export function serveDirectRoute(request: IncomingMessage, response: ServerResponse): boolean {
@@ -75,33 +77,38 @@ export function serveDirectRoute(request: IncomingMessage, response: ServerRespo
   const url = `${origin}${target}`;
   if (!URL.canParse(url)) return false;
 
-  const apiRoute = routeOfPath(pathname);
-  if (apiRoute !== null && !apiRoute.allow.split(', ').includes(request.method ?? '')) {
-    const rejectMethod: Handler = (webRequest) => methodNotAllowed(webRequest, apiRoute);
-    // The body is not read, so the connection is not kept for the bytes that may follow.
-    if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) response.setHeader('Connection', 'close');
-    respond(rejectMethod, {}, false, url, request, response).catch((error) => failed(error, request, response, pathname));
-    return true;
-  }
-
+  const method = request.method ?? '';
   for (const route of ROUTES) {
-    if (!route.methods.has(request.method ?? '')) continue;
+    if (route.methods !== null && !route.methods.has(method)) continue;
     const params = route.match(segments);
     if (params === null) continue;
     respond(route.handler, params, route.denyFraming, url, request, response).catch((error) => failed(error, request, response, pathname));
     return true;
   }
-  return false;
+
+  const apiRoute = routeOfPath(pathname);
+  if (apiRoute === null || apiRoute.methods.has(method)) return false;
+  // The body is not read, so the connection is not kept for the bytes that may follow.
+  if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) response.setHeader('Connection', 'close');
+  const rejectMethod: Handler = (webRequest) => methodNotAllowed(webRequest, apiRoute);
+  respond(rejectMethod, {}, false, url, request, response).catch((error) => failed(error, request, response, pathname));
+  return true;
 }
 
+/**
+ * Ends a request whose handler or response failed outside the route wrapper's own error handling: a 500
+ * problem+json while no header was sent, else a closed connection, so the client sees the cut.
+ */
 function failed(error: unknown, request: IncomingMessage, response: ServerResponse, pathname: string): void {
-  console.error(`the direct route failed to serve ${request.method} ${pathname}:`, error);
-  if (!response.headersSent) {
-    response.statusCode = 500;
-    response.end();
-  } else {
+  const requestId = randomUUID();
+  console.error(`the direct route failed to serve ${request.method} ${pathname} (request ${requestId}):`, error);
+  if (response.headersSent) {
     response.destroy();
+    return;
   }
+  const body = JSON.stringify({ type: 'about:blank', title: 'Internal server error', status: 500, detail: 'The server failed to process the request.', request_id: requestId });
+  response.writeHead(500, { 'Content-Type': PROBLEM_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', 'X-Request-Id': requestId });
+  response.end(request.method === 'HEAD' ? undefined : body);
 }
 
 async function respond(
@@ -147,12 +154,6 @@ async function respond(
   if (webResponse.body === null || request.method === 'HEAD') {
     await webResponse.body?.cancel();
     response.end();
-    return;
-  }
-  const length = Number(webResponse.headers.get('content-length') ?? Number.NaN);
-  if (length <= SMALL_BODY_BYTES) {
-    // A small body (a JSON reply, a small range) goes out in one write, without a stream pipeline.
-    response.end(Buffer.from(await webResponse.arrayBuffer()));
     return;
   }
   try {

@@ -1,6 +1,6 @@
-import crypto from 'node:crypto';
 import { observeHttpResponse } from '../metrics/http';
 import { problemResponse } from './problem';
+import { requestIdOf } from './route';
 
 /**
  * The methods of every API route, by its route template under app/. For a method that a route file does
@@ -44,16 +44,18 @@ export const ROUTE_METHODS: Record<string, readonly string[]> = {
 };
 
 const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
-interface CompiledRoute {
+/** An API route's template, the pattern of its paths and the methods it allows. */
+export interface RouteMethods {
   template: string;
   pattern: RegExp;
+  methods: ReadonlySet<string>;
+  /** The methods as the Allow header lists them. */
   allow: string;
 }
 
 /** Turns a route template into a pattern over the raw path: `[x]` is one segment, `[...x]` one or more, `[[...x]]` any. */
-function compile(template: string, methods: readonly string[]): CompiledRoute {
+function compile(template: string, exported: readonly string[]): RouteMethods {
   const source = template
     .split('/')
     .map((segment) => {
@@ -64,30 +66,31 @@ function compile(template: string, methods: readonly string[]): CompiledRoute {
     })
     .join('');
   // Next.js serves HEAD from GET, and OPTIONS for every route file.
-  const allowed = new Set([...methods, ...(methods.includes('GET') ? ['HEAD'] : []), 'OPTIONS']);
-  return { template, pattern: new RegExp(`^${source}$`), allow: METHOD_ORDER.filter((method) => allowed.has(method)).join(', ') };
+  const methods = new Set([...exported, ...(exported.includes('GET') ? ['HEAD'] : []), 'OPTIONS']);
+  return { template, pattern: new RegExp(`^${source}$`), methods, allow: METHOD_ORDER.filter((method) => methods.has(method)).join(', ') };
 }
 
 const ROUTES = Object.entries(ROUTE_METHODS).map(([template, methods]) => compile(template, methods));
 
-/** Returns the route template of a request path with the methods it allows, or null for a path of no route. */
-export function routeOfPath(pathname: string): { template: string; allow: string } | null {
-  const route = ROUTES.find((candidate) => candidate.pattern.test(pathname));
-  return route ? { template: route.template, allow: route.allow } : null;
+/** Returns the API route of a request path, or null for a path of no route. */
+export function routeOfPath(pathname: string): RouteMethods | null {
+  return ROUTES.find((route) => route.pattern.test(pathname)) ?? null;
 }
 
-/** Rejects a method that the route does not allow: 405 problem+json with Allow, counted in the HTTP metrics. */
-export async function methodNotAllowed(request: Request, route: { template: string; allow: string }): Promise<Response> {
-  const startedAt = performance.now();
-  const supplied = request.headers.get('x-request-id');
-  const requestId = supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
-  const pathname = new URL(request.url).pathname;
-  const response = problemResponse(
+/** Builds the 405 problem+json for `method` on `pathname`, with the Allow header RFC 9110 requires. */
+export function methodNotAllowedResponse(method: string, pathname: string, allow: string, headers: Record<string, string> = {}): Response {
+  return problemResponse(
     405,
     'Method not allowed',
-    `${request.method} is not allowed on ${pathname}. Allowed methods: ${route.allow}.`,
-    { errors: [{ field: '(method)', rule: 'allowed_method', message: `expected one of ${route.allow}` }] },
-    { Allow: route.allow, 'X-Request-Id': requestId },
+    `${method} is not allowed on ${pathname}. Allowed methods: ${allow}.`,
+    { errors: [{ field: '(method)', rule: 'allowed_method', message: `expected one of ${allow}` }] },
+    { ...headers, Allow: allow },
   );
+}
+
+/** Rejects a method that the route does not allow with 405, counted in the HTTP metrics under the route. */
+export async function methodNotAllowed(request: Request, route: RouteMethods): Promise<Response> {
+  const startedAt = performance.now();
+  const response = methodNotAllowedResponse(request.method, new URL(request.url).pathname, route.allow, { 'X-Request-Id': requestIdOf(request) });
   return observeHttpResponse(route.template, request.method, startedAt, response);
 }

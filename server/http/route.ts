@@ -25,6 +25,12 @@ export interface RouteOptions {
 type RouteHandler<Params> = (input: RouteInput<Params>) => Promise<Response>;
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Returns the client's X-Request-Id when it is 1 to 128 safe characters, or a new random id. */
+export function requestIdOf(request: Request): string {
+  const supplied = request.headers.get('x-request-id');
+  return supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
+}
 const NOBODY: Principal = { tokenId: null, name: 'anonymous', scopes: new Set(), via: 'anonymous' };
 
 /**
@@ -35,8 +41,7 @@ const NOBODY: Principal = { tokenId: null, name: 'anonymous', scopes: new Set(),
 export function apiRoute<Params = Record<string, never>>(options: RouteOptions, handler: RouteHandler<Params>) {
   return async (request: Request, context: { params: Promise<Params> }): Promise<Response> => {
     const startedAt = performance.now();
-    const supplied = request.headers.get('x-request-id');
-    const requestId = supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
+    const requestId = requestIdOf(request);
     let log: Logger | undefined;
     let response: Response;
 

@@ -161,11 +161,7 @@ async function startReading(source: Readable): Promise<Readable> {
   return Readable.from(chunks(), { objectMode: false });
 }
 
-/**
- * The bytes of a file; 404 for an unknown id, 410 Gone once its package was deleted by retention. One
- * query reads the file, its package's status, its blob's size and the blob's good copies.
- */
-/** A file with its package's status, its blob's size and one row per good copy (none when it has none). */
+/** Prepares the query of a file with its package's status, its blob's size and one row per good copy. */
 function fileContentStatement(db: Executor, name: string) {
   return db
     .select({ file: files, packageStatus: packages.status, blobSizeBytes: blobs.sizeBytes, location: storageLocations })
@@ -177,6 +173,10 @@ function fileContentStatement(db: Executor, name: string) {
     .prepare(name);
 }
 
+/**
+ * The bytes of a file; 404 for an unknown id, 410 Gone once its package was deleted by retention. One
+ * query reads the file, its package's status, its blob's size and the blob's good copies.
+ */
 export async function openFileContent(db: Executor, backends: Map<string, Backend>, fileId: string): Promise<ContentHandle> {
   const id = z.uuid().safeParse(fileId);
   if (!id.success) throw new NotFoundError('File', fileId);

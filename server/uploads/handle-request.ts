@@ -1,8 +1,9 @@
-import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { getAppContext, type AppContext } from '../app-context';
 import { isDomainError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { authenticate, requireScope } from '../http/auth';
+import { requestIdOf } from '../http/route';
+import { methodNotAllowedResponse } from '../http/route-methods';
 import { errorToResponse, problemResponse } from '../http/problem';
 import { observeHttpResponse } from '../metrics/http';
 import { parsePackageId } from '../registry/packages';
@@ -10,7 +11,8 @@ import { parseUploadMetadata } from './metadata';
 import { CHECKSUM_ALGORITHMS, uploadRequestStorage, type ChecksumAlgorithm, type ExpectedChecksum, type UploadRequestContext } from './request-context';
 import { getUploadService, UPLOAD_ID_PATTERN, UPLOADS_PATH, type UploadService } from './tus-server';
 
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+const COLLECTION_METHODS = ['POST', 'OPTIONS'];
+const UPLOAD_METHODS = ['HEAD', 'PATCH', 'DELETE', 'OPTIONS'];
 
 /** The route template of app/api/v1/uploads/[[...id]]/route.ts, the label of every tus request in the HTTP metrics. */
 export const UPLOADS_ROUTE_TEMPLATE = '/api/v1/uploads/[[...id]]';
@@ -38,8 +40,7 @@ const STATUS_TITLES: Record<number, string> = {
  */
 export async function handleUploadRequest(request: Request): Promise<Response> {
   const startedAt = performance.now();
-  const supplied = request.headers.get('x-request-id');
-  const requestId = supplied && REQUEST_ID_PATTERN.test(supplied) ? supplied : crypto.randomUUID();
+  const requestId = requestIdOf(request);
   let log: Logger | undefined;
   let response: Response;
 
@@ -60,11 +61,9 @@ export async function handleUploadRequest(request: Request): Promise<Response> {
 async function dispatch(app: AppContext, request: Request, log: Logger, requestId: string): Promise<Response> {
   const uploadId = parseUploadId(request.url);
   const method = request.method;
-  if (method === 'POST' ? uploadId !== null : method !== 'OPTIONS' && uploadId === null) {
-    return problemResponse(405, 'Method not allowed', `${method} is not allowed on this URL; create uploads with POST ${UPLOADS_PATH}.`, {}, {
-      Allow: uploadId === null ? 'POST, OPTIONS' : 'HEAD, PATCH, DELETE, OPTIONS',
-    });
-  }
+  // POST creates uploads on the collection URL; the other methods act on one upload's URL.
+  const allowed = uploadId === null ? COLLECTION_METHODS : UPLOAD_METHODS;
+  if (!allowed.includes(method)) return methodNotAllowedResponse(method, new URL(request.url).pathname, allowed.join(', '));
 
   const service = getUploadService(app);
   if (method === 'OPTIONS') return withChecksumAlgorithms(await service.server.handleWeb(request));

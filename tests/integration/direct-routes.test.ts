@@ -4,7 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blake3Hex } from '@/server/digest/blake3-hex';
-import { ApiClient } from '../support/client';
+import { ApiClient, checkedFetch } from '../support/client';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 
 // scripts/server.mjs serves downloads, raw PUTs and tus uploads without Next.js's request path. These tests cover what
@@ -34,12 +34,22 @@ interface RawResponse {
   complete: boolean;
 }
 
-/** Sends one request over a new connection and collects the response, also a cut-off one. */
-function send(method: string, target: string, headers: Record<string, string> = {}, body?: Buffer): Promise<RawResponse> {
+/**
+ * Sends one request with exactly the given request target over a new connection, and collects the
+ * response, also a cut-off one. `host` replaces the Host header, which fetch does not allow.
+ */
+function send(method: string, target: string, headers: Record<string, string> = {}, body?: Buffer | string, host?: string): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const request = http.request(
-      api.url(target),
-      { method, agent: false, headers: { authorization: `Bearer ${api.token}`, ...headers } },
+      {
+        host: '127.0.0.1',
+        port: server.port,
+        method,
+        path: target,
+        agent: false,
+        setHost: host === undefined,
+        headers: { ...(host === undefined ? {} : { host }), authorization: `Bearer ${api.token}`, ...headers },
+      },
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -61,6 +71,7 @@ function blobPath(content: Buffer): string {
 
 describe('data-plane routes outside Next.js', () => {
   it('survives clients leaving mid-download', async () => {
+    const outputBefore = server.output().length;
     const pkg = await api.createPackage();
     const content = crypto.randomBytes(32 * 1024 * 1024);
     const put = await api.putFile(pkg.id, 'big.bin', content);
@@ -80,14 +91,15 @@ describe('data-plane routes outside Next.js', () => {
       });
     }
 
-    const whole = await send('GET', `/files/${id}/download`);
+    const whole = await send('GET', `/api/v1/files/${id}/download`);
     expect(whole.status).toBe(200);
     expect(whole.complete).toBe(true);
     expect(whole.body.equals(content)).toBe(true);
-    expect(server.output()).not.toContain('the direct route failed');
+    expect(server.output().slice(outputBefore)).not.toContain('the direct route failed');
   });
 
   it('records nothing for a cut PUT body', async () => {
+    const outputBefore = server.output().length;
     const pkg = await api.createPackage();
     await new Promise<void>((resolve) => {
       const request = http.request(api.url(`/packages/${pkg.id}/files/cut.bin`), {
@@ -112,8 +124,8 @@ describe('data-plane routes outside Next.js', () => {
     const retry = await api.putFile(pkg.id, 'cut.bin', Buffer.from('complete'));
     expect(retry.status).toBe(201);
     // A client that leaves is not a server error: logged at info, not as an unexpected error.
-    expect(server.output()).toContain('the client closed the connection before the response');
-    expect(server.output()).not.toContain('unexpected error');
+    expect(server.output().slice(outputBefore)).toContain('the client closed the connection before the response');
+    expect(server.output().slice(outputBefore)).not.toContain('unexpected error');
   });
 
   it('cuts a download of a truncated copy', async () => {
@@ -122,7 +134,7 @@ describe('data-plane routes outside Next.js', () => {
     const { id } = await (await api.putFile(pkg.id, 'short.bin', content)).json();
     fs.truncateSync(blobPath(content), content.length / 2);
 
-    const response = await send('GET', `/files/${id}/download`);
+    const response = await send('GET', `/api/v1/files/${id}/download`);
     expect(response.status).toBe(200);
     expect(response.headers['content-length']).toBe(String(content.length));
     expect(response.complete).toBe(false);
@@ -131,7 +143,7 @@ describe('data-plane routes outside Next.js', () => {
 
   it('decodes PUT path segments as Next.js', async () => {
     const pkg = await api.createPackage();
-    const put = await send('PUT', `/packages/${pkg.id}/files/dir/a%2Fb%20c%2B%C3%A9.txt?ignored=1`, {}, Buffer.from('x'));
+    const put = await send('PUT', `/api/v1/packages/${pkg.id}/files/dir/a%2Fb%20c%2B%C3%A9.txt?ignored=1`, {}, Buffer.from('x'));
     expect(put.status).toBe(201);
     expect(JSON.parse(put.body.toString()).relative_path).toBe('dir/a/b c+é.txt');
   });
@@ -139,7 +151,7 @@ describe('data-plane routes outside Next.js', () => {
   it('leaves other path shapes to Next.js', async () => {
     const pkg = await api.createPackage();
     // A path with an empty segment goes to Next.js, which redirects or rejects it.
-    const trailing = await send('PUT', `/packages/${pkg.id}/files/dir/`, {}, Buffer.from('x'));
+    const trailing = await send('PUT', `/api/v1/packages/${pkg.id}/files/dir/`, {}, Buffer.from('x'));
     expect(trailing.status).not.toBe(201);
     const files = await (await api.get(`/packages/${pkg.id}/files`)).json();
     expect(files.files).toEqual([]);
@@ -151,9 +163,11 @@ describe('methods a route does not allow', () => {
     ['POST', `/files/${'0'.repeat(8)}-0000-0000-0000-${'0'.repeat(12)}/download`, 'GET, HEAD, OPTIONS'],
     ['PUT', '/events', 'GET, HEAD, OPTIONS'],
     ['PATCH', '/packages', 'GET, HEAD, POST, OPTIONS'],
-    ['GET', '/uploads', 'HEAD, POST, PATCH, DELETE, OPTIONS'],
-  ])('answers %s %s with 405 and Allow', async (method, target, allow) => {
-    const response = await send(method, target, { 'content-type': 'application/json' }, method === 'GET' ? undefined : Buffer.from('{}'));
+    ['GET', '/uploads', 'POST, OPTIONS'],
+    ['GET', `/uploads/${'0'.repeat(32)}`, 'HEAD, PATCH, DELETE, OPTIONS'],
+    ['POST', `/uploads/${'0'.repeat(32)}`, 'HEAD, PATCH, DELETE, OPTIONS'],
+  ])('rejects %s %s with 405 and Allow', async (method, target, allow) => {
+    const response = await send(method, `/api/v1${target}`, { 'content-type': 'application/json' }, method === 'GET' ? undefined : Buffer.from('{}'));
     expect(response.status).toBe(405);
     expect(response.headers.allow).toBe(allow);
     expect(response.headers['content-type']).toBe('application/problem+json');
@@ -161,5 +175,103 @@ describe('methods a route does not allow', () => {
     const problem = JSON.parse(response.body.toString());
     expect(problem.status).toBe(405);
     expect(problem.errors).toEqual([{ field: '(method)', rule: 'allowed_method', message: `expected one of ${allow}` }]);
+  });
+});
+
+// Odd Host headers and absolute-form targets: the Host value ends up in the request URL that the route
+// handlers, the tus library and the HTTP metrics read.
+
+/** Returns the value of artifact_store_http_requests_total for one route, method and status. */
+async function requestCount(route: string, method: string, status: number): Promise<number> {
+  const text = await (await api.get('/metrics')).text();
+  const prefix = `artifact_store_http_requests_total{route="${route}",method="${method}",status="${status}"} `;
+  const line = text.split('\n').find((candidate) => candidate.startsWith(prefix));
+  return line === undefined ? 0 : Number(line.slice(prefix.length));
+}
+
+const DOWNLOAD_ROUTE = '/api/v1/files/[id]/download';
+
+describe('odd Host headers on direct routes', () => {
+  it('serves a Host with userinfo', async () => {
+    const outputBefore = server.output().length;
+    const pkg = await api.createPackage();
+    const put = await send('PUT', `/api/v1/packages/${pkg.id}/files/userinfo.txt`, {}, 'abc', 'user@example.test');
+    expect(put.status).toBe(201);
+    const { id } = JSON.parse(put.body.toString());
+
+    const download = await send('GET', `/api/v1/files/${id}/download`, {}, undefined, 'user@example.test');
+    expect(download.status).toBe(200);
+    expect(download.body.toString()).toBe('abc');
+    expect(download.headers['x-request-id']).toBeDefined();
+    expect(server.output().slice(outputBefore)).not.toContain('the direct route failed');
+  });
+
+  it('counts downloads under their route for any Host', async () => {
+    const pkg = await api.createPackage();
+    const { id } = await (await api.putFile(pkg.id, 'counted.txt', Buffer.from('abc'))).json();
+    const before = await requestCount(DOWNLOAD_ROUTE, 'GET', 200);
+
+    for (const host of ['example.test/elsewhere?', 'example.test#', '']) {
+      const download = await send('GET', `/api/v1/files/${id}/download`, {}, undefined, host);
+      expect(download.status).toBe(200);
+      expect(download.body.toString()).toBe('abc');
+    }
+
+    expect(await requestCount(DOWNLOAD_ROUTE, 'GET', 200)).toBe(before + 3);
+  });
+
+  it('resumes a tus upload whatever the Host', async () => {
+    const pkg = await api.createPackage();
+    const metadata = `package_id ${Buffer.from(pkg.id).toString('base64')},relative_path ${Buffer.from('odd-host.bin').toString('base64')}`;
+    const created = await send('POST', '/api/v1/uploads', { 'tus-resumable': '1.0.0', 'upload-length': '3', 'upload-metadata': metadata }, '', 'example.test');
+    expect(created.status).toBe(201);
+    const uploadPath = new URL(created.headers.location!).pathname;
+
+    const patchHeaders = { 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' };
+    const patch = await send('PATCH', uploadPath, patchHeaders, 'abc', 'example.test/elsewhere?');
+    expect(patch.status).toBe(204);
+    expect(patch.headers['upload-offset']).toBe('3');
+  });
+
+  it('names the target authority in an absolute-form Location', async () => {
+    const pkg = await api.createPackage();
+    const metadata = `package_id ${Buffer.from(pkg.id).toString('base64')},relative_path ${Buffer.from('absolute.bin').toString('base64')}`;
+    const authority = `127.0.0.1:${server.port}`;
+    // RFC 9112 section 3.2.2: a server that receives an absolute-form target ignores the Host header.
+    const headers = { 'tus-resumable': '1.0.0', 'upload-length': '3', 'upload-metadata': metadata };
+    const created = await send('POST', `http://${authority}/api/v1/uploads`, headers, '', 'ignored.example.test');
+    expect(created.status).toBe(201);
+    expect(new URL(created.headers.location!).host).toBe(authority);
+  });
+});
+
+describe('odd tus upload URLs', () => {
+  it('ignores a query on the upload URL', async () => {
+    const pkg = await api.createPackage();
+    const created = await api.request('POST', '/uploads', {
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': '3',
+        'upload-metadata': `package_id ${Buffer.from(pkg.id).toString('base64')},relative_path ${Buffer.from('query.bin').toString('base64')}`,
+      },
+    });
+    expect(created.status).toBe(201);
+    const uploadUrl = `${created.headers.get('location')!}?client=test`;
+    const authorization = `Bearer ${api.token}`;
+
+    const head = await checkedFetch(uploadUrl, { method: 'HEAD', headers: { authorization, 'tus-resumable': '1.0.0' } });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('upload-offset')).toBe('0');
+
+    const patch = await checkedFetch(uploadUrl, {
+      method: 'PATCH',
+      headers: { authorization, 'tus-resumable': '1.0.0', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' },
+      body: 'abc',
+    });
+    expect(patch.status).toBe(204);
+    expect(patch.headers.get('upload-offset')).toBe('3');
+
+    const files = await (await api.get(`/packages/${pkg.id}/files`)).json();
+    expect(files.files.map((file: { relative_path: string }) => file.relative_path)).toEqual(['query.bin']);
   });
 });

@@ -1,13 +1,9 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { validate } from '@readme/openapi-parser';
 import { describe, expect, it } from 'vitest';
 import { buildOpenApiDocument } from '../../server/http/openapi/document';
 import { OpenApiResponseChecker, UndocumentedResponseError } from '../support/openapi-checker';
+import { listRouteFiles } from '../support/route-files';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const API_DIR = path.join(ROOT, 'app/api/v1');
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 const BASE = 'http://127.0.0.1:3000/api/v1';
 const PACKAGE_ID = '0b7f7c1e-8a5e-4a8e-9a3c-2f0e5d6c7b8a';
 
@@ -20,28 +16,18 @@ interface RouteExport {
   methods: string[];
 }
 
-/** Lists every `route.ts` below app/api/v1 with its exported methods, leaving out the top-level catch-all. */
+/** Lists every route file below app/api/v1 with its OpenAPI path templates, leaving out the top-level catch-all. */
 function routeExports(): RouteExport[] {
-  const routes: RouteExport[] = [];
-  const visit = (dir: string) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) visit(full);
-      if (entry.name !== 'route.ts') continue;
-      const source = fs.readFileSync(full, 'utf8');
-      const methods = METHODS.filter((method) => new RegExp(`^export const ${method}\\b`, 'm').test(source));
-      const segments = path.relative(API_DIR, dir).split(path.sep).filter(Boolean);
-      if (segments.some((segment) => /^\[\.\.\.[^\]]+\]$/.test(segment)) && segments.length === 1) continue;
+  const toTemplate = (parts: string[]) => `/${parts.map((segment) => segment.replace(/^\[(?:\.\.\.)?(.+)\]$/, '{$1}')).join('/')}`;
+  return listRouteFiles()
+    .filter(({ segments }) => !(segments.length === 1 && /^\[\.\.\.[^\]]+\]$/.test(segments[0])))
+    .map(({ segments, methods }) => {
       const optionalTail = /^\[\[\.\.\.(.+)\]\]$/.exec(segments[segments.length - 1] ?? '');
-      const toTemplate = (parts: string[]) => `/${parts.map((segment) => segment.replace(/^\[(?:\.\.\.)?(.+)\]$/, '{$1}')).join('/')}`;
       const templates = optionalTail
         ? [toTemplate(segments.slice(0, -1)), toTemplate([...segments.slice(0, -1), `[${optionalTail[1]}]`])]
         : [toTemplate(segments)];
-      routes.push({ templates, methods });
-    }
-  };
-  visit(API_DIR);
-  return routes;
+      return { templates, methods };
+    });
 }
 
 function jsonResponse(status: number, body: unknown, headers: Record<string, string> = {}, contentType = 'application/json'): Response {
