@@ -8,6 +8,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import type { ExtractTablesWithRelations } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
+import { lockPgliteDirectory } from './pglite-lock';
 import * as schema from './schema';
 
 export type Schema = typeof schema;
@@ -200,47 +201,6 @@ class NotificationListener {
       }
     };
     setTimeout(retry, LISTENER_RETRY_MS).unref();
-  }
-}
-
-const PGLITE_LOCK_FILE = 'artifact-store.lock';
-
-/**
- * Takes the embedded database for this process. PGlite has no locking of its own, and two processes
- * writing one data directory corrupt it, so a lock file holds the owner's pid; a lock whose process has
- * exited is taken over.
- */
-function lockPgliteDirectory(dataDir: string): () => void {
-  const lockPath = path.join(dataDir, PGLITE_LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      fs.writeFileSync(lockPath, String(process.pid), { flag: 'wx' });
-      return () => {
-        if (fs.readFileSync(lockPath, 'utf8') === String(process.pid)) fs.rmSync(lockPath, { force: true });
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const owner = Number(fs.readFileSync(lockPath, 'utf8'));
-    // A lock file without a pid yet was created an instant ago by a process still writing it.
-    const beingWritten = !(Number.isSafeInteger(owner) && owner > 0) && Date.now() - fs.statSync(lockPath).mtimeMs < 10_000;
-    if (beingWritten || (Number.isSafeInteger(owner) && owner > 0 && isProcessAlive(owner))) {
-      throw new Error(
-        `The embedded database in ${dataDir} is in use by process ${owner || '(starting)'}; it allows one process at a time. ` +
-          'Stop that process first, or use the HTTP API while it runs (for tokens: POST /api/v1/tokens).',
-      );
-    }
-    fs.rmSync(lockPath, { force: true });
-  }
-  throw new Error(`Could not take the lock file ${lockPath}; another process is starting on the same embedded database.`);
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

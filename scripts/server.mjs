@@ -8,7 +8,8 @@
  * starts no child process, so a SIGTERM or SIGKILL sent to this process reaches the server itself.
  * SIGINT and SIGTERM stop accepting connections and close idle keep-alive connections. Open requests get
  * at most SHUTDOWN_GRACE_SECONDS (default 30) to finish, because event streams never finish by themselves.
- * Then the server closes the connections still open, closes Next.js and exits with 130 or 143.
+ * Then the server closes the connections still open, Next.js and the database (which gives back the
+ * embedded database's lock) and exits with 130 or 143.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -63,6 +64,13 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
       clearTimeout(forced);
       if (error) console.error('closing the HTTP server failed:', error);
       await app.close().catch((closeError) => console.error('closing Next.js failed:', closeError));
+      const closeDatabase = globalThis[Symbol.for('artifact-store.closeDatabase')];
+      if (closeDatabase) {
+        await closeDatabase().then(
+          () => console.log('artifact-store closed the database'),
+          (closeError) => console.error('closing the database failed:', closeError),
+        );
+      }
       process.exit(signal === 'SIGINT' ? 130 : 143);
     });
     server.closeIdleConnections();

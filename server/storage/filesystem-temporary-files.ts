@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { isProcessAlive } from '../process-alive';
 
 /**
  * Naming and crash recovery of the filesystem backend's temporary files.
@@ -66,16 +67,6 @@ export function reserveTemporaryFile(directory: string): string {
 /** Marks a temporary file as no longer open, so recovery may remove it if it still exists. */
 export function releaseTemporaryFile(filePath: string): void {
   openTemporaryFiles.delete(filePath);
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM means the process exists but belongs to another user.
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
 }
 
 /** Returns true when the rules in the file comment allow removing this temporary file. */

@@ -117,6 +117,9 @@ describe('stopping the server', () => {
       })().catch(() => undefined);
       expect(await exited).toBe(143);
       expect(ownServer.output()).toContain('is closing the connections still open after 1 s');
+      // The database is closed before exit, so PGlite's lock is given back and the next process need not take over a stale one.
+      expect(ownServer.output()).toContain('artifact-store closed the database');
+      expect(fs.existsSync(path.join(own.env.DATA_DIR, 'pglite', 'artifact-store.lock'))).toBe(false);
     } finally {
       await ownServer.kill();
       await own.cleanup();
