@@ -7,6 +7,7 @@ import { downloadFile } from '../routes/file-download';
 import { putFile } from '../routes/file-put';
 import { handleUploadRequest } from '../uploads/handle-request';
 import { PROBLEM_CONTENT_TYPE } from './problem';
+import { attachNodeBody, webStreamOf } from './request-body';
 import { methodNotAllowed, routeOfPath } from './route-methods';
 
 /**
@@ -133,10 +134,11 @@ async function respond(
   const webRequest = new Request(url, {
     method: request.method,
     headers,
-    body: hasBody ? (Readable.toWeb(request) as ReadableStream<Uint8Array>) : null,
+    body: hasBody ? webStreamOf(request) : null,
     duplex: 'half',
     signal: clientGone.signal,
   } as RequestInit);
+  if (hasBody) attachNodeBody(webRequest, request);
 
   const webResponse = await handler(webRequest, { params: Promise.resolve(params) });
 

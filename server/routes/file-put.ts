@@ -1,6 +1,5 @@
-import { Readable } from 'node:stream';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { ValidationError } from '../errors';
+import { requestBodyStream } from '../http/request-body';
 import { apiRoute, jsonResponse } from '../http/route';
 import { addFileFromStream } from '../registry/files';
 
@@ -13,12 +12,11 @@ export const putFile = apiRoute<{ id: string; relative_path: string[] }>({ scope
       { field: 'Content-Length', rule: 'integer', message: `invalid value ${JSON.stringify(lengthHeader)}` },
     ]);
   }
-  const body = request.body ? Readable.fromWeb(request.body as NodeReadableStream<Uint8Array>) : Readable.from([]);
   const record = await addFileFromStream(app.db, app.primaryBackend, {
     packageId: params.id,
     relativePath: params.relative_path.join('/'),
     mediaType: request.headers.get('content-type'),
-    body,
+    body: requestBodyStream(request),
     actor: principal.name,
     maxBytes: app.settings.MAX_FILE_SIZE_BYTES,
     declaredLength,

@@ -29,6 +29,27 @@ class TemporaryFileStream extends Writable {
     );
   }
 
+  /** Writes the chunks that queued up while the previous write ran with one writev(2), so one thread-pool job. */
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    this.#writeAllOf(chunks.map(({ chunk }) => chunk)).then(
+      () => callback(),
+      (error: unknown) => callback(this.#translateError(error) as Error),
+    );
+  }
+
+  async #writeAllOf(buffers: Buffer[]): Promise<void> {
+    let { bytesWritten: skipped } = await this.#handle.writev(buffers);
+    // writev may write fewer bytes than given (libuv splits calls past IOV_MAX and stops at an error), so the rest goes chunk by chunk.
+    for (const buffer of buffers) {
+      if (skipped >= buffer.byteLength) {
+        skipped -= buffer.byteLength;
+        continue;
+      }
+      await this.#writeAll(buffer.subarray(skipped));
+      skipped = 0;
+    }
+  }
+
   async #writeAll(chunk: Buffer): Promise<void> {
     let offset = 0;
     while (offset < chunk.byteLength) {

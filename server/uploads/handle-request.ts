@@ -3,6 +3,7 @@ import { getAppContext, type AppContext } from '../app-context';
 import { isDomainError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { authenticate, requireScope } from '../http/auth';
 import { requestIdOf } from '../http/route';
+import { requestBodyStream, webStreamOf } from '../http/request-body';
 import { methodNotAllowedResponse } from '../http/route-methods';
 import { errorToResponse, problemResponse } from '../http/problem';
 import { observeHttpResponse } from '../metrics/http';
@@ -147,27 +148,13 @@ export function parseUploadChecksum(header: string | null): ExpectedChecksum | u
  * body makes the store's write fail at once, so the upload's lock is released without waiting for a timeout.
  */
 function forwardRequest(request: Request): Request {
-  const source = request.body;
   let body: ReadableStream<Uint8Array> | null = null;
-  if (source) {
-    const reader = source.getReader();
-    body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        request.signal.addEventListener('abort', () => controller.error(new Error('The client closed the connection.')), { once: true });
-      },
-      async pull(controller) {
-        try {
-          const { done, value } = await reader.read();
-          if (done) controller.close();
-          else controller.enqueue(value);
-        } catch (error) {
-          controller.error(error);
-        }
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
-    });
+  if (request.body) {
+    const source = requestBodyStream(request);
+    const closeSource = () => source.destroy(new Error('The client closed the connection.'));
+    if (request.signal.aborted) closeSource();
+    else request.signal.addEventListener('abort', closeSource, { once: true });
+    body = webStreamOf(source);
   }
   // @tus/server takes the upload id from the end of the whole URL, so a query string would become part of
   // the id. parseUploadId ignores the query, and so does the library once it is removed here.

@@ -1,0 +1,50 @@
+import { Readable } from 'node:stream';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+
+const nodeBodies = new WeakMap<Request, Readable>();
+
+/**
+ * Records the Node.js stream that a Request's body comes from. The direct routes build their Requests
+ * from node:http requests, so the handlers can read the socket's chunks without going through web streams.
+ */
+export function attachNodeBody(request: Request, body: Readable): void {
+  nodeBodies.set(request, body);
+}
+
+/**
+ * Returns the request's body as a Node.js stream: the recorded stream when there is one, else a
+ * conversion of `request.body`, and an empty stream for a request without a body.
+ */
+export function requestBodyStream(request: Request): Readable {
+  const recorded = nodeBodies.get(request);
+  if (recorded) return recorded;
+  return request.body ? Readable.fromWeb(request.body as NodeReadableStream<Uint8Array>) : Readable.from([]);
+}
+
+/**
+ * Returns a web ReadableStream of the chunks of a Node.js stream, read as the consumer pulls. Unlike
+ * `Readable.toWeb` in Node.js 20, which copies every Buffer, it hands the chunks on as they are, so
+ * consumers must not transfer or modify them. Cancelling the web stream destroys the Node.js stream.
+ */
+export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
+  let chunks: AsyncIterator<Buffer> | undefined;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          // The iterator is created on the first read, because creating it starts reading the stream.
+          chunks ??= body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+          const { done, value } = await chunks.next();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        } catch (error) {
+          controller.error(error);
+        }
+      },
+      cancel(reason) {
+        body.destroy(reason instanceof Error ? reason : undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
