@@ -3,8 +3,9 @@
  * (RFC 9110 §13, §14, §15.3.7) and streaming that never keeps a whole file in memory.
  */
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { evaluatePreconditions, formatHttpDate, ifRangeAllowsPartial } from './conditional';
+import { responseWithNodeBody } from './node-bodies';
 import { parseRangeHeader, type ByteRange } from './range';
 
 export interface ByteResponseOptions {
@@ -21,9 +22,9 @@ export interface ByteResponseOptions {
   lastModified?: Date;
   /**
    * Opens the bytes of `range` (inclusive), or of the whole representation when `range` is undefined.
-   * The stream must yield exactly that many bytes. Cancelling it must release the source.
+   * The stream must yield exactly that many bytes. Destroying it must release the source.
    */
-  openRange: (range?: ByteRange) => Promise<ReadableStream<Uint8Array>>;
+  openRange: (range?: ByteRange) => Promise<Readable>;
 }
 
 /** A body part that is either ready bytes or a byte range still to be read from storage. */
@@ -93,8 +94,8 @@ export async function buildByteResponse(options: ByteResponseOptions): Promise<R
   if (selection.kind === 'full') {
     headers.set('Content-Type', contentType);
     headers.set('Content-Length', String(size));
-    const body = await openBody([{ range: undefined, length: size }], options.openRange);
-    return new Response(body, { status: 200, headers });
+    const body = await openExactly(undefined, size, options.openRange);
+    return responseWithNodeBody(body, { status: 200, headers });
   }
 
   if (selection.ranges.length === 1) {
@@ -102,15 +103,15 @@ export async function buildByteResponse(options: ByteResponseOptions): Promise<R
     headers.set('Content-Type', contentType);
     headers.set('Content-Length', String(range.end - range.start + 1));
     headers.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
-    const body = await openBody([{ range, length: range.end - range.start + 1 }], options.openRange);
-    return new Response(body, { status: 206, headers });
+    const body = await openExactly(range, range.end - range.start + 1, options.openRange);
+    return responseWithNodeBody(body, { status: 206, headers });
   }
 
   const boundary = randomBytes(16).toString('hex');
   const segments = buildMultipartSegments(selection.ranges, size, contentType, boundary);
   headers.set('Content-Type', `multipart/byteranges; boundary=${boundary}`);
   headers.set('Content-Length', String(segments.reduce((total, segment) => total + segment.length, 0)));
-  const body = await openBody(segments, options.openRange);
+  const body = await openBody(segments, async (range) => readableToWebStream(await options.openRange(range)));
   return new Response(body, { status: 206, headers });
 }
 
@@ -172,11 +173,32 @@ function buildMultipartSegments(
   return segments;
 }
 
+/** Opens one range (or the whole representation) and returns its bytes, which error unless there are exactly `length`. */
+async function openExactly(range: ByteRange | undefined, length: number, openRange: ByteResponseOptions['openRange']): Promise<Readable> {
+  const source = await openRange(range);
+  let remaining = length;
+  const check = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (chunk.byteLength > remaining) {
+        callback(new Error(`Storage returned more than the ${length} bytes of ${describeRange(range)}.`));
+        return;
+      }
+      remaining -= chunk.byteLength;
+      callback(null, chunk);
+    },
+    flush(callback) {
+      if (remaining !== 0) callback(new Error(`Storage returned ${length - remaining} of the ${length} bytes of ${describeRange(range)}.`));
+      else callback();
+    },
+  });
+  // pipeline destroys the source when the result is destroyed, and errors the result when the source fails.
+  return pipeline(source, check, () => undefined);
+}
+
+type OpenWebRange = (range?: ByteRange) => Promise<ReadableStream<Uint8Array>>;
+
 /** Opens the first range segment now and returns a stream of all segments in order. */
-async function openBody(
-  segments: BodySegment[],
-  openRange: ByteResponseOptions['openRange'],
-): Promise<ReadableStream<Uint8Array>> {
+async function openBody(segments: BodySegment[], openRange: OpenWebRange): Promise<ReadableStream<Uint8Array>> {
   const first = segments.find((segment): segment is RangeSegment => !(segment instanceof Uint8Array));
   if (first) first.openedStream = await openRange(first.range);
   return concatenateSegments(segments, openRange);
@@ -187,10 +209,7 @@ async function openBody(
  * checking that it yields exactly its length. Cancelling the result cancels the range being read and
  * any range already opened but not yet read.
  */
-function concatenateSegments(
-  segments: BodySegment[],
-  openRange: ByteResponseOptions['openRange'],
-): ReadableStream<Uint8Array> {
+function concatenateSegments(segments: BodySegment[], openRange: OpenWebRange): ReadableStream<Uint8Array> {
   let nextIndex = 0;
   let current: { segment: RangeSegment; reader: ReadableStreamDefaultReader<Uint8Array>; remaining: number } | null =
     null;

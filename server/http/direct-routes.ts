@@ -7,7 +7,7 @@ import { downloadFile } from '../routes/file-download';
 import { putFile } from '../routes/file-put';
 import { handleUploadRequest } from '../uploads/handle-request';
 import { PROBLEM_CONTENT_TYPE } from './problem';
-import { attachNodeBody, webStreamOf } from './request-body';
+import { attachNodeBody, nodeBodyOf, webStreamOf } from './node-bodies';
 import { methodNotAllowed, routeOfPath } from './route-methods';
 
 /**
@@ -158,8 +158,9 @@ async function respond(
     response.end();
     return;
   }
+  const body = nodeBodyOf(webResponse) ?? Readable.fromWeb(webResponse.body as NodeReadableStream<Uint8Array>);
   try {
-    await pipeline(Readable.fromWeb(webResponse.body as NodeReadableStream<Uint8Array>), response);
+    await pipeline(body, response);
   } catch (error) {
     // A client that goes away mid-download is not a server failure.
     if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;

@@ -1,3 +1,5 @@
+import { pipeline, Transform, type Readable } from 'node:stream';
+import { nodeBodyOf } from '../http/node-bodies';
 import { getMetrics } from './registry';
 
 /** The label used when a route template cannot be rebuilt from the path and parameters. */
@@ -75,6 +77,13 @@ export function observeHttpResponse(route: string, method: string, startedAt: nu
     record();
     return response;
   }
+  // A body with a Node.js stream behind it is recorded when that stream closes: at its end, on an error or
+  // when the consumer destroys or cancels it.
+  const nodeBody = nodeBodyOf(response);
+  if (nodeBody) {
+    nodeBody.once('close', record);
+    return response;
+  }
   const body = passThrough(response.body, { onChunk: () => undefined, onEnd: record });
   return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
@@ -128,8 +137,14 @@ export function passThrough(source: ReadableStream<Uint8Array>, hooks: PassThrou
   );
 }
 
-/** Wraps a download body so that each chunk the client reads is added to download_bytes_sent_total. */
-export function countDownloadBytes(source: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+/** Wraps a download body so that each chunk passed on toward the client is added to download_bytes_sent_total. */
+export function countDownloadBytes(source: Readable): Readable {
   const counter = getMetrics().downloadBytesSent;
-  return passThrough(source, { onChunk: (chunk) => counter.inc(chunk.byteLength), onEnd: () => undefined });
+  const count = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      counter.inc(chunk.byteLength);
+      callback(null, chunk);
+    },
+  });
+  return pipeline(source, count, () => undefined);
 }

@@ -1,5 +1,5 @@
 import { ValidationError } from '../errors';
-import { requestBodyStream } from '../http/request-body';
+import { requestBodyStream } from '../http/node-bodies';
 import { apiRoute, jsonResponse } from '../http/route';
 import { addFileFromStream } from '../registry/files';
 

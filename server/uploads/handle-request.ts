@@ -3,7 +3,7 @@ import { getAppContext, type AppContext } from '../app-context';
 import { isDomainError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { authenticate, requireScope } from '../http/auth';
 import { requestIdOf } from '../http/route';
-import { requestBodyStream, webStreamOf } from '../http/request-body';
+import { requestBodyStream, webStreamOf } from '../http/node-bodies';
 import { methodNotAllowedResponse } from '../http/route-methods';
 import { errorToResponse, problemResponse } from '../http/problem';
 import { observeHttpResponse } from '../metrics/http';

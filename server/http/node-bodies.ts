@@ -1,12 +1,14 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 
-const nodeBodies = new WeakMap<Request, Readable>();
-
 /**
- * Records the Node.js stream that a Request's body comes from. The direct routes build their Requests
- * from node:http requests, so the handlers can read the socket's chunks without going through web streams.
+ * The Node.js streams behind the bodies of Requests and Responses that this process builds. The direct
+ * routes build Requests from node:http requests and pipe Responses to node:http responses, so both ends
+ * can pass chunks between Node.js streams instead of going through web streams.
  */
+const nodeBodies = new WeakMap<Request | Response, Readable>();
+
+/** Records the Node.js stream that a Request's body comes from. */
 export function attachNodeBody(request: Request, body: Readable): void {
   nodeBodies.set(request, body);
 }
@@ -47,4 +49,19 @@ export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
     },
     { highWaterMark: 0 },
   );
+}
+
+/**
+ * Returns a Response whose body is `body`: as a web stream for any consumer, and as the Node.js stream
+ * itself for `nodeBodyOf`. Only one of the two may be read.
+ */
+export function responseWithNodeBody(body: Readable, init: ResponseInit): Response {
+  const response = new Response(webStreamOf(body), init);
+  nodeBodies.set(response, body);
+  return response;
+}
+
+/** Returns the Node.js stream recorded for a Response's body by `responseWithNodeBody`, or undefined. */
+export function nodeBodyOf(response: Response): Readable | undefined {
+  return nodeBodies.get(response);
 }
