@@ -73,8 +73,8 @@ async function attempt(name: string, measure: () => Promise<Measurement | Measur
 
 try {
   await attempt('P7 digest', () => measureDigest(bigFile, runs));
-  await attempt('P1 tus ingest', () => measureTusIngest(api, bigFile, runs));
-  await attempt('P1b raw PUT', () => measureRawPut(api, bigFile, runs));
+  await attempt('P1 tus ingest', () => measureTusIngest(api, server.process.pid!, bigFile, runs));
+  await attempt('P1b raw PUT', () => measureRawPut(api, server.process.pid!, bigFile, runs));
   await attempt('P2 tus completion', () => measureTusCompletion(api, bigFileBytes, runs));
   await attempt('P4 downloads', () => measureDownloads(api, server.process.pid!, bigFile, quick ? 2000 : 10_000, runs));
   await attempt('P8 scrub impact', () => measureScrubImpact(api, bigFile, runs));

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ApiClient } from '../../tests/support/client';
 import { describeCpuSplits, startCpuAccount, type CpuSplit } from './cpu';
-import { secondsSince, type Measurement } from './types';
+import { startScriptServer } from './script-server';
+import { median, secondsSince, type Measurement } from './types';
 
 const execFileAsync = promisify(execFile);
 const NGINX = '/usr/sbin/nginx';
@@ -142,6 +143,7 @@ export async function measureDownloads(api: ApiClient, serverPid: number, file: 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-nginx-root-'));
   fs.copyFileSync(file, path.join(root, 'file.bin'));
   const nginx = await startNginx(root);
+  const floor = await startScriptServer('floor-server.mjs', root);
 
   const pkg = await api.createPackage({ name: 'bench-downloads' });
   const put = await api.putFile(pkg.id, 'file.bin', fs.createReadStream(file) as unknown as BodyInit);
@@ -153,6 +155,8 @@ export async function measureDownloads(api: ApiClient, serverPid: number, file: 
   const whole = { ours: [] as number[], baseline: [] as number[] };
   const ranges = { ours: [] as number[], baseline: [] as number[] };
   const rangeSplits: CpuSplit[] = [];
+  const floorRanges: number[] = [];
+  const floorSplits: CpuSplit[] = [];
   try {
     for (let run = 0; run < runs; run += 1) {
       whole.baseline.push(await curlGet(nginxUrl, size));
@@ -161,8 +165,12 @@ export async function measureDownloads(api: ApiClient, serverPid: number, file: 
       const account = startCpuAccount(serverPid);
       ranges.ours.push(await randomRanges(ourUrl, size, rangeCount, api.token));
       rangeSplits.push(account.stop(rangeCount));
+      const floorAccount = startCpuAccount(floor.pid);
+      floorRanges.push(await randomRanges(`${floor.url}/ranges/file.bin`, size, rangeCount));
+      floorSplits.push(floorAccount.stop(rangeCount));
     }
   } finally {
+    floor.stop();
     await nginx.stop();
     fs.rmSync(root, { recursive: true, force: true });
   }
@@ -188,7 +196,11 @@ export async function measureDownloads(api: ApiClient, serverPid: number, file: 
       baselineValues: ranges.baseline,
       goal: 'baseline time / our time ≥ 0.5',
       goalMet: ratioGoal,
-      notes: describeCpuSplits(rangeSplits, 'range request'),
+      notes:
+        `${describeCpuSplits(rangeSplits, 'range request')} ` +
+        `The floor for Node.js here, bench/floor-server.mjs (node:http and one read(2) per range, without authentication, database or metrics), ` +
+        `took ${median(floorRanges).toFixed(2)} s (${Math.min(...floorRanges).toFixed(2)}–${Math.max(...floorRanges).toFixed(2)}) for the same requests, ` +
+        `a ratio of ${(median(ranges.baseline) / median(floorRanges)).toFixed(2)} to nginx, with ${median(floorSplits.map((split) => split.server)).toFixed(2)} ms of CPU per range.`,
     },
   ];
 }

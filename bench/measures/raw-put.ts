@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { ApiClient } from '../../tests/support/client';
-import { secondsSince, type Measurement } from './types';
+import { describeCpuSplits, startCpuAccount, type CpuSplit } from './cpu';
+import { resetPageCache, median, secondsSince, type Measurement } from './types';
 
 /** A plain node:http server that only pipes each request body to a file: the floor for a PUT. */
 async function startPipeServer(directory: string): Promise<{ url: string; close(): Promise<void> }> {
@@ -33,24 +34,34 @@ async function curlPut(url: string, file: string, token?: string): Promise<void>
 }
 
 /** P1b: raw PUT of one file into a package (digests, fsync, recorded) against a plain pipe-to-file server; both sent by curl. */
-export async function measureRawPut(api: ApiClient, file: string, runs: number): Promise<Measurement> {
+export async function measureRawPut(api: ApiClient, serverPid: number, file: string, runs: number): Promise<Measurement> {
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pipe-'));
   const pipe = await startPipeServer(directory);
   const ours: number[] = [];
   const baseline: number[] = [];
+  const splits: CpuSplit[] = [];
+  const baselineCpu: number[] = [];
+  const gibibytes = fs.statSync(file).size / 1024 ** 3;
   try {
     const pkg = await api.createPackage({ name: 'bench-raw-put' });
     for (let run = 0; run < runs; run += 1) {
+      await resetPageCache(file);
+      // The pipe server runs in this process, so this process's CPU is the baseline server's.
+      const baselineAccount = startCpuAccount(process.pid);
       let started = process.hrtime.bigint();
       await curlPut(`${pipe.url}/upload`, file);
       baseline.push(secondsSince(started));
+      baselineCpu.push(baselineAccount.stop(gibibytes).server);
       fs.rmSync(path.join(directory, `body-${run}`), { force: true });
 
       // Each run appends one byte so the content is new and the store cannot deduplicate it.
       fs.appendFileSync(file, 'x');
+      await resetPageCache(file);
+      const account = startCpuAccount(serverPid);
       started = process.hrtime.bigint();
       await curlPut(api.url(`/packages/${pkg.id}/files/run-${run}.bin`), file, api.token);
       ours.push(secondsSince(started));
+      splits.push(account.stop(gibibytes));
     }
   } finally {
     await pipe.close();
@@ -66,5 +77,6 @@ export async function measureRawPut(api: ApiClient, file: string, runs: number):
     baselineValues: baseline,
     goal: 'baseline time / our time ≥ 0.6',
     goalMet: (value, base) => base !== undefined && base / value >= 0.6,
+    notes: `${describeCpuSplits(splits, 'GiB')} The baseline server took ${median(baselineCpu).toFixed(0)} ms of CPU per GiB.`,
   };
 }

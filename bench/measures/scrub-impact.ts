@@ -2,11 +2,12 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import type { ApiClient } from '../../tests/support/client';
-import { secondsSince, type Measurement } from './types';
+import { resetPageCache, secondsSince, type Measurement } from './types';
 
 const execFileAsync = promisify(execFile);
 
 async function timedPut(api: ApiClient, packageId: string, relativePath: string, file: string): Promise<number> {
+  await resetPageCache(file);
   const started = process.hrtime.bigint();
   await execFileAsync('curl', ['-sS', '--fail', '-o', '/dev/null', '-H', `Authorization: Bearer ${api.token}`, '-T', file, api.url(`/packages/${packageId}/files/${relativePath}`)]);
   return secondsSince(started);

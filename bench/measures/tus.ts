@@ -1,12 +1,11 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tus from 'tus-js-client';
 import type { ApiClient } from '../../tests/support/client';
-import { secondsSince, type Measurement } from './types';
-
-const ROOT = path.resolve(import.meta.dirname, '../..');
+import { startScriptServer } from './script-server';
+import { describeCpuSplits, startCpuAccount, type CpuSplit } from './cpu';
+import { resetPageCache, median, secondsSince, type Measurement } from './types';
 
 /** Uploads a file with tus-js-client in one PATCH and resolves when the server has acknowledged the last byte. */
 function tusUpload(endpoint: string, file: string, metadata: Record<string, string>, headers: Record<string, string>): Promise<void> {
@@ -26,34 +25,34 @@ function tusUpload(endpoint: string, file: string, metadata: Record<string, stri
   });
 }
 
-async function startBaseline(directory: string): Promise<{ url: string; stop(): void }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bench/tus-baseline-server.mjs'), directory], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<string>((resolve, reject) => {
-    child.stdout!.once('data', (chunk) => resolve(String(chunk).trim()));
-    child.once('exit', (code) => reject(new Error(`baseline tus server exited with ${code}`)));
-  });
-  return { url: `http://127.0.0.1:${port}/files`, stop: () => child.kill('SIGTERM') };
-}
-
 /**
  * P1: tus upload of one file into a package through our route (both digests, fsync, recorded as a file),
  * against @tus/server with FileStore on plain node:http without digests; both driven by tus-js-client.
  */
-export async function measureTusIngest(api: ApiClient, file: string, runs: number): Promise<Measurement> {
+export async function measureTusIngest(api: ApiClient, serverPid: number, file: string, runs: number): Promise<Measurement> {
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-tus-baseline-'));
-  const baseline = await startBaseline(directory);
+  const baseline = await startScriptServer('tus-baseline-server.mjs', directory);
   const ours: number[] = [];
   const base: number[] = [];
+  const splits: CpuSplit[] = [];
+  const baselineCpu: number[] = [];
+  const gibibytes = fs.statSync(file).size / 1024 ** 3;
   try {
     const pkg = await api.createPackage({ name: 'bench-tus' });
     for (let run = 0; run < runs; run += 1) {
+      await resetPageCache(file);
+      const baselineAccount = startCpuAccount(baseline.pid);
       let started = process.hrtime.bigint();
-      await tusUpload(baseline.url, file, { filename: `run-${run}.bin` }, {});
+      await tusUpload(`${baseline.url}/files`, file, { filename: `run-${run}.bin` }, {});
       base.push(secondsSince(started));
+      baselineCpu.push(baselineAccount.stop(gibibytes).server);
 
+      await resetPageCache(file);
+      const account = startCpuAccount(serverPid);
       started = process.hrtime.bigint();
       await tusUpload(api.url('/uploads'), file, { package_id: pkg.id, relative_path: `tus/run-${run}.bin` }, { Authorization: `Bearer ${api.token}` });
       ours.push(secondsSince(started));
+      splits.push(account.stop(gibibytes));
     }
   } finally {
     baseline.stop();
@@ -69,6 +68,7 @@ export async function measureTusIngest(api: ApiClient, file: string, runs: numbe
     baselineValues: base,
     goal: 'baseline time / our time ≥ 1.0',
     goalMet: (value, baselineMedian) => baselineMedian !== undefined && baselineMedian / value >= 1.0,
+    notes: `${describeCpuSplits(splits, 'GiB')} The baseline server took ${median(baselineCpu).toFixed(0)} ms of CPU per GiB.`,
   };
 }
 

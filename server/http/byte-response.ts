@@ -3,9 +3,9 @@
  * (RFC 9110 §13, §14, §15.3.7) and streaming that never keeps a whole file in memory.
  */
 import { randomBytes } from 'node:crypto';
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { evaluatePreconditions, formatHttpDate, ifRangeAllowsPartial } from './conditional';
-import { responseWithNodeBody } from './node-bodies';
+import { pipeThrough, responseWithNodeBody } from './node-bodies';
 import { parseRangeHeader, type ByteRange } from './range';
 
 export interface ByteResponseOptions {
@@ -191,8 +191,7 @@ async function openExactly(range: ByteRange | undefined, length: number, openRan
       else callback();
     },
   });
-  // pipeline destroys the source when the result is destroyed, and errors the result when the source fails.
-  return pipeline(source, check, () => undefined);
+  return pipeThrough(source, check);
 }
 
 type OpenWebRange = (range?: ByteRange) => Promise<ReadableStream<Uint8Array>>;

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { downloadFile } from '../routes/file-download';
 import { putFile } from '../routes/file-put';
@@ -158,13 +157,24 @@ async function respond(
     response.end();
     return;
   }
-  const body = nodeBodyOf(webResponse) ?? Readable.fromWeb(webResponse.body as NodeReadableStream<Uint8Array>);
-  try {
-    await pipeline(body, response);
-  } catch (error) {
-    // A client that goes away mid-download is not a server failure.
-    if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
-  }
+  await sendBody(nodeBodyOf(webResponse) ?? Readable.fromWeb(webResponse.body as NodeReadableStream<Uint8Array>), response);
+}
+
+/**
+ * Pipes a response body to the client. Resolves when the response closes, complete or because the client
+ * went away (which is not a server failure, so the body is destroyed and nothing is thrown). Rejects
+ * with the body's error, and the caller then cuts the connection. Unlike `pipeline`, this creates no
+ * AbortController per response.
+ */
+function sendBody(body: Readable, response: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    body.once('error', reject);
+    response.once('close', () => {
+      if (!response.writableFinished) body.destroy();
+      resolve();
+    });
+    body.pipe(response);
+  });
 }
 
 /**

@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 
 /**
@@ -64,4 +64,17 @@ export function responseWithNodeBody(body: Readable, init: ResponseInit): Respon
 /** Returns the Node.js stream recorded for a Response's body by `responseWithNodeBody`, or undefined. */
 export function nodeBodyOf(response: Response): Readable | undefined {
   return nodeBodies.get(response);
+}
+
+/**
+ * Pipes `source` into `transform` and returns `transform`: an error of the source destroys the transform
+ * with it, and a transform that closes, at its end or destroyed by its consumer, destroys the source.
+ * Unlike `stream.pipeline`, this creates no AbortController. In Node.js 20 the AbortController that each
+ * pipeline aborts at its end took about 40 µs of the 1.6 ms of CPU of a 4 KiB range download, which had three
+ * pipelines (CPU profile on a 2-core AMD EPYC VM).
+ */
+export function pipeThrough<T extends Duplex>(source: Readable, transform: T): T {
+  source.once('error', (error) => transform.destroy(error));
+  transform.once('close', () => source.destroy());
+  return source.pipe(transform);
 }

@@ -1,5 +1,5 @@
-import { pipeline, Transform, type Readable } from 'node:stream';
-import { nodeBodyOf } from '../http/node-bodies';
+import { Transform, type Readable } from 'node:stream';
+import { nodeBodyOf, pipeThrough } from '../http/node-bodies';
 import { getMetrics } from './registry';
 
 /** The label used when a route template cannot be rebuilt from the path and parameters. */
@@ -146,5 +146,5 @@ export function countDownloadBytes(source: Readable): Readable {
       callback(null, chunk);
     },
   });
-  return pipeline(source, count, () => undefined);
+  return pipeThrough(source, count);
 }

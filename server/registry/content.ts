@@ -83,7 +83,9 @@ async function openFirstReadableCopy(
   range: ByteRange | undefined,
 ): Promise<Readable> {
   const contentAddress = locations[0].contentAddress;
-  const log = getLogger().child({ content_address: contentAddress });
+  // The child logger is created only when something is logged, because most reads log nothing.
+  let childLog: Logger | undefined;
+  const log = () => (childLog ??= getLogger().child({ content_address: contentAddress }));
   let unavailable: unknown;
 
   for (const location of locations) {
@@ -96,19 +98,19 @@ async function openFirstReadableCopy(
         // The caller checked the range against the blob's recorded size, so a copy that rejects it is
         // shorter than the blob.
         if (range === undefined || range.end >= expected.sizeBytes) throw error;
-        log.error({ err: error, backend_id: location.backendId }, 'a stored copy is shorter than its blob; marking it corrupt and trying the next copy');
+        log().error({ err: error, backend_id: location.backendId }, 'a stored copy is shorter than its blob; marking it corrupt and trying the next copy');
         await recordLocationFailure(db, location, 'corrupt', `object ${location.objectKey} on ${backend.id} is shorter than ${expected.sizeBytes} bytes.`, DOWNLOAD_CHECK_ACTOR).catch(
-          (markError: unknown) => log.error({ err: markError, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
+          (markError: unknown) => log().error({ err: markError, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
         );
         continue;
       }
       if (isStorageUnavailable(error)) {
-        log.warn({ err: error, backend_id: location.backendId }, 'a stored copy is on an unavailable backend; trying the next copy');
+        log().warn({ err: error, backend_id: location.backendId }, 'a stored copy is on an unavailable backend; trying the next copy');
         unavailable = error;
         continue;
       }
-      log.error({ err: error, backend_id: location.backendId }, 'a stored copy could not be read; trying the next copy');
-      if (isBlobNotFound(error)) await markCopyMissing(db, backend, location, log);
+      log().error({ err: error, backend_id: location.backendId }, 'a stored copy could not be read; trying the next copy');
+      if (isBlobNotFound(error)) await markCopyMissing(db, backend, location, log());
       continue;
     }
 
@@ -116,9 +118,9 @@ async function openFirstReadableCopy(
     // the object, so ranges rely on the scrub.
     if (range) return stream;
     return verifyWhileStreaming(stream, expected, (mismatch) => {
-      log.error({ err: mismatch, backend_id: location.backendId }, 'a download found a stored copy that does not match its digest; marking it corrupt');
+      log().error({ err: mismatch, backend_id: location.backendId }, 'a download found a stored copy that does not match its digest; marking it corrupt');
       recordLocationFailure(db, location, 'corrupt', mismatch.message, DOWNLOAD_CHECK_ACTOR).catch((error: unknown) =>
-        log.error({ err: error, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
+        log().error({ err: error, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
       );
     });
   }
