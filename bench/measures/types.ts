@@ -34,7 +34,7 @@ export function secondsSince(startNs: bigint): number {
  * Puts the page cache into the same state before each timed upload: writes every dirty page to disk,
  * drops the clean pages (when run as root) and reads `source` back in, so the upload reads it from memory.
  * On the Firecracker VMs of these runs (Linux 6.18), writing into a page cache that had grown into memory
- * unused since boot cost several times the system time: dd of 1 GiB with conv=fsync took 0.7 s in each of
+ * unused since boot cost several times the system time: dd of 1 GiB with conv=fsync took 0.7 to 0.9 s in each of
  * 6 runs with the cache dropped before each, against 3 to 4 s from the third run on without. Without this,
  * a run's time depended on how much the runs before it had written.
  */
