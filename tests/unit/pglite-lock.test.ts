@@ -70,12 +70,12 @@ describe('embedded database lock', () => {
   });
   afterEach(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 
-  it('lets exactly one of several processes take a free directory', async () => {
+  it('admits one of six on a free directory', async () => {
     expectOneWinner(await contend(dataDir, 6));
     expect(fs.readdirSync(dataDir)).toEqual([]);
   });
 
-  it('lets exactly one of several processes take over the lock of a process that exited', async () => {
+  it('admits one of six on a stale lock', async () => {
     for (let round = 0; round < 3; round += 1) {
       fs.writeFileSync(path.join(dataDir, PGLITE_LOCK_FILE), String(exitedPid()));
       expectOneWinner(await contend(dataDir, 6));
@@ -83,14 +83,14 @@ describe('embedded database lock', () => {
     }
   });
 
-  it('refuses a live owner and keeps its lock', () => {
+  it('rejects a live owner', () => {
     const lockPath = path.join(dataDir, PGLITE_LOCK_FILE);
     fs.writeFileSync(lockPath, String(process.ppid));
     expect(() => lockPgliteDirectory(dataDir)).toThrow(`is in use by process ${process.ppid};`);
     expect(fs.readFileSync(lockPath, 'utf8')).toBe(String(process.ppid));
   });
 
-  it('refuses to guess after a process exited while taking over, and says what to remove', () => {
+  it('stops on a leftover takeover file', () => {
     const lockPath = path.join(dataDir, PGLITE_LOCK_FILE);
     const deadOwner = String(exitedPid());
     fs.writeFileSync(lockPath, deadOwner);
@@ -99,7 +99,7 @@ describe('embedded database lock', () => {
     expect(fs.readFileSync(lockPath, 'utf8')).toBe(deadOwner);
   });
 
-  it('gives back only its own lock', () => {
+  it('unlock keeps a foreign lock', () => {
     const lockPath = path.join(dataDir, PGLITE_LOCK_FILE);
     const unlock = lockPgliteDirectory(dataDir);
     expect(fs.readFileSync(lockPath, 'utf8')).toBe(String(process.pid));
