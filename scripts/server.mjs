@@ -19,6 +19,7 @@ import { findMalformedSegment, invalidTargetProblem, malformedPathProblem, pathO
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+const DATABASE_CLOSE_TIMEOUT_MS = 5000;
 const API_PREFIX = '/api';
 const DIRECT_ROUTES = Symbol.for('artifact-store.serveDirectRoute');
 const UPLOADS_PREFIX = '/api/v1/uploads';
@@ -66,10 +67,21 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
       await app.close().catch((closeError) => console.error('closing Next.js failed:', closeError));
       const closeDatabase = globalThis[Symbol.for('artifact-store.closeDatabase')];
       if (closeDatabase) {
-        await closeDatabase().then(
+        // A query stuck on an unreachable database can keep the pool from closing, so the exit waits
+        // at most DATABASE_CLOSE_TIMEOUT_MS for it.
+        const closed = closeDatabase().then(
           () => console.log('artifact-store closed the database'),
           (closeError) => console.error('closing the database failed:', closeError),
         );
+        let timer;
+        const timedOut = new Promise((resolve) => {
+          timer = setTimeout(() => {
+            console.error(`closing the database timed out after ${DATABASE_CLOSE_TIMEOUT_MS} ms; exiting without it`);
+            resolve();
+          }, DATABASE_CLOSE_TIMEOUT_MS);
+        });
+        await Promise.race([closed, timedOut]);
+        clearTimeout(timer);
       }
       process.exit(signal === 'SIGINT' ? 130 : 143);
     });
