@@ -1,35 +1,61 @@
 import crypto from 'node:crypto';
+import http from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import type { ApiClient } from '../../tests/support/client';
 import { treeRssBytes } from '../machine';
 import type { Measurement } from './types';
 
 const MiB = 1024 ** 2;
 
-/** Uploads `totalBytes` by PUT and downloads it again while sampling the server's RSS every 100 ms. */
+/** Sends `request` with `totalBytes` of one repeated random MiB as its body and resolves with the response. */
+function sendBody(request: http.ClientRequest, totalBytes: number): Promise<http.IncomingMessage> {
+  const chunk = crypto.randomBytes(MiB);
+  const responded = new Promise<http.IncomingMessage>((resolve, reject) => {
+    request.on('response', resolve);
+    request.on('error', reject);
+  });
+  async function* body() {
+    for (let sent = 0; sent < totalBytes; sent += MiB) yield chunk.subarray(0, Math.min(MiB, totalBytes - sent));
+  }
+  return pipeline(body(), request).then(() => responded);
+}
+
+async function readText(response: http.IncomingMessage): Promise<string> {
+  let text = '';
+  for await (const part of response) text += part;
+  return text;
+}
+
+/**
+ * Uploads `totalBytes` by PUT and downloads it again while sampling the server's RSS every 100 ms. Both
+ * transfers use node:http, whose client keeps one chunk at a time in memory: the same transfer through fetch and
+ * a web ReadableStream left the benchmark process at 2.1 GB RSS and stalled the 4 GiB download.
+ */
 async function peakDuringTransfer(api: ApiClient, pid: number, totalBytes: number): Promise<number> {
   let peak = treeRssBytes(pid);
   const sampler = setInterval(() => (peak = Math.max(peak, treeRssBytes(pid))), 100);
+  const agent = new http.Agent({ keepAlive: false });
+  const headers = { authorization: `Bearer ${api.token}` };
   try {
     const pkg = await api.createPackage({ name: 'bench-rss' });
-    const chunk = crypto.randomBytes(MiB);
-    let sent = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        if (sent >= totalBytes) return controller.close();
-        const size = Math.min(MiB, totalBytes - sent);
-        controller.enqueue(new Uint8Array(chunk.subarray(0, size)));
-        sent += size;
-      },
-    });
-    const put = await api.putFile(pkg.id, 'large.bin', body as unknown as BodyInit);
-    if (put.status !== 201) throw new Error(`upload failed: ${put.status} ${await put.text()}`);
-    const file = await put.json();
-    const download = await api.get(`/files/${file.id}/download`);
+    const put = await sendBody(
+      http.request(api.url(`/packages/${pkg.id}/files/large.bin`), { method: 'PUT', agent, headers: { ...headers, 'content-length': String(totalBytes) } }),
+      totalBytes,
+    );
+    const putText = await readText(put);
+    if (put.statusCode !== 201) throw new Error(`upload failed: ${put.statusCode} ${putText}`);
+    const file = JSON.parse(putText) as { id: string };
+
+    const download = await new Promise<http.IncomingMessage>((resolve, reject) =>
+      http.get(api.url(`/files/${file.id}/download`), { agent, headers }, resolve).on('error', reject),
+    );
+    if (download.statusCode !== 200) throw new Error(`download failed: ${download.statusCode} ${await readText(download)}`);
     let received = 0;
-    for await (const part of download.body as unknown as AsyncIterable<Uint8Array>) received += part.byteLength;
+    for await (const part of download as AsyncIterable<Buffer>) received += part.byteLength;
     if (received !== totalBytes) throw new Error(`download returned ${received} of ${totalBytes} bytes`);
   } finally {
     clearInterval(sampler);
+    agent.destroy();
   }
   return peak;
 }
