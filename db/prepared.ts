@@ -1,4 +1,4 @@
-import type { SQL } from 'drizzle-orm';
+import type { Query, SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Executor } from './client';
 
@@ -26,10 +26,25 @@ export function preparedStatement<Statement>(db: Executor, name: string, build: 
 const dialect = new PgDialect();
 
 /**
- * Runs raw SQL as the prepared statement `name`, so that node-postgres has PostgreSQL parse it once per
- * connection instead of on every call. The SQL text of `query` must be the same on every call
- * under one name, and only its parameters may change: node-postgres rejects a name reused for other text.
+ * Raw SQL run as the prepared statement `name`. Its text is built once, on first use, from SQL whose
+ * changing values are `sql.placeholder(key)`s; each call passes the values by key. PostgreSQL then parses
+ * the statement once per connection, and the text is not rebuilt on every call: rebuilding it with
+ * drizzle's sqlToQuery took about 7% of the main thread's samples in a CPU profile of 4 KiB uploads.
  */
-export function executePrepared(db: Executor, name: string, query: SQL): Promise<unknown> {
-  return db._.session.prepareQuery(dialect.sqlToQuery(query), undefined, name, false).execute();
+export class PreparedSql {
+  readonly #build: () => SQL;
+  #query: Query | undefined;
+
+  constructor(
+    readonly name: string,
+    build: () => SQL,
+  ) {
+    this.#build = build;
+  }
+
+  /** Runs the statement on `db` (a pool or a transaction) with a value for each placeholder key. */
+  execute(db: Executor, values: Record<string, unknown>): Promise<unknown> {
+    this.#query ??= dialect.sqlToQuery(this.#build());
+    return db._.session.prepareQuery(this.#query, undefined, this.name, false).execute(values);
+  }
 }

@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { eq } from 'drizzle-orm';
 import type { Executor } from '@/db/client';
-import { storageLocations } from '@/db/schema';
+import { blobs, storageLocations } from '@/db/schema';
 import { createDigestTransform } from '../digest';
 import type { Settings } from '../settings';
 import type { BackendConfig } from '../storage/backends-config';
@@ -107,9 +107,10 @@ export async function copyObject(source: Backend, target: Backend, objectKey: st
 /**
  * Copies a blob just placed on `source` to the configured copy targets, in order, until the blob has as
  * many location rows as the configured number of copies, and inserts one storage_locations row per new
- * copy. A target that is unavailable is skipped for the next one. When too few copies could be written,
- * the last error is thrown, so the caller's transaction records nothing. Runs inside recordFile's transaction,
- * under the blob's advisory lock, after the primary placement. Returns the number of copies written.
+ * copy, after the blob's row when the blob is new. A target that is unavailable is skipped for the next
+ * one. When too few copies could be written, the last error is thrown, so the caller's transaction records
+ * nothing. Runs inside recordFile's transaction, under the blob's advisory lock, after the primary
+ * placement. Returns the number of copies written.
  */
 export async function replicateNewBlob(tx: Executor, source: Backend, objectKey: string, contentAddress: string, expected: ExpectedContent): Promise<number> {
   const plan = globalForReplicas.artifactStoreWritePlan;
@@ -135,6 +136,12 @@ export async function replicateNewBlob(tx: Executor, source: Backend, objectKey:
       continue;
     }
     const now = new Date();
+    if (written === 0) {
+      await tx
+        .insert(blobs)
+        .values({ contentAddress, sizeBytes: expected.sizeBytes, sha256Hex: expected.sha256Hex, createdAt: now })
+        .onConflictDoNothing();
+    }
     await tx
       .insert(storageLocations)
       .values({ contentAddress, backendId: target.id, objectKey, retrievalTier: target.retrievalTier, status: 'ok', verifiedAt: now, createdAt: now })

@@ -1,6 +1,6 @@
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import { rowsOf, type Executor } from '@/db/client';
-import { executePrepared } from '@/db/prepared';
+import { PreparedSql } from '@/db/prepared';
 import { events } from '@/db/schema';
 import { decodeCbor, encodeCanonicalCbor } from '../encoding/cbor';
 import { blake3Hex } from '../digest/blake3-hex';
@@ -50,6 +50,21 @@ export const EventList = z.object({ events: z.array(EventRecord) });
 export type EventList = z.infer<typeof EventList>;
 
 /**
+ * SQL that takes the next sequence number from the single `event_log_head` row and returns it with the
+ * chain digest of the last event. A statement that records a change can include it as a CTE, so that
+ * taking the sequence costs no round trip of its own. Pass the row it returns to appendEventAt.
+ */
+export const ADVANCE_EVENT_HEAD = sql`UPDATE event_log_head SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence, chain_digest_hex AS previous_chain_digest_hex`;
+
+/** The row that ADVANCE_EVENT_HEAD returns. */
+export interface EventHead {
+  sequence: string | number;
+  previous_chain_digest_hex: string | null;
+}
+
+const advanceEventHead = new PreparedSql('advance_event_head', () => ADVANCE_EVENT_HEAD);
+
+/**
  * Appends an event inside the caller's transaction and returns its sequence number.
  *
  * The sequence comes from the single `event_log_head` row, incremented with UPDATE: the row lock it takes
@@ -57,20 +72,33 @@ export type EventList = z.infer<typeof EventList>;
  * back, which also undoes its increment). Sequence numbers are therefore gap-free and visible in commit
  * order, and a reader that has seen N never sees N-1 appear later. Call this as the last write of a
  * transaction so the lock is held only for the commit. NOTIFY is delivered at commit.
- *
- * The head row also stores the chain digest of the last event, so the new event's chain digest is
- * computed from the value the UPDATE returns, without reading the previous event.
  */
 export async function appendEvent(tx: Executor, event: NewEvent): Promise<number> {
-  const head = await executePrepared(
-    tx,
-    'advance_event_head',
-    sql`UPDATE event_log_head SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence, chain_digest_hex AS previous_chain_digest_hex`,
-  );
-  const headRow = rowsOf<{ sequence: string | number; previous_chain_digest_hex: string | null }>(head)[0];
-  const sequence = Number(headRow.sequence);
+  const head = rowsOf<EventHead>(await advanceEventHead.execute(tx, {}))[0];
+  return appendEventAt(tx, head, event);
+}
+
+const insertEvent = new PreparedSql('insert_event', () => sql`
+    WITH inserted AS (
+      INSERT INTO events (sequence, created_at, event_type, subject_kind, subject_id, actor, payload, payload_digest_hex, chain_digest_hex)
+      VALUES (${sql.placeholder('sequence')}, ${sql.placeholder('created_at')}::timestamptz, ${sql.placeholder('event_type')},
+              ${sql.placeholder('subject_kind')}, ${sql.placeholder('subject_id')}, ${sql.placeholder('actor')},
+              decode(${sql.placeholder('payload_hex')}, 'hex'), ${sql.placeholder('payload_digest_hex')}, ${sql.placeholder('chain_digest_hex')})
+      RETURNING sequence
+    ), head AS (
+      UPDATE event_log_head SET chain_digest_hex = ${sql.placeholder('chain_digest_hex')} WHERE id = 1 RETURNING id
+    )
+    SELECT pg_notify(${EVENTS_CHANNEL}, ${sql.placeholder('notify_payload')}) FROM inserted, head`);
+
+/**
+ * Appends an event at `head`, the row that ADVANCE_EVENT_HEAD returned earlier in the same transaction,
+ * and returns its sequence number. The head row stores the chain digest of the last event, so the new
+ * event's chain digest is computed from it without reading the previous event.
+ */
+export async function appendEventAt(tx: Executor, head: EventHead, event: NewEvent): Promise<number> {
+  const sequence = Number(head.sequence);
   // Null only before the first event, or in a database upgraded from before the chain existed.
-  const previousChainDigestHex = headRow.previous_chain_digest_hex ?? (await backfillEventChain(tx, sequence - 1));
+  const previousChainDigestHex = head.previous_chain_digest_hex ?? (await backfillEventChain(tx, sequence - 1));
   const payload = Buffer.from(encodeCanonicalCbor(event.payload));
   const row = {
     sequence,
@@ -86,16 +114,18 @@ export async function appendEvent(tx: Executor, event: NewEvent): Promise<number
 
   // One round trip while the head row is locked: the insert, the head's chain digest and the NOTIFY.
   // Data-modifying CTEs always run to completion, and the SELECT reads nothing else.
-  await executePrepared(tx, 'insert_event', sql`
-    WITH inserted AS (
-      INSERT INTO events (sequence, created_at, event_type, subject_kind, subject_id, actor, payload, payload_digest_hex, chain_digest_hex)
-      VALUES (${sequence}, ${row.createdAt.toISOString()}::timestamptz, ${row.eventType}, ${row.subjectKind}, ${row.subjectId}, ${row.actor},
-              decode(${payload.toString('hex')}, 'hex'), ${row.payloadDigestHex}, ${chainDigestHex})
-      RETURNING sequence
-    ), head AS (
-      UPDATE event_log_head SET chain_digest_hex = ${chainDigestHex} WHERE id = 1 RETURNING id
-    )
-    SELECT pg_notify(${EVENTS_CHANNEL}, ${String(sequence)}) FROM inserted, head`);
+  await insertEvent.execute(tx, {
+    sequence,
+    created_at: row.createdAt.toISOString(),
+    event_type: row.eventType,
+    subject_kind: row.subjectKind,
+    subject_id: row.subjectId,
+    actor: row.actor,
+    payload_hex: payload.toString('hex'),
+    payload_digest_hex: row.payloadDigestHex,
+    chain_digest_hex: chainDigestHex,
+    notify_payload: String(sequence),
+  });
   return sequence;
 }
 

@@ -4,15 +4,15 @@ import { pipeline } from 'node:stream/promises';
 import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { rowsOf, type Database, type Executor } from '@/db/client';
-import { executePrepared } from '@/db/prepared';
+import { PreparedSql } from '@/db/prepared';
 import { blobs, files, packages, storageLocations } from '@/db/schema';
-import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
+import { NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { createDigestTransform } from '../digest';
 import { objectKeyForBlake3, type Backend } from '../storage/backend';
 import { replicateNewBlob } from '../integrity/replicas';
 import { countUploadBytes, trackUploadInProgress } from '../metrics/uploads';
 import type { UploadProtocol } from '../metrics/registry';
-import { appendEvent } from './events';
+import { ADVANCE_EVENT_HEAD, appendEventAt, type EventHead } from './events';
 import { assertOpen, getPackageRow, parsePackageId } from './packages';
 import { assertNoObstacles, getPackageWithPathObstacles, pathTakenError } from './path-checks';
 import { normalizeRelativePath } from './relative-path';
@@ -103,16 +103,21 @@ export interface RecordFileInput {
   placeBlob: (objectKey: string) => Promise<unknown>;
   /** Extra fields for the `file.added` event (the tus upload id, for example). */
   eventDetails?: Record<string, unknown>;
-  /** Runs inside the transaction after the file row is written (the tus hand-off marks its upload done here). */
-  onRecorded?: (tx: Executor, fileId: string) => Promise<void>;
+  /**
+   * Runs inside the transaction, with the id the file will have, before the file row and its event are
+   * written (the tus hand-off marks its upload done here).
+   */
+  beforeInsert?: (tx: Executor, fileId: string) => Promise<void>;
 }
 
 /**
  * Records bytes that are already on disk as a file of an open package, in one transaction with its
- * `file.added` event: locks the package row (shared, so uploads run in parallel but not past a finalize),
- * checks the path is free, places the blob under an advisory lock on its content address (the same lock
- * the retention sweep takes before removing a blob), copies it to each write replica, and inserts the
- * blob, location (one per copy) and file rows.
+ * `file.added` event. One statement locks the package row (shared, so uploads run in parallel but not
+ * past a finalize), checks that the path is free and takes an advisory lock on the content address (the
+ * lock the retention sweep takes before removing a blob). Then the blob is placed and copied to each
+ * write replica. A last statement inserts the blob, location (one per copy) and file rows and takes the
+ * event's sequence number. That is three round trips besides BEGIN and COMMIT (more with write replicas
+ * or a tus hand-off), which matters for small files.
  * Throws 409 when the package is no longer open or the path is taken.
  */
 export async function recordFile(db: Database, input: RecordFileInput): Promise<FileRecord> {
@@ -128,12 +133,14 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
         relativePath: input.relativePath,
         ownUploadId: input.eventDetails?.upload_id as string | undefined,
         lock: true,
+        lockBlobOf: contentAddress,
       });
       assertOpen(pkg, 'adding files');
       assertNoObstacles(pkg.id, input.relativePath, obstacles);
 
-      await lockBlob(tx, contentAddress);
       await input.placeBlob(objectKey);
+      await replicateNewBlob(tx, input.backend, objectKey, contentAddress, input.content);
+      await input.beforeInsert?.(tx, fileId);
       const row: FileRow = {
         id: fileId,
         packageId: pkg.id,
@@ -146,15 +153,13 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
         contentAddress,
         createdAt,
       };
-      let locations = await insertFileRows(tx, row, input.backend, input.content.sha256Hex);
-      const replicated = await replicateNewBlob(tx, input.backend, objectKey, contentAddress, input.content);
-      if (replicated > 0) locations = await tx.select().from(storageLocations).where(eq(storageLocations.contentAddress, contentAddress));
-      await input.onRecorded?.(tx, fileId);
+      // From here to COMMIT this transaction holds the event log's head row, so nothing slow runs after it.
+      const { locations, head } = await insertFileRows(tx, row, input.backend, input.content.sha256Hex);
 
       // The package row is only share-locked here, so last_event_sequence is not updated: writing it would
       // need the row exclusively while other uploads hold it shared and wait for the event head (a
       // deadlock). Reads derive the value from the events table instead.
-      await appendEvent(tx, {
+      await appendEventAt(tx, head, {
         eventType: 'file.added',
         subjectKind: 'package',
         subjectId: pkg.id,
@@ -180,45 +185,80 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
 
 type StoredLocation = Pick<LocationRow, 'backendId' | 'objectKey' | 'retrievalTier' | 'status'>;
 
-/**
- * Inserts the blob (unless stored already), its location on `backend` (unless present) and the file row
- * in one statement, and returns every location of the blob. The statement's own inserts are invisible to
- * its SELECT, so the new location comes from the INSERT's RETURNING and the older ones from the table.
- * Throws a unique violation (23505) when the path was taken since it was checked.
- */
-async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha256Hex: string): Promise<StoredLocation[]> {
-  const createdAt = row.createdAt.toISOString();
-  const result = await executePrepared(tx, 'insert_file_rows', sql`
+const insertFileRowsStatement = new PreparedSql('insert_file_rows', () => {
+  const contentAddress = sql.placeholder('content_address');
+  const createdAt = sql`${sql.placeholder('created_at')}::timestamptz`;
+  return sql`
     WITH new_blob AS (
       INSERT INTO ${blobs} (content_address, size_bytes, sha256_hex, created_at)
-      VALUES (${row.contentAddress}, ${row.sizeBytes}, ${sha256Hex}, ${createdAt}::timestamptz)
+      VALUES (${contentAddress}, ${sql.placeholder('size_bytes')}, ${sql.placeholder('sha256_hex')}, ${createdAt})
       ON CONFLICT DO NOTHING
     ), new_location AS (
       INSERT INTO ${storageLocations} (content_address, backend_id, object_key, retrieval_tier, status, verified_at, created_at)
-      VALUES (${row.contentAddress}, ${backend.id}, ${objectKeyForBlake3(row.digestPrimaryHex)}, ${backend.retrievalTier}, 'ok',
-              ${createdAt}::timestamptz, ${createdAt}::timestamptz)
+      VALUES (${contentAddress}, ${sql.placeholder('backend_id')}, ${sql.placeholder('object_key')}, ${sql.placeholder('retrieval_tier')}, 'ok',
+              ${createdAt}, ${createdAt})
       ON CONFLICT DO NOTHING
       RETURNING backend_id, object_key, retrieval_tier, status
     ), new_file AS (
       INSERT INTO ${files} (id, package_id, relative_path, media_type, size_bytes, digest_algorithm, digest_primary_hex,
                             digest_sha256_hex, content_address, created_at)
-      VALUES (${row.id}, ${row.packageId}, ${row.relativePath}, ${row.mediaType}, ${row.sizeBytes}, ${row.digestAlgorithm},
-              ${row.digestPrimaryHex}, ${row.digestSha256Hex}, ${row.contentAddress}, ${createdAt}::timestamptz)
+      VALUES (${sql.placeholder('id')}, ${sql.placeholder('package_id')}, ${sql.placeholder('relative_path')}, ${sql.placeholder('media_type')},
+              ${sql.placeholder('size_bytes')}, ${sql.placeholder('digest_algorithm')}, ${sql.placeholder('digest_primary_hex')},
+              ${sql.placeholder('sha256_hex')}, ${contentAddress}, ${createdAt})
+    ), head AS (${ADVANCE_EVENT_HEAD}
+    ), locations AS (
+      SELECT backend_id, object_key, retrieval_tier, status FROM new_location
+      UNION ALL
+      SELECT backend_id, object_key, retrieval_tier, status FROM ${storageLocations} WHERE content_address = ${contentAddress}
     )
-    SELECT backend_id, object_key, retrieval_tier, status FROM new_location
-    UNION ALL
-    SELECT backend_id, object_key, retrieval_tier, status FROM ${storageLocations} WHERE content_address = ${row.contentAddress}`);
-  return rowsOf<{ backend_id: string; object_key: string; retrieval_tier: string; status: LocationRow['status'] }>(result).map((location) => ({
-    backendId: location.backend_id,
-    objectKey: location.object_key,
-    retrievalTier: location.retrieval_tier,
-    status: location.status,
-  }));
+    SELECT head.sequence, head.previous_chain_digest_hex, locations.*
+    FROM head LEFT JOIN locations ON true`;
+});
+
+/**
+ * Inserts the blob (unless stored already), its location on `backend` (unless present) and the file row
+ * in one statement that also advances the event log's head, and returns every location of the blob and
+ * the head for appendEventAt. The statement's own inserts are invisible to its SELECT, so the new
+ * location comes from the INSERT's RETURNING and the older ones (copies written earlier in the
+ * transaction too) from the table.
+ * Throws a unique violation (23505) when the path was taken since it was checked.
+ */
+async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha256Hex: string): Promise<{ locations: StoredLocation[]; head: EventHead }> {
+  const result = await insertFileRowsStatement.execute(tx, {
+    content_address: row.contentAddress,
+    created_at: row.createdAt.toISOString(),
+    size_bytes: row.sizeBytes,
+    sha256_hex: sha256Hex,
+    backend_id: backend.id,
+    object_key: objectKeyForBlake3(row.digestPrimaryHex),
+    retrieval_tier: backend.retrievalTier,
+    id: row.id,
+    package_id: row.packageId,
+    relative_path: row.relativePath,
+    media_type: row.mediaType,
+    digest_algorithm: row.digestAlgorithm,
+    digest_primary_hex: row.digestPrimaryHex,
+  });
+  type Row = EventHead & { backend_id: string | null; object_key: string; retrieval_tier: string; status: LocationRow['status'] };
+  const rows = rowsOf<Row>(result);
+  return {
+    head: rows[0],
+    locations: rows
+      .filter((location) => location.backend_id !== null)
+      .map((location) => ({
+        backendId: location.backend_id!,
+        objectKey: location.object_key,
+        retrievalTier: location.retrieval_tier,
+        status: location.status,
+      })),
+  };
 }
+
+const lockBlobStatement = new PreparedSql('lock_blob', () => sql`SELECT pg_advisory_xact_lock(hashtextextended(${sql.placeholder('content_address')}, 0))`);
 
 /** Takes the transaction-scoped advisory lock that serializes placing and removing one blob. */
 export async function lockBlob(tx: Executor, contentAddress: string): Promise<void> {
-  await executePrepared(tx, 'lock_blob', sql`SELECT pg_advisory_xact_lock(hashtextextended(${contentAddress}, 0))`);
+  await lockBlobStatement.execute(tx, { content_address: contentAddress });
 }
 
 export function isUniqueViolation(error: unknown): boolean {

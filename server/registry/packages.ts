@@ -172,7 +172,7 @@ export async function lockPackage(tx: Executor, id: string, mode: 'share' | 'upd
   return rows[0];
 }
 
-export function assertOpen(row: PackageRow, action: string): void {
+export function assertOpen(row: Pick<PackageRow, 'id' | 'status'>, action: string): void {
   if (row.status !== 'open') {
     throw new ConflictError(`Package ${row.id} is ${row.status}; ${action} is possible only while it is open.`, {
       package_id: row.id,

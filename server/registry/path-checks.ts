@@ -1,10 +1,14 @@
-import { and, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm';
-import type { Executor } from '@/db/client';
+import { sql } from 'drizzle-orm';
+import { rowsOf, type Executor } from '@/db/client';
+import { PreparedSql } from '@/db/prepared';
 import { files, packages, uploads } from '@/db/schema';
 import { ConflictError, NotFoundError } from '../errors';
 import { parsePackageId } from './packages';
 
 type PackageRow = typeof packages.$inferSelect;
+
+/** The columns of a package that adding a file to it needs. */
+export type PackageStatusRow = Pick<PackageRow, 'id' | 'status'>;
 
 /** The obstacles to a new file at one path; every field is null when the path is free. */
 export interface PathObstacles {
@@ -17,61 +21,74 @@ export interface PathObstacles {
 }
 
 /**
- * Builds the three checks of a new file's path as scalar subqueries, so that one statement runs them all
- * and can read or lock the package row in the same round trip.
+ * The statement that reads a package's id and status and finds what blocks a new file at a path in it.
+ * The three checks are scalar subqueries, so one round trip runs them all. With `lockPackage` the
+ * package row is locked FOR SHARE (see lockPackage). With `lockBlob` the statement then also takes the
+ * advisory lock of the blob about to be placed (see lockBlob). The package row is locked inside a
+ * materialized CTE, so its lock is taken before the blob's, the order every other holder of both uses.
  */
-function pathObstacleColumns(packageId: string, relativePath: string, ownUploadId: string | undefined) {
-  const segments = relativePath.split('/');
-  const parents = segments.slice(0, -1).map((_, index) => segments.slice(0, index + 1).join('/'));
-  // The paths that start with `relative_path/` are, in byte order, those from `relative_path/` up to but
-  // not including `relative_path0` ('0' follows '/'). Compared with COLLATE "C", this range walks the
-  // files_package_path_bytes_idx index instead of reading every file of the package. The parent and the
-  // child lookups are separate subqueries, because PostgreSQL uses no index range for an OR of both.
-  const below = sql`${files.relativePath} COLLATE "C" >= ${`${relativePath}/`} AND ${files.relativePath} COLLATE "C" < ${`${relativePath}0`}`;
-  const fileBelow = sql`(SELECT ${files.relativePath} FROM ${files} WHERE ${and(eq(files.packageId, packageId), below)} LIMIT 1)`;
-  const clashingPath =
-    parents.length > 0
-      ? sql<string | null>`COALESCE((SELECT ${files.relativePath} FROM ${files} WHERE ${and(eq(files.packageId, packageId), inArray(files.relativePath, parents))} LIMIT 1), ${fileBelow})`
-      : sql<string | null>`${fileBelow}`;
-  const pendingConditions: (SQL | undefined)[] = [
-    eq(uploads.packageId, packageId),
-    eq(uploads.relativePath, relativePath),
-    isNull(uploads.completedAt),
-    eq(uploads.terminated, false),
-    ownUploadId === undefined ? undefined : ne(uploads.id, ownUploadId),
-  ];
-  return {
-    existingFileId: sql<string | null>`(SELECT ${files.id} FROM ${files} WHERE ${and(eq(files.packageId, packageId), eq(files.relativePath, relativePath))})`,
-    clashingPath,
-    pendingUploadId: sql<string | null>`(SELECT ${uploads.id} FROM ${uploads} WHERE ${and(...pendingConditions)} LIMIT 1)`,
-  };
+function pathCheckStatement(name: string, options: { lockPackage: boolean; lockBlob: boolean }): PreparedSql {
+  return new PreparedSql(name, () => {
+    const path = sql.placeholder('relative_path');
+    // The paths that start with `relative_path/` are, in byte order, those from `relative_path/` up to but
+    // not including `relative_path0` ('0' follows '/'). Compared with COLLATE "C", this range walks the
+    // files_package_path_bytes_idx index instead of reading every file of the package. The parent and the
+    // child lookups are separate subqueries, because PostgreSQL uses no index range for an OR of both.
+    return sql`
+      WITH pkg AS MATERIALIZED (
+        SELECT id, status FROM ${packages} WHERE id = ${sql.placeholder('package_id')}${options.lockPackage ? sql` FOR SHARE` : sql``}
+      )
+      SELECT pkg.id, pkg.status,
+        (SELECT f.id FROM ${files} f WHERE f.package_id = pkg.id AND f.relative_path = ${path}) AS existing_file_id,
+        COALESCE(
+          (SELECT f.relative_path FROM ${files} f
+            WHERE f.package_id = pkg.id AND f.relative_path = ANY(${sql.placeholder('parents')}::text[]) LIMIT 1),
+          (SELECT f.relative_path FROM ${files} f
+            WHERE f.package_id = pkg.id AND f.relative_path COLLATE "C" >= ${sql.placeholder('below_from')}
+              AND f.relative_path COLLATE "C" < ${sql.placeholder('below_to')} LIMIT 1)
+        ) AS clashing_path,
+        (SELECT u.id FROM ${uploads} u
+          WHERE u.package_id = pkg.id AND u.relative_path = ${path} AND u.completed_at IS NULL AND u.terminated = false
+            AND u.id IS DISTINCT FROM ${sql.placeholder('own_upload_id')}::text LIMIT 1) AS pending_upload_id
+        ${options.lockBlob ? sql`, pg_advisory_xact_lock(hashtextextended(${sql.placeholder('content_address')}, 0)) AS blob_locked` : sql``}
+      FROM pkg`;
+  });
 }
 
+const pathCheck = pathCheckStatement('package_path_check', { lockPackage: false, lockBlob: false });
+const pathCheckLocked = pathCheckStatement('package_path_check_locked', { lockPackage: true, lockBlob: false });
+const pathCheckLockedWithBlob = pathCheckStatement('package_path_check_locked_blob', { lockPackage: true, lockBlob: true });
+
 /**
- * Reads a package and finds what blocks a new file at `relativePath` in it, in one statement. With
- * `lock` the package row is locked FOR SHARE for the rest of the transaction (see lockPackage). Throws
- * 404 for an unknown package. The caller checks the package's status first and then passes the
+ * Reads a package's id and status and finds what blocks a new file at `relativePath` in it, in one
+ * statement. With `lock` the package row is locked FOR SHARE for the rest of the transaction (see
+ * lockPackage), and with `lockBlobOf` (which implies `lock`) also the advisory lock of that content address (see lockBlob).
+ * Throws 404 for an unknown package. The caller checks the package's status first and then passes the
  * obstacles to assertNoObstacles, so a closed package is reported before a taken path.
  */
 export async function getPackageWithPathObstacles(
   db: Executor,
-  input: { packageId: string; relativePath: string; ownUploadId?: string; lock: boolean },
-): Promise<{ pkg: PackageRow; obstacles: PathObstacles }> {
+  input: { packageId: string; relativePath: string; ownUploadId?: string; lock: boolean; lockBlobOf?: string },
+): Promise<{ pkg: PackageStatusRow; obstacles: PathObstacles }> {
   const packageId = parsePackageId(input.packageId);
-  const query = db
-    .select({ pkg: packages, ...pathObstacleColumns(packageId, input.relativePath, input.ownUploadId) })
-    .from(packages)
-    .where(eq(packages.id, packageId));
-  const rows = await (input.lock ? query.for('share') : query);
-  if (rows.length === 0) throw new NotFoundError('Package', input.packageId);
-  const [{ pkg, ...obstacles }] = rows;
-  return { pkg, obstacles };
-}
-
-/** Throws 409 when the path contains a file or an unfinished upload, or clashes with a file as a directory. */
-export async function assertPathFree(tx: Executor, packageId: string, relativePath: string, ownUploadId?: string): Promise<void> {
-  const [obstacles] = await tx.select(pathObstacleColumns(packageId, relativePath, ownUploadId)).from(sql`(SELECT 1) AS one`);
-  assertNoObstacles(packageId, relativePath, obstacles);
+  const segments = input.relativePath.split('/');
+  let statement = input.lock ? pathCheckLocked : pathCheck;
+  if (input.lockBlobOf !== undefined) statement = pathCheckLockedWithBlob;
+  const result = await statement.execute(db, {
+    package_id: packageId,
+    relative_path: input.relativePath,
+    parents: segments.slice(0, -1).map((_, index) => segments.slice(0, index + 1).join('/')),
+    below_from: `${input.relativePath}/`,
+    below_to: `${input.relativePath}0`,
+    own_upload_id: input.ownUploadId ?? null,
+    content_address: input.lockBlobOf,
+  });
+  const [row] = rowsOf<{ id: string; status: PackageRow['status']; existing_file_id: string | null; clashing_path: string | null; pending_upload_id: string | null }>(result);
+  if (row === undefined) throw new NotFoundError('Package', input.packageId);
+  return {
+    pkg: { id: row.id, status: row.status },
+    obstacles: { existingFileId: row.existing_file_id, clashingPath: row.clashing_path, pendingUploadId: row.pending_upload_id },
+  };
 }
 
 /**

@@ -4,8 +4,8 @@ import { uploads } from '@/db/schema';
 import { ConflictError } from '../errors';
 import { appendEvent } from '../registry/events';
 import { isUniqueViolation, normalizeMediaType } from '../registry/files';
-import { assertPathFree } from '../registry/path-checks';
-import { assertOpen, lockPackage } from '../registry/packages';
+import { assertNoObstacles, getPackageWithPathObstacles } from '../registry/path-checks';
+import { assertOpen } from '../registry/packages';
 import { normalizeRelativePath } from '../registry/relative-path';
 
 export type UploadRow = typeof uploads.$inferSelect;
@@ -38,9 +38,9 @@ export async function createUploadRecord(db: Database, input: NewUpload): Promis
 
   try {
     await db.transaction(async (tx) => {
-      const pkg = await lockPackage(tx, input.packageId, 'share');
+      const { pkg, obstacles } = await getPackageWithPathObstacles(tx, { packageId: input.packageId, relativePath, lock: true });
       assertOpen(pkg, 'adding files');
-      await assertPathFree(tx, pkg.id, relativePath);
+      assertNoObstacles(pkg.id, relativePath, obstacles);
 
       await tx.insert(uploads).values({
         id: input.id,

@@ -251,7 +251,7 @@ export class RegistryFileStore extends FileStore {
       actor: context.principal.name,
       placeBlob,
       eventDetails: { upload_id: row.id },
-      onRecorded: async (tx, fileId) => {
+      beforeInsert: async (tx, fileId) => {
         const completed = await tx
           .update(uploads)
           .set({ completedAt: new Date(), fileId, uploadLength: content.sizeBytes, hashedOffset: content.sizeBytes })
