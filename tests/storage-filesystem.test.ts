@@ -123,6 +123,29 @@ describe('FilesystemBackend', () => {
     expect((await readFile(backend.pathForKey(objectKey))).equals(bytes)).toBe(true);
   });
 
+  it('recreates removed object directories', async () => {
+    // The keys share their first directory level, and the backend caches both levels after the first commit.
+    const first = `blake3/ab/cd/abcd${'0'.repeat(60)}`;
+    const second = `blake3/ab/ef/abef${'0'.repeat(60)}`;
+    const third = `blake3/ab/cd/abcd${'1'.repeat(60)}`;
+    const commitBytes = async (objectKey: string, bytes: Buffer) => {
+      const writer = await backend.createWriter();
+      await pipeline(Readable.from([bytes]), writer.stream);
+      return writer.commit(objectKey);
+    };
+    await commitBytes(first, Buffer.from('first'));
+
+    // Another process removes two levels at once, while the cache still lists blake3/ab and blake3/ab/cd.
+    await rm(path.join(root, 'blake3', 'ab'), { recursive: true });
+    expect(await commitBytes(second, Buffer.from('second'))).toEqual({ created: true });
+    expect(await readFile(backend.pathForKey(second), 'utf8')).toBe('second');
+
+    await rm(path.join(root, 'blake3', 'ab'), { recursive: true });
+    expect(await commitBytes(third, Buffer.from('third'))).toEqual({ created: true });
+    expect(await readFile(backend.pathForKey(third), 'utf8')).toBe('third');
+    expect(await temporaryFileNames(root)).toEqual([]);
+  });
+
   it('reports exactly one concurrent commit as created', async () => {
     const bytes = randomBytes(100_000);
     const objectKey = objectKeyForBlake3(blake3(bytes).toString('hex'));

@@ -103,7 +103,7 @@ export class FilesystemBackend implements Backend {
   readonly #temporaryDirectory: string;
   readonly #objectRoot: string;
   readonly #staleTemporaryFileMs: number;
-  /** Object directories known to exist, so commits skip mkdir after the first one in a directory. */
+  /** Object directories, and the directories above them, known to exist, so commits skip their mkdir. */
   readonly #knownDirectories = new Set<string>();
   #layoutReady: Promise<void> | undefined;
 
@@ -310,7 +310,7 @@ export class FilesystemBackend implements Backend {
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw error;
       // The directory may have been removed by another process since it was cached; create it again.
-      this.#knownDirectories.delete(directory);
+      this.#forgetDirectories(directory);
       await this.#ensureObjectDirectory(directory);
       created = await this.#linkUnlessExists(source, target);
     }
@@ -351,24 +351,45 @@ export class FilesystemBackend implements Backend {
     return true;
   }
 
-  /** Creates the missing directories between <root> and `directory`, fsyncing the parent of each new one. */
+  /**
+   * Creates the missing directories between <root> and `directory`, fsyncing the parent of each new one.
+   * Every level is remembered once it exists, so a new object directory below a known one costs one
+   * mkdir, not a failing mkdir (EEXIST) for each level above it.
+   */
   async #ensureObjectDirectory(directory: string): Promise<void> {
     if (this.#knownDirectories.has(directory)) return;
+    try {
+      await this.#createDirectories(directory);
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error;
+      // A directory above it was removed by another process since it was cached, so start from the root.
+      this.#forgetDirectories(directory);
+      await this.#createDirectories(directory);
+    }
+  }
 
+  async #createDirectories(directory: string): Promise<void> {
     const segments = path.relative(this.root, directory).split(path.sep);
     let current = this.root;
     for (const segment of segments) {
       const parent = current;
       current = path.join(current, segment);
+      if (this.#knownDirectories.has(current)) continue;
       try {
         await fs.mkdir(current);
+        await fsyncDirectory(parent);
       } catch (error) {
-        if (errorCode(error) === 'EEXIST') continue;
-        throw error;
+        if (errorCode(error) !== 'EEXIST') throw error;
       }
-      await fsyncDirectory(parent);
+      this.#knownDirectories.add(current);
     }
-    this.#knownDirectories.add(directory);
+  }
+
+  /** Removes `directory` and every directory above it up to <root> from the cache of existing ones. */
+  #forgetDirectories(directory: string): void {
+    for (let current = directory; current.startsWith(this.root + path.sep); current = path.dirname(current)) {
+      this.#knownDirectories.delete(current);
+    }
   }
 
   async #ensureLayout(): Promise<void> {
