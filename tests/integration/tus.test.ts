@@ -196,6 +196,23 @@ describe('tus uploads', () => {
     expect(events.filter((event) => event.event_type === 'file.added' && event.payload.upload_id === uploadId)).toHaveLength(1);
   });
 
+  it('completion keeps the event chain', async () => {
+    // The completing PATCH writes upload.completed and file.added in one transaction, each chained to the one before.
+    const content = crypto.randomBytes(2048);
+    const created = await createUpload(admin, { 'Upload-Length': '2048', 'Upload-Metadata': metadataHeader(packageId, 'chained.bin') });
+    const location = created.headers.get('location')!;
+    const uploadId = location.split('/').pop()!;
+    const since = (await admin.events(0)).events.at(-1).sequence;
+    expect((await patchUpload(admin, location, 0, content)).status).toBe(204);
+
+    const events = (await admin.events(since)).events;
+    const completed = events.find((event) => event.event_type === 'upload.completed' && event.subject_id === uploadId);
+    const added = events.find((event) => event.event_type === 'file.added' && event.payload.upload_id === uploadId);
+    expect(added.sequence).toBe(completed.sequence + 1);
+    const verified = await (await admin.get(`/events/verify?from=${since}`)).json();
+    expect(verified).toMatchObject({ ok: true, first_bad_sequence: null, reason: null });
+  });
+
   it('DELETE terminates an unfinished upload', async () => {
     const created = await createUpload(admin, { 'Upload-Length': '100', 'Upload-Metadata': metadataHeader(packageId, 'terminated.bin') });
     const location = created.headers.get('location')!;
