@@ -16,7 +16,7 @@ import { connectDatabase } from '../db/client';
 import { ensureEventChain } from '../server/integrity/event-chain-store';
 import { openStorageBackends } from '../server/integrity/replicas';
 import { scrubStorage } from '../server/integrity/scrub';
-import { scrubRateBytesPerSecond } from '../server/integrity/scrub-schedule';
+import { scrubRates } from '../server/integrity/scrub-schedule';
 import { getSettings } from '../server/settings';
 
 const USAGE = 'usage: npm run scrub -- --all | --package ID';
@@ -54,7 +54,7 @@ async function main(): Promise<number> {
         connection,
         backends: storage.all,
         log,
-        rateBytesPerSecond: scrubRateBytesPerSecond(settings),
+        ...scrubRates(settings),
         copyPlan: { backends: [storage.primary, ...storage.copyTargets], copies: storage.copies },
       },
       { packageId, actor: `cli:${process.env.USER ?? 'unknown'}` },

@@ -39,6 +39,8 @@ export const SettingsSchema = z.object({
   SESSION_TTL_SECONDS: positiveInteger(12 * 3600),
   // Read rate of the fixity scrub in megabytes (10^6 bytes) per second, and the period of its full cycle (0 turns it off).
   SCRUB_RATE_MB_PER_S: z.coerce.number().positive().default(50),
+  // The scrub's read rate while this process receives an upload, at most SCRUB_RATE_MB_PER_S.
+  SCRUB_BUSY_RATE_MB_PER_S: z.coerce.number().positive().default(5),
   SCRUB_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(24 * 3600),
   // A JSON file that lists every storage backend, the primary and the number of copies. It replaces the
   // short form below (STORAGE_ROOT, STORAGE_BACKEND, S3_*, REPLICA_*), and setting both is an error.

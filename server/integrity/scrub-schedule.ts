@@ -1,21 +1,31 @@
 import type { Settings } from '../settings';
-import { scrubStorage, type ScrubContext } from './scrub';
+import { uploadsInProgress } from '../metrics/uploads';
+import { scrubStorage, type ScrubContext, type ScrubRates } from './scrub';
 
 /** The actor recorded on events of scrubs that the server starts on its own. */
 export const SCHEDULED_SCRUB_ACTOR = 'system:scrub-schedule';
 
 const BYTES_PER_MEGABYTE = 1_000_000;
 
-/** Converts SCRUB_RATE_MB_PER_S to the scrub's read rate in bytes per second. */
-export function scrubRateBytesPerSecond(settings: Settings): number {
-  return settings.SCRUB_RATE_MB_PER_S * BYTES_PER_MEGABYTE;
+/**
+ * Returns the scrub's read rates in bytes per second: SCRUB_RATE_MB_PER_S, and SCRUB_BUSY_RATE_MB_PER_S
+ * (at most the former) while this process receives an upload. A scrub then takes little of the disk and
+ * CPU that uploads need. Uploads to other processes do not slow it.
+ */
+export function scrubRates(settings: Settings): ScrubRates {
+  const rateBytesPerSecond = settings.SCRUB_RATE_MB_PER_S * BYTES_PER_MEGABYTE;
+  return {
+    rateBytesPerSecond,
+    busyRateBytesPerSecond: Math.min(settings.SCRUB_BUSY_RATE_MB_PER_S * BYTES_PER_MEGABYTE, rateBytesPerSecond),
+    isBusy: () => uploadsInProgress() > 0,
+  };
 }
 
 /**
  * Starts a full scrub every `intervalSeconds`, each one after the previous has finished, and logs every
  * run and failure. Returns a function that stops the schedule. The timer is unref'd; 0 disables it.
  */
-export function scheduleScrubs(context: Omit<ScrubContext, 'rateBytesPerSecond'>, settings: Settings): () => void {
+export function scheduleScrubs(context: Omit<ScrubContext, keyof ScrubRates>, settings: Settings): () => void {
   const intervalSeconds = settings.SCRUB_INTERVAL_SECONDS;
   if (intervalSeconds === 0) {
     context.log.info('scheduled fixity scrubs are disabled (SCRUB_INTERVAL_SECONDS=0)');
@@ -28,7 +38,7 @@ export function scheduleScrubs(context: Omit<ScrubContext, 'rateBytesPerSecond'>
     const startedAt = Date.now();
     try {
       const report = await scrubStorage(
-        { ...context, rateBytesPerSecond: scrubRateBytesPerSecond(settings) },
+        { ...context, ...scrubRates(settings) },
         // Copies that another instance's schedule checked within the period are not read again.
         { actor: SCHEDULED_SCRUB_ACTOR, signal: abort.signal, skipVerifiedWithinSeconds: intervalSeconds },
       );

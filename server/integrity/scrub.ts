@@ -22,14 +22,20 @@ const PAGE_SIZE = 200;
 // Upload locks use another first key, and blob locks the one-key space, which never overlaps this one.
 const SCRUB_LOCK_CLASS = 0x7363_7200;
 
-export interface ScrubContext {
+/** Read rates of a scrub in bytes per second, for checks and repairs together. */
+export interface ScrubRates {
+  rateBytesPerSecond: number;
+  /** The rate while `isBusy` returns true; `rateBytesPerSecond` when absent. */
+  busyRateBytesPerSecond?: number;
+  isBusy?: () => boolean;
+}
+
+export interface ScrubContext extends ScrubRates {
   db: Database;
   /** Provides the advisory locks through which scrubs in several processes split the blobs between them. */
   connection: Pick<DatabaseConnection, 'tryAdvisoryLock'>;
   backends: Map<string, Backend>;
   log: Logger;
-  /** Read rate limit in bytes per second, for checks and repairs together. */
-  rateBytesPerSecond: number;
   /**
    * The backends that hold the copies of new blobs, in write order (the primary first), and how many
    * copies each blob should have. When given, a blob with fewer location rows gets new copies on the
@@ -104,7 +110,7 @@ type CheckResult = { status: 'ok' } | { status: LocationFailure; detail: string 
  * NotFoundError for an unknown package; storage errors on one copy are logged and reported as skipped.
  */
 export async function scrubStorage(context: ScrubContext, options: ScrubOptions): Promise<ScrubReport> {
-  const limiter = new ReadRateLimiter(context.rateBytesPerSecond);
+  const limiter = new ReadRateLimiter(context.rateBytesPerSecond, { busyBytesPerSecond: context.busyRateBytesPerSecond, isBusy: context.isBusy });
   const report: ScrubReport = {
     started_at: new Date().toISOString(),
     finished_at: '',

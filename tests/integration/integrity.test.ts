@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { blake3Hex } from '@/server/digest/blake3-hex';
 import { decodeCbor } from '@/server/encoding/cbor';
 import { verifyPackageDirectory } from '@/server/integrity/verify-package';
@@ -47,6 +48,12 @@ async function scrub(packageId?: string): Promise<Record<string, any>> {
   const response = await api.post('/scrub', packageId ? { package_id: packageId } : undefined);
   expect(response.status).toBe(200);
   return response.json();
+}
+
+/** Reads artifact_store_uploads_in_progress from /metrics, summed over its protocols. */
+async function uploadsInProgress(): Promise<number> {
+  const text = await (await api.get('/metrics')).text();
+  return [...text.matchAll(/^artifact_store_uploads_in_progress\{[^}]*\} (\d+)$/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
 }
 
 async function health(): Promise<{ status: number; body: Record<string, any> }> {
@@ -124,6 +131,33 @@ describe('fixity scrub', () => {
     expect(report.repaired.map((item: any) => item.backend_id)).toEqual(['fs-replica']);
     expect(fs.readFileSync(replicaFile).equals(original)).toBe(true);
     expect(await locationsOf(records['gone.bin'].id)).toEqual({ 'fs-primary': 'ok', 'fs-replica': 'ok' });
+  });
+
+  it('slows down while an upload runs', async () => {
+    // 3 MB in two copies: 6 MB to read, 0.12 s at the default SCRUB_RATE_MB_PER_S (50) and 1.2 s at the
+    // default SCRUB_BUSY_RATE_MB_PER_S (5).
+    const { pkg } = await createPackage({ 'large.bin': crypto.randomBytes(3_000_000) });
+    const target = await api.createPackage({ name: 'slow-upload' });
+    const upload = http.request(api.url(`/packages/${target.id}/files/slow.bin`), {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${api.token}`, 'content-length': '10' },
+    });
+    const responded = new Promise<http.IncomingMessage>((resolve, reject) => upload.on('response', resolve).on('error', reject));
+    upload.write('x');
+    await vi.waitFor(async () => expect(await uploadsInProgress()).toBe(1), { timeout: 10_000 });
+
+    const busy = await scrub(pkg.id);
+    expect(busy.bytes_read).toBeGreaterThanOrEqual(6_000_000);
+    const busySeconds = (Date.parse(busy.finished_at) - Date.parse(busy.started_at)) / 1000;
+    expect(busySeconds).toBeGreaterThanOrEqual(1);
+
+    upload.end('123456789');
+    expect((await responded).statusCode).toBe(201);
+    await vi.waitFor(async () => expect(await uploadsInProgress()).toBe(0));
+    const idle = await scrub(pkg.id);
+    expect(idle.bytes_read).toBe(busy.bytes_read);
+    const idleSeconds = (Date.parse(idle.finished_at) - Date.parse(idle.started_at)) / 1000;
+    expect(idleSeconds).toBeLessThan(busySeconds / 2);
   });
 
   it('reports degraded health while no good copy exists', async () => {

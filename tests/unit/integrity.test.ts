@@ -236,4 +236,29 @@ describe('read rate limiter', () => {
     for (let index = 0; index < 10; index += 1) await limiter.consume(100_000);
     expect(performance.now() - started).toBeGreaterThanOrEqual(95);
   });
+
+  it('reads at the busy rate while busy', async () => {
+    const { ReadRateLimiter } = await import('../../server/integrity/rate-limiter');
+    let busy = true;
+    const limiter = new ReadRateLimiter(1_000_000_000, { busyBytesPerSecond: 1_000_000, isBusy: () => busy });
+    let started = performance.now();
+    for (let index = 0; index < 5; index += 1) await limiter.consume(20_000);
+    const busyMs = performance.now() - started;
+    expect(busyMs).toBeGreaterThanOrEqual(95);
+
+    busy = false;
+    started = performance.now();
+    for (let index = 0; index < 5; index += 1) await limiter.consume(20_000);
+    expect(performance.now() - started).toBeLessThan(busyMs / 2);
+  });
+
+  it('saves at most a second of reading', async () => {
+    const { ReadRateLimiter } = await import('../../server/integrity/rate-limiter');
+    const limiter = new ReadRateLimiter(10_000_000);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // 2 s of reading at the rate, of which 1 s may have been saved up during the pause.
+    const started = performance.now();
+    await limiter.consume(20_000_000);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(950);
+  });
 });

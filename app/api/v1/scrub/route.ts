@@ -1,7 +1,7 @@
 import { parseJsonBody } from '@/server/http/body';
 import { apiRoute, jsonResponse } from '@/server/http/route';
 import { ScrubRequest, scrubStorage } from '@/server/integrity/scrub';
-import { scrubRateBytesPerSecond } from '@/server/integrity/scrub-schedule';
+import { scrubRates } from '@/server/integrity/scrub-schedule';
 
 export const dynamic = 'force-dynamic';
 
@@ -18,7 +18,7 @@ export const POST = apiRoute({ scope: 'admin' }, async ({ request, app, principa
       connection: app.connection,
       backends: app.backends,
       log: app.log,
-      rateBytesPerSecond: scrubRateBytesPerSecond(app.settings),
+      ...scrubRates(app.settings),
       copyPlan: { backends: [app.primaryBackend, ...app.copyTargets], copies: app.copies },
     },
     { packageId: body.package_id, actor: principal.name, signal: request.signal },
