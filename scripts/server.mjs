@@ -22,6 +22,8 @@ const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 const DATABASE_CLOSE_TIMEOUT_MS = 5000;
 const API_PREFIX = '/api';
 const DIRECT_ROUTES = Symbol.for('artifact-store.serveDirectRoute');
+// Marks a request sent with `Expect: 100-continue` whose interim 100 response has not been sent yet.
+const CONTINUE_PENDING = Symbol.for('artifact-store.continuePending');
 const UPLOADS_PREFIX = '/api/v1/uploads';
 
 // As `next start` does (next/dist/bin/next, Next.js 16.5): production unless NODE_ENV is already set, and
@@ -35,6 +37,15 @@ const port = parsePort(process.env.PORT ?? '3000');
 const shutdownGraceSeconds = parseGraceSeconds(process.env.SHUTDOWN_GRACE_SECONDS ?? '30');
 
 const server = http.createServer(handleRequest);
+// By default Node.js sends 100 to a request with `Expect: 100-continue` before any handler runs, so a
+// client sent its whole body also to a request about to be rejected (a bad token, a taken path). The
+// direct routes send the 100 when the handler first reads the body, and Next.js gets it at once, as
+// before. Node.js closes the connection after a final response that follows no 100, so an unsent body
+// cannot be mistaken for the next request.
+server.on('checkContinue', (request, response) => {
+  request[CONTINUE_PENDING] = true;
+  handleRequest(request, response);
+});
 // `next start` keeps Node.js's defaults: headersTimeout 60 s, keepAliveTimeout 5 s and requestTimeout
 // 300 s. The request timeout covers receiving the whole body, so it would cut a tus PATCH or a raw PUT of
 // 1 GiB that arrives slower than about 3.6 MB/s with 408. It is turned off here; headersTimeout still
@@ -133,6 +144,7 @@ function handleRequest(request, response) {
   const serveDirectRoute = globalThis[DIRECT_ROUTES];
   if (typeof serveDirectRoute === 'function' && serveDirectRoute(request, response)) return;
 
+  if (request[CONTINUE_PENDING]) response.writeContinue();
   handleWithNext(request, response).catch((error) => {
     console.error(`Next.js failed to handle ${request.method} ${request.url}:`, error);
     if (!response.headersSent) response.statusCode = 500;

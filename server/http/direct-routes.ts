@@ -6,7 +6,7 @@ import { downloadFile } from '../routes/file-download';
 import { putFile } from '../routes/file-put';
 import { handleUploadRequest } from '../uploads/handle-request';
 import { PROBLEM_CONTENT_TYPE } from './problem';
-import { attachNodeBody, nodeBodyOf, webStreamOf } from './node-bodies';
+import { attachNodeBody, continueOnFirstRead, nodeBodyOf, webStreamOf } from './node-bodies';
 import { methodNotAllowed, routeOfPath } from './route-methods';
 
 /**
@@ -137,7 +137,10 @@ async function respond(
     duplex: 'half',
     signal: clientGone.signal,
   } as RequestInit);
-  if (hasBody) attachNodeBody(webRequest, request);
+  if (hasBody) {
+    attachNodeBody(webRequest, request);
+    continueOnFirstRead(request, response);
+  }
 
   const webResponse = await handler(webRequest, { params: Promise.resolve(params) });
 

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, type Duplex } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 
@@ -21,6 +22,26 @@ export function requestBodyStream(request: Request): Readable {
   const recorded = nodeBodies.get(request);
   if (recorded) return recorded;
   return request.body ? Readable.fromWeb(request.body as NodeReadableStream<Uint8Array>) : Readable.from([]);
+}
+
+/** Set by scripts/server.mjs on a request sent with `Expect: 100-continue` that has had no 100 response yet. */
+const CONTINUE_PENDING = Symbol.for('artifact-store.continuePending');
+
+/**
+ * Sends the interim 100 (Continue) response of a request sent with `Expect: 100-continue` when its body is
+ * first read, so a request rejected before that (authentication, limits, a taken path) never makes the
+ * client send its body. Does nothing for other requests.
+ */
+export function continueOnFirstRead(request: IncomingMessage, response: ServerResponse): void {
+  const pending = request as IncomingMessage & { [CONTINUE_PENDING]?: boolean };
+  if (!pending[CONTINUE_PENDING]) return;
+  const read = request._read;
+  request._read = function (size: number) {
+    request._read = read;
+    if (pending[CONTINUE_PENDING] && !response.headersSent) response.writeContinue();
+    pending[CONTINUE_PENDING] = false;
+    return read.call(this, size);
+  };
 }
 
 /**

@@ -158,6 +158,65 @@ describe('data-plane routes outside Next.js', () => {
   });
 });
 
+/**
+ * Sends a request with `Expect: 100-continue` and sends `body` only once the server sends 100, as curl
+ * does for large uploads. Resolves with the final response and whether the 100 came first.
+ */
+function sendExpectingContinue(method: string, requestPath: string, headers: Record<string, string>, body: Buffer): Promise<RawResponse & { continued: boolean }> {
+  const url = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    let continued = false;
+    const request = http.request({
+      host: url.hostname,
+      port: url.port,
+      method,
+      path: requestPath,
+      agent: false,
+      headers: { ...headers, expect: '100-continue', 'content-length': String(body.length) },
+    });
+    request.on('continue', () => {
+      continued = true;
+      request.end(body);
+    });
+    request.on('error', reject);
+    request.on('response', (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body: Buffer.concat(chunks), complete: true, continued }));
+    });
+  });
+}
+
+describe('Expect: 100-continue', () => {
+  it('asks for the body only after the checks', async () => {
+    const pkg = await api.createPackage();
+    const body = crypto.randomBytes(100 * 1024);
+    const authorization = `Bearer ${environment.adminToken}`;
+
+    const rejected = await sendExpectingContinue('PUT', `/api/v1/packages/${pkg.id}/files/a.bin`, { authorization: 'Bearer wrong-token' }, body);
+    expect(rejected.status).toBe(401);
+    expect(rejected.continued).toBe(false);
+    expect(rejected.headers.connection).toBe('close');
+
+    const stored = await sendExpectingContinue('PUT', `/api/v1/packages/${pkg.id}/files/a.bin`, { authorization }, body);
+    expect(stored.status).toBe(201);
+    expect(stored.continued).toBe(true);
+    expect(JSON.parse(stored.body.toString()).digest_primary_hex).toBe(blake3Hex(body));
+
+    // A body of 64 KiB or more is checked against the package and path before it is read.
+    const pathTaken = await sendExpectingContinue('PUT', `/api/v1/packages/${pkg.id}/files/a.bin`, { authorization }, body);
+    expect(pathTaken.status).toBe(409);
+    expect(pathTaken.continued).toBe(false);
+  });
+
+  it('continues at once for Next.js routes', async () => {
+    const body = Buffer.from(JSON.stringify({ name: 'expect-continue', producer: 'ci', subject: 'app@1.0.0', retention_class: 'standard' }));
+    const created = await sendExpectingContinue('POST', '/api/v1/packages', { authorization: `Bearer ${environment.adminToken}`, 'content-type': 'application/json' }, body);
+    expect(created.status).toBe(201);
+    expect(created.continued).toBe(true);
+  });
+});
+
 describe('methods a route does not allow', () => {
   it.each([
     ['POST', `/files/${'0'.repeat(8)}-0000-0000-0000-${'0'.repeat(12)}/download`, 'GET, HEAD, OPTIONS'],
