@@ -70,8 +70,8 @@ const advanceEventHead = new PreparedSql('advance_event_head', () => ADVANCE_EVE
  * The sequence comes from the single `event_log_head` row, incremented with UPDATE: the row lock it takes
  * is held until the transaction ends, so a second writer waits until the first has committed (or rolled
  * back, which also undoes its increment). Sequence numbers are therefore gap-free and visible in commit
- * order, and a reader that has seen N never sees N-1 appear later. Call this as the last write of a
- * transaction so the lock is held only for the commit. NOTIFY is delivered at commit.
+ * order, and a reader that has seen N never sees N-1 appear later. Every write after this one in the
+ * transaction makes other writers wait longer, so call it late. NOTIFY is delivered at commit.
  */
 export async function appendEvent(tx: Executor, event: NewEvent): Promise<number> {
   const head = rowsOf<EventHead>(await advanceEventHead.execute(tx, {}))[0];

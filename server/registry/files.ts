@@ -14,7 +14,7 @@ import { countUploadBytes, trackUploadInProgress } from '../metrics/uploads';
 import type { UploadProtocol } from '../metrics/registry';
 import { ADVANCE_EVENT_HEAD, appendEventAt, type EventHead } from './events';
 import { assertOpen, getPackageRow, parsePackageId } from './packages';
-import { assertNoObstacles, getPackageWithPathObstacles, pathTakenError } from './path-checks';
+import { assertNoObstacles, getPackageWithPathObstacles, obstaclesOf, pathCheckValues, pathObstacleColumns, pathTakenError, type ObstacleRow } from './path-checks';
 import { normalizeRelativePath } from './relative-path';
 
 export const DEFAULT_MEDIA_TYPE = 'application/octet-stream';
@@ -113,11 +113,11 @@ export interface RecordFileInput {
 /**
  * Records bytes that are already on disk as a file of an open package, in one transaction with its
  * `file.added` event. One statement locks the package row (shared, so uploads run in parallel but not
- * past a finalize), checks that the path is free and takes an advisory lock on the content address (the
- * lock the retention sweep takes before removing a blob). Then the blob is placed and copied to each
- * write replica. A last statement inserts the blob, location (one per copy) and file rows and takes the
- * event's sequence number. That is three round trips besides BEGIN and COMMIT (more with write replicas
- * or a tus hand-off), which matters for small files.
+ * past a finalize) and checks that the path is free. The same statement takes the path's advisory locks
+ * and one on the content address, which the retention sweep takes before removing a blob. Then the blob
+ * is placed and copied to each write replica. A last statement checks the path again, inserts the blob,
+ * location (one per copy) and file rows, and takes the event's sequence number. That is three round trips
+ * besides BEGIN and COMMIT (more with write replicas or a tus hand-off), which matters for small files.
  * Throws 409 when the package is no longer open or the path is taken.
  */
 export async function recordFile(db: Database, input: RecordFileInput): Promise<FileRecord> {
@@ -125,13 +125,14 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
   const objectKey = objectKeyForBlake3(input.content.blake3Hex);
   const fileId = crypto.randomUUID();
   const createdAt = new Date();
+  const ownUploadId = input.eventDetails?.upload_id as string | undefined;
 
   try {
     return await db.transaction(async (tx) => {
       const { pkg, obstacles } = await getPackageWithPathObstacles(tx, {
         packageId: input.packageId,
         relativePath: input.relativePath,
-        ownUploadId: input.eventDetails?.upload_id as string | undefined,
+        ownUploadId,
         lock: true,
         lockBlobOf: contentAddress,
       });
@@ -153,8 +154,8 @@ export async function recordFile(db: Database, input: RecordFileInput): Promise<
         contentAddress,
         createdAt,
       };
-      // From here to COMMIT this transaction holds the event log's head row, so nothing slow runs after it.
-      const { locations, head } = await insertFileRows(tx, row, input.backend, input.content.sha256Hex);
+      // From here to COMMIT this transaction has the event log's head row locked, so nothing slow runs after it.
+      const { locations, head } = await insertFileRows(tx, row, input.backend, input.content.sha256Hex, ownUploadId);
 
       // The package row is only share-locked here, so last_event_sequence is not updated: writing it would
       // need the row exclusively while other uploads hold it shared and wait for the event head (a
@@ -188,8 +189,11 @@ type StoredLocation = Pick<LocationRow, 'backendId' | 'objectKey' | 'retrievalTi
 const insertFileRowsStatement = new PreparedSql('insert_file_rows', () => {
   const contentAddress = sql.placeholder('content_address');
   const createdAt = sql`${sql.placeholder('created_at')}::timestamptz`;
+  const packageId = sql`${sql.placeholder('package_id')}::uuid`;
   return sql`
-    WITH new_blob AS (
+    WITH obstacles AS (
+      SELECT ${pathObstacleColumns(packageId)}
+    ), new_blob AS (
       INSERT INTO ${blobs} (content_address, size_bytes, sha256_hex, created_at)
       VALUES (${contentAddress}, ${sql.placeholder('size_bytes')}, ${sql.placeholder('sha256_hex')}, ${createdAt})
       ON CONFLICT DO NOTHING
@@ -202,17 +206,20 @@ const insertFileRowsStatement = new PreparedSql('insert_file_rows', () => {
     ), new_file AS (
       INSERT INTO ${files} (id, package_id, relative_path, media_type, size_bytes, digest_algorithm, digest_primary_hex,
                             digest_sha256_hex, content_address, created_at)
-      VALUES (${sql.placeholder('id')}, ${sql.placeholder('package_id')}, ${sql.placeholder('relative_path')}, ${sql.placeholder('media_type')},
-              ${sql.placeholder('size_bytes')}, ${sql.placeholder('digest_algorithm')}, ${sql.placeholder('digest_primary_hex')},
-              ${sql.placeholder('sha256_hex')}, ${contentAddress}, ${createdAt})
+      SELECT ${sql.placeholder('id')}, ${packageId}, ${sql.placeholder('relative_path')}, ${sql.placeholder('media_type')},
+             ${sql.placeholder('size_bytes')}, ${sql.placeholder('digest_algorithm')}, ${sql.placeholder('digest_primary_hex')},
+             ${sql.placeholder('sha256_hex')}, ${contentAddress}, ${createdAt}
+      FROM obstacles
+      WHERE existing_file_id IS NULL AND clashing_path IS NULL AND pending_upload_id IS NULL
+      RETURNING id
     ), head AS (${ADVANCE_EVENT_HEAD}
     ), locations AS (
       SELECT backend_id, object_key, retrieval_tier, status FROM new_location
       UNION ALL
       SELECT backend_id, object_key, retrieval_tier, status FROM ${storageLocations} WHERE content_address = ${contentAddress}
     )
-    SELECT head.sequence, head.previous_chain_digest_hex, locations.*
-    FROM head LEFT JOIN locations ON true`;
+    SELECT head.sequence, head.previous_chain_digest_hex, obstacles.*, (SELECT count(*) FROM new_file) AS files_inserted, locations.*
+    FROM head CROSS JOIN obstacles LEFT JOIN locations ON true`;
 });
 
 /**
@@ -221,10 +228,16 @@ const insertFileRowsStatement = new PreparedSql('insert_file_rows', () => {
  * the head for appendEventAt. The statement's own inserts are invisible to its SELECT, so the new
  * location comes from the INSERT's RETURNING and the older ones (copies written earlier in the
  * transaction too) from the table.
- * Throws a unique violation (23505) when the path was taken since it was checked.
+ *
+ * The statement checks the path's obstacles again, in a snapshot taken after the path locks were granted
+ * (see getPackageWithPathObstacles). It inserts no file row when an obstacle appeared, which is a file or
+ * an unfinished upload that a concurrent transaction committed while this one waited for the locks. This
+ * function then throws 409, and the caller's transaction rolls back the rest. Throws a unique violation (23505) when the path
+ * was taken since it was checked.
  */
-async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha256Hex: string): Promise<{ locations: StoredLocation[]; head: EventHead }> {
+async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha256Hex: string, ownUploadId: string | undefined): Promise<{ locations: StoredLocation[]; head: EventHead }> {
   const result = await insertFileRowsStatement.execute(tx, {
+    ...pathCheckValues(row.relativePath, ownUploadId),
     content_address: row.contentAddress,
     created_at: row.createdAt.toISOString(),
     size_bytes: row.sizeBytes,
@@ -234,13 +247,17 @@ async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha2
     retrieval_tier: backend.retrievalTier,
     id: row.id,
     package_id: row.packageId,
-    relative_path: row.relativePath,
     media_type: row.mediaType,
     digest_algorithm: row.digestAlgorithm,
     digest_primary_hex: row.digestPrimaryHex,
   });
-  type Row = EventHead & { backend_id: string | null; object_key: string; retrieval_tier: string; status: LocationRow['status'] };
+  type Row = EventHead &
+    ObstacleRow & { files_inserted: string | number; backend_id: string | null; object_key: string; retrieval_tier: string; status: LocationRow['status'] };
   const rows = rowsOf<Row>(result);
+  if (Number(rows[0].files_inserted) !== 1) {
+    assertNoObstacles(row.packageId, row.relativePath, obstaclesOf(rows[0]));
+    throw new Error(`The file row for "${row.relativePath}" in package ${row.packageId} was not inserted, and no obstacle was found.`);
+  }
   return {
     head: rows[0],
     locations: rows

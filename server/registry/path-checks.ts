@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Executor } from '@/db/client';
 import { PreparedSql } from '@/db/prepared';
 import { files, packages, uploads } from '@/db/schema';
@@ -21,35 +21,70 @@ export interface PathObstacles {
 }
 
 /**
+ * SQL for the three obstacles to a new file at a path of package `packageId`, as the columns
+ * existing_file_id, clashing_path and pending_upload_id. Scalar subqueries, so one statement runs them
+ * all. Their values come from the placeholders that pathCheckValues fills.
+ */
+export function pathObstacleColumns(packageId: SQL): SQL {
+  const path = sql.placeholder('relative_path');
+  // The paths that start with `relative_path/` are, in byte order, those from `relative_path/` up to but
+  // not including `relative_path0` ('0' follows '/'). Compared with COLLATE "C", this range walks the
+  // files_package_path_bytes_idx index instead of reading every file of the package. The parent and the
+  // child lookups are separate subqueries, because PostgreSQL uses no index range for an OR of both.
+  return sql`
+    (SELECT f.id FROM ${files} f WHERE f.package_id = ${packageId} AND f.relative_path = ${path}) AS existing_file_id,
+    COALESCE(
+      (SELECT f.relative_path FROM ${files} f
+        WHERE f.package_id = ${packageId} AND f.relative_path = ANY(${sql.placeholder('parents')}::text[]) LIMIT 1),
+      (SELECT f.relative_path FROM ${files} f
+        WHERE f.package_id = ${packageId} AND f.relative_path COLLATE "C" >= ${sql.placeholder('below_from')}
+          AND f.relative_path COLLATE "C" < ${sql.placeholder('below_to')} LIMIT 1)
+    ) AS clashing_path,
+    (SELECT u.id FROM ${uploads} u
+      WHERE u.package_id = ${packageId} AND u.relative_path = ${path} AND u.completed_at IS NULL AND u.terminated = false
+        AND u.id IS DISTINCT FROM ${sql.placeholder('own_upload_id')}::text LIMIT 1) AS pending_upload_id`;
+}
+
+/** Returns the placeholder values of pathObstacleColumns for a path and the caller's own tus upload, if any. */
+export function pathCheckValues(relativePath: string, ownUploadId: string | undefined): Record<string, unknown> {
+  const segments = relativePath.split('/');
+  return {
+    relative_path: relativePath,
+    parents: segments.slice(0, -1).map((_, index) => segments.slice(0, index + 1).join('/')),
+    below_from: `${relativePath}/`,
+    below_to: `${relativePath}0`,
+    own_upload_id: ownUploadId ?? null,
+  };
+}
+
+/**
  * The statement that reads a package's id and status and finds what blocks a new file at a path in it.
- * The three checks are scalar subqueries, so one round trip runs them all. With `lockPackage` the
- * package row is locked FOR SHARE (see lockPackage). With `lockBlob` the statement then also takes the
- * advisory lock of the blob about to be placed (see lockBlob). The package row is locked inside a
- * materialized CTE, so its lock is taken before the blob's, the order every other holder of both uses.
+ * With `lockPackage` the package row is locked FOR SHARE (see lockPackage), and then transaction-scoped
+ * advisory locks are taken on the path: shared on each parent directory and exclusive on the path itself.
+ * So `d` and `d/x` in one package wait for each other, while `d/x` and `d/y` do not. With `lockBlob` the
+ * statement last takes the advisory lock of the blob about to be placed (see lockBlob). The package row
+ * is locked inside a materialized CTE, so its lock is taken before the others, the order every other
+ * holder of the package row and a blob lock uses.
+ *
+ * The obstacles are read in the snapshot taken before the statement waited for the locks, so they miss a
+ * file or upload that a transaction holding one of the locks committed meanwhile. So a later statement
+ * of the same transaction must check them again, as insertFileRows does. Once the locks are held, no
+ * such file or upload can appear before this transaction ends.
  */
 function pathCheckStatement(name: string, options: { lockPackage: boolean; lockBlob: boolean }): PreparedSql {
   return new PreparedSql(name, () => {
-    const path = sql.placeholder('relative_path');
-    // The paths that start with `relative_path/` are, in byte order, those from `relative_path/` up to but
-    // not including `relative_path0` ('0' follows '/'). Compared with COLLATE "C", this range walks the
-    // files_package_path_bytes_idx index instead of reading every file of the package. The parent and the
-    // child lookups are separate subqueries, because PostgreSQL uses no index range for an OR of both.
+    const pathLockKey = (path: SQL) => sql`hashtextextended('artifact-store:path:' || pkg.id::text || '/' || ${path}, 0)`;
+    const locks = options.lockPackage
+      ? sql`,
+        (SELECT count(pg_advisory_xact_lock_shared(${pathLockKey(sql`parent`)}))
+          FROM unnest(${sql.placeholder('parents')}::text[]) AS parent) AS parents_locked,
+        pg_advisory_xact_lock(${pathLockKey(sql`${sql.placeholder('relative_path')}::text`)}) AS path_locked`
+      : sql``;
     return sql`
       WITH pkg AS MATERIALIZED (
         SELECT id, status FROM ${packages} WHERE id = ${sql.placeholder('package_id')}${options.lockPackage ? sql` FOR SHARE` : sql``}
       )
-      SELECT pkg.id, pkg.status,
-        (SELECT f.id FROM ${files} f WHERE f.package_id = pkg.id AND f.relative_path = ${path}) AS existing_file_id,
-        COALESCE(
-          (SELECT f.relative_path FROM ${files} f
-            WHERE f.package_id = pkg.id AND f.relative_path = ANY(${sql.placeholder('parents')}::text[]) LIMIT 1),
-          (SELECT f.relative_path FROM ${files} f
-            WHERE f.package_id = pkg.id AND f.relative_path COLLATE "C" >= ${sql.placeholder('below_from')}
-              AND f.relative_path COLLATE "C" < ${sql.placeholder('below_to')} LIMIT 1)
-        ) AS clashing_path,
-        (SELECT u.id FROM ${uploads} u
-          WHERE u.package_id = pkg.id AND u.relative_path = ${path} AND u.completed_at IS NULL AND u.terminated = false
-            AND u.id IS DISTINCT FROM ${sql.placeholder('own_upload_id')}::text LIMIT 1) AS pending_upload_id
+      SELECT pkg.id, pkg.status, ${pathObstacleColumns(sql`pkg.id`)}${locks}
         ${options.lockBlob ? sql`, pg_advisory_xact_lock(hashtextextended(${sql.placeholder('content_address')}, 0)) AS blob_locked` : sql``}
       FROM pkg`;
   });
@@ -62,33 +97,38 @@ const pathCheckLockedWithBlob = pathCheckStatement('package_path_check_locked_bl
 /**
  * Reads a package's id and status and finds what blocks a new file at `relativePath` in it, in one
  * statement. With `lock` the package row is locked FOR SHARE for the rest of the transaction (see
- * lockPackage), and with `lockBlobOf` (which implies `lock`) also the advisory lock of that content address (see lockBlob).
- * Throws 404 for an unknown package. The caller checks the package's status first and then passes the
- * obstacles to assertNoObstacles, so a closed package is reported before a taken path.
+ * lockPackage) and the path's advisory locks are taken, and with `lockBlobOf` (which implies `lock`)
+ * also the advisory lock of that content address (see lockBlob). With `lock`, the caller must check the
+ * obstacles again in a later statement (see pathCheckStatement). Throws 404 for an unknown package. The
+ * caller checks the package's status first and then passes the obstacles to assertNoObstacles, so a
+ * closed package is reported before a taken path.
  */
 export async function getPackageWithPathObstacles(
   db: Executor,
   input: { packageId: string; relativePath: string; ownUploadId?: string; lock: boolean; lockBlobOf?: string },
 ): Promise<{ pkg: PackageStatusRow; obstacles: PathObstacles }> {
   const packageId = parsePackageId(input.packageId);
-  const segments = input.relativePath.split('/');
   let statement = input.lock ? pathCheckLocked : pathCheck;
   if (input.lockBlobOf !== undefined) statement = pathCheckLockedWithBlob;
   const result = await statement.execute(db, {
     package_id: packageId,
-    relative_path: input.relativePath,
-    parents: segments.slice(0, -1).map((_, index) => segments.slice(0, index + 1).join('/')),
-    below_from: `${input.relativePath}/`,
-    below_to: `${input.relativePath}0`,
-    own_upload_id: input.ownUploadId ?? null,
+    ...pathCheckValues(input.relativePath, input.ownUploadId),
     content_address: input.lockBlobOf,
   });
-  const [row] = rowsOf<{ id: string; status: PackageRow['status']; existing_file_id: string | null; clashing_path: string | null; pending_upload_id: string | null }>(result);
+  const [row] = rowsOf<{ id: string; status: PackageRow['status'] } & ObstacleRow>(result);
   if (row === undefined) throw new NotFoundError('Package', input.packageId);
-  return {
-    pkg: { id: row.id, status: row.status },
-    obstacles: { existingFileId: row.existing_file_id, clashingPath: row.clashing_path, pendingUploadId: row.pending_upload_id },
-  };
+  return { pkg: { id: row.id, status: row.status }, obstacles: obstaclesOf(row) };
+}
+
+/** The columns of pathObstacleColumns as a statement returns them. */
+export interface ObstacleRow {
+  existing_file_id: string | null;
+  clashing_path: string | null;
+  pending_upload_id: string | null;
+}
+
+export function obstaclesOf(row: ObstacleRow): PathObstacles {
+  return { existingFileId: row.existing_file_id, clashingPath: row.clashing_path, pendingUploadId: row.pending_upload_id };
 }
 
 /**

@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient, problemOf } from '../support/client';
+import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
+
+// Requests that target the same path, or a file and a directory of the same name, at the same moment.
+// Each pair runs in separate transactions on separate connections, so only locking keeps one of the two
+// from missing the other's uncommitted row. On the embedded database the server has one connection and
+// the requests run one after the other.
+
+const ROUNDS = 30;
+
+let environment: TestEnvironment;
+let server: TestServer;
+let api: ApiClient;
+
+beforeAll(async () => {
+  environment = await createTestEnvironment({ SCRUB_INTERVAL_SECONDS: '0', SWEEP_INTERVAL_SECONDS: '0' });
+  server = await startServer(environment);
+  api = new ApiClient(server.url, environment.adminToken);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await environment?.cleanup();
+});
+
+function base64(value: string): string {
+  return Buffer.from(value, 'utf8').toString('base64');
+}
+
+describe('concurrent requests for clashing paths', () => {
+  it('stores a file or a directory, never both', async () => {
+    const pkg = await api.createPackage({ name: 'file-or-directory' });
+    for (let round = 0; round < ROUNDS; round += 1) {
+      const [file, inside] = await Promise.all([api.putFile(pkg.id, `d${round}`, `file ${round}`), api.putFile(pkg.id, `d${round}/x`, `inside ${round}`)]);
+      const statuses = [file.status, inside.status].sort();
+      expect(statuses, `round ${round}`).toEqual([201, 409]);
+      const rejected = file.status === 409 ? file : inside;
+      expect((await problemOf(rejected)).conflicting_path).toMatch(new RegExp(`^d${round}(/x)?$`));
+    }
+
+    const finalized = await api.post(`/packages/${pkg.id}/finalize`);
+    expect(finalized.status).toBe(200);
+    const paths = ((await (await api.get(`/packages/${pkg.id}/files?limit=1000`)).json()).files as { relative_path: string }[]).map((file) => file.relative_path);
+    expect(paths).toHaveLength(ROUNDS);
+    for (let round = 0; round < ROUNDS; round += 1) {
+      expect(paths.filter((filePath) => filePath === `d${round}` || filePath === `d${round}/x`), `round ${round}`).toHaveLength(1);
+    }
+  });
+
+  it('lets an upload or a PUT have a path, not both', async () => {
+    const pkg = await api.createPackage({ name: 'upload-or-put' });
+    for (let round = 0; round < ROUNDS; round += 1) {
+      const relativePath = `both/${round}.bin`;
+      const [created, put] = await Promise.all([
+        api.request('POST', '/uploads', {
+          headers: {
+            'Tus-Resumable': '1.0.0',
+            'Upload-Length': '4',
+            'Upload-Metadata': `package_id ${base64(pkg.id)},relative_path ${base64(relativePath)}`,
+          },
+        }),
+        api.putFile(pkg.id, relativePath, 'body'),
+      ]);
+      expect([created.status, put.status].sort(), `round ${round}`).toEqual([201, 409]);
+    }
+
+    // Each path has a file or an unfinished upload, which finalize lists, and never both.
+    const files = ((await (await api.get(`/packages/${pkg.id}/files?limit=1000`)).json()).files as { relative_path: string }[]).map((file) => file.relative_path);
+    const finalized = await api.post(`/packages/${pkg.id}/finalize`);
+    const pendingPaths = finalized.status === 409 ? ((await problemOf(finalized)).unfinished_uploads ?? []).map((upload: { relative_path: string }) => upload.relative_path) : [];
+    expect(files.length + pendingPaths.length).toBe(ROUNDS);
+    for (const pendingPath of pendingPaths) expect(files).not.toContain(pendingPath);
+  });
+});
