@@ -18,6 +18,8 @@ export interface PathObstacles {
   clashingPath: string | null;
   /** An unfinished upload, other than the caller's own, that targets the path. */
   pendingUploadId: string | null;
+  /** True when a concurrent transaction holds a clashing path lock (see pathCheckStatement). */
+  pathBusy: boolean;
 }
 
 /**
@@ -60,8 +62,11 @@ export function pathCheckValues(relativePath: string, ownUploadId: string | unde
 /**
  * The statement that reads a package's id and status and finds what blocks a new file at a path in it.
  * With `lockPackage` the package row is locked FOR SHARE (see lockPackage), and then transaction-scoped
- * advisory locks are taken on the path: shared on each parent directory and exclusive on the path itself.
- * So `d` and `d/x` in one package wait for each other, while `d/x` and `d/y` do not. With `lockBlob` the
+ * advisory locks are tried on the path: shared on each parent directory and exclusive on the path itself.
+ * So `d` and `d/x` in one package exclude each other, while `d/x` and `d/y` do not. The locks are tried,
+ * not waited for: a request that finds one taken gets 409 at once. Waiting would let one slow upload
+ * (a large file copied to a replica) hold up every upload into its directory, because PostgreSQL queues
+ * shared requests behind a waiting exclusive one. With `lockBlob` the
  * statement last takes the advisory lock of the blob about to be placed (see lockBlob). The package row
  * is locked inside a materialized CTE, so its lock is taken before the others, the order every other
  * holder of the package row and a blob lock uses.
@@ -76,10 +81,10 @@ function pathCheckStatement(name: string, options: { lockPackage: boolean; lockB
     const pathLockKey = (path: SQL) => sql`hashtextextended('artifact-store:path:' || pkg.id::text || '/' || ${path}, 0)`;
     const locks = options.lockPackage
       ? sql`,
-        (SELECT count(pg_advisory_xact_lock_shared(${pathLockKey(sql`parent`)}))
-          FROM unnest(${sql.placeholder('parents')}::text[]) AS parent) AS parents_locked,
-        pg_advisory_xact_lock(${pathLockKey(sql`${sql.placeholder('relative_path')}::text`)}) AS path_locked`
-      : sql``;
+        (SELECT coalesce(bool_and(pg_try_advisory_xact_lock_shared(${pathLockKey(sql`parent`)})), true)
+          FROM unnest(${sql.placeholder('parents')}::text[]) AS parent)
+        AND pg_try_advisory_xact_lock(${pathLockKey(sql`${sql.placeholder('relative_path')}::text`)}) AS path_locked`
+      : sql`, true AS path_locked`;
     return sql`
       WITH pkg AS MATERIALIZED (
         SELECT id, status FROM ${packages} WHERE id = ${sql.placeholder('package_id')}${options.lockPackage ? sql` FOR SHARE` : sql``}
@@ -97,7 +102,7 @@ const pathCheckLockedWithBlob = pathCheckStatement('package_path_check_locked_bl
 /**
  * Reads a package's id and status and finds what blocks a new file at `relativePath` in it, in one
  * statement. With `lock` the package row is locked FOR SHARE for the rest of the transaction (see
- * lockPackage) and the path's advisory locks are taken, and with `lockBlobOf` (which implies `lock`)
+ * lockPackage) and the path's advisory locks are tried, and with `lockBlobOf` (which implies `lock`)
  * also the advisory lock of that content address (see lockBlob). With `lock`, the caller must check the
  * obstacles again in a later statement (see pathCheckStatement). Throws 404 for an unknown package. The
  * caller checks the package's status first and then passes the obstacles to assertNoObstacles, so a
@@ -115,9 +120,9 @@ export async function getPackageWithPathObstacles(
     ...pathCheckValues(input.relativePath, input.ownUploadId),
     content_address: input.lockBlobOf,
   });
-  const [row] = rowsOf<{ id: string; status: PackageRow['status'] } & ObstacleRow>(result);
+  const [row] = rowsOf<{ id: string; status: PackageRow['status']; path_locked: boolean } & ObstacleRow>(result);
   if (row === undefined) throw new NotFoundError('Package', input.packageId);
-  return { pkg: { id: row.id, status: row.status }, obstacles: obstaclesOf(row) };
+  return { pkg: { id: row.id, status: row.status }, obstacles: { ...obstaclesOf(row), pathBusy: !row.path_locked } };
 }
 
 /** The columns of pathObstacleColumns as a statement returns them. */
@@ -128,11 +133,12 @@ export interface ObstacleRow {
 }
 
 export function obstaclesOf(row: ObstacleRow): PathObstacles {
-  return { existingFileId: row.existing_file_id, clashingPath: row.clashing_path, pendingUploadId: row.pending_upload_id };
+  return { existingFileId: row.existing_file_id, clashingPath: row.clashing_path, pendingUploadId: row.pending_upload_id, pathBusy: false };
 }
 
 /**
- * Throws 409 for the first obstacle: a file at the path, a file/directory clash, an unfinished upload.
+ * Throws 409 for the first obstacle: a file at the path, a file/directory clash, a concurrent request for a
+ * clashing path, an unfinished upload.
  * A package must unpack onto a file system, so no path may be both a file and a directory: `a/b` clashes
  * with an existing file `a`, and `a` clashes with an existing `a/b`.
  */
@@ -146,6 +152,13 @@ export function assertNoObstacles(packageId: string, relativePath: string, obsta
         ? `Package ${packageId} has a file at "${other}", so "${relativePath}" cannot place a file inside it.`
         : `Package ${packageId} has a file at "${other}", so "${relativePath}" would have to be both a file and a directory.`,
       { path: relativePath, conflicting_path: other },
+    );
+  }
+
+  if (obstacles.pathBusy) {
+    throw new ConflictError(
+      `Another request is adding a file or upload at "${relativePath}", inside it or at one of its parent directories in package ${packageId}; retry once it has finished.`,
+      { path: relativePath },
     );
   }
 
