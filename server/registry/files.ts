@@ -210,7 +210,7 @@ const insertFileRowsStatement = new PreparedSql('insert_file_rows', () => {
              ${sql.placeholder('size_bytes')}, ${sql.placeholder('digest_algorithm')}, ${sql.placeholder('digest_primary_hex')},
              ${sql.placeholder('sha256_hex')}, ${contentAddress}, ${createdAt}
       FROM obstacles
-      WHERE existing_file_id IS NULL AND clashing_path IS NULL AND pending_upload_id IS NULL
+      WHERE existing_file_id IS NULL AND clashing_path IS NULL AND pending_upload_id IS NULL AND clashing_upload_path IS NULL
       RETURNING id
     ), head AS (${ADVANCE_EVENT_HEAD}
     ), locations AS (

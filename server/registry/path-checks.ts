@@ -18,17 +18,20 @@ export interface PathObstacles {
   clashingPath: string | null;
   /** An unfinished upload, other than the caller's own, that targets the path. */
   pendingUploadId: string | null;
+  /** The path of an unfinished upload, other than the caller's own, at a parent of the path or below it. */
+  clashingUploadPath: string | null;
   /** True when a concurrent transaction holds a clashing path lock (see pathCheckStatement). */
   pathBusy: boolean;
 }
 
 /**
- * SQL for the three obstacles to a new file at a path of package `packageId`, as the columns
- * existing_file_id, clashing_path and pending_upload_id. Scalar subqueries, so one statement runs them
+ * SQL for the obstacles to a new file at a path of package `packageId`, as the columns existing_file_id,
+ * clashing_path, pending_upload_id and clashing_upload_path. Scalar subqueries, so one statement runs them
  * all. Their values come from the placeholders that pathCheckValues fills.
  */
 export function pathObstacleColumns(packageId: SQL): SQL {
   const path = sql.placeholder('relative_path');
+  const otherUnfinished = sql`u.completed_at IS NULL AND u.terminated = false AND u.id IS DISTINCT FROM ${sql.placeholder('own_upload_id')}::text`;
   // The paths that start with `relative_path/` are, in byte order, those from `relative_path/` up to but
   // not including `relative_path0` ('0' follows '/'). Compared with COLLATE "C", this range walks the
   // files_package_path_bytes_idx index instead of reading every file of the package. The parent and the
@@ -43,8 +46,14 @@ export function pathObstacleColumns(packageId: SQL): SQL {
           AND f.relative_path COLLATE "C" < ${sql.placeholder('below_to')} LIMIT 1)
     ) AS clashing_path,
     (SELECT u.id FROM ${uploads} u
-      WHERE u.package_id = ${packageId} AND u.relative_path = ${path} AND u.completed_at IS NULL AND u.terminated = false
-        AND u.id IS DISTINCT FROM ${sql.placeholder('own_upload_id')}::text LIMIT 1) AS pending_upload_id`;
+      WHERE u.package_id = ${packageId} AND u.relative_path = ${path} AND ${otherUnfinished} LIMIT 1) AS pending_upload_id,
+    COALESCE(
+      (SELECT u.relative_path FROM ${uploads} u
+        WHERE u.package_id = ${packageId} AND u.relative_path = ANY(${sql.placeholder('parents')}::text[]) AND ${otherUnfinished} LIMIT 1),
+      (SELECT u.relative_path FROM ${uploads} u
+        WHERE u.package_id = ${packageId} AND u.relative_path COLLATE "C" >= ${sql.placeholder('below_from')}
+          AND u.relative_path COLLATE "C" < ${sql.placeholder('below_to')} AND ${otherUnfinished} LIMIT 1)
+    ) AS clashing_upload_path`;
 }
 
 /** Returns the placeholder values of pathObstacleColumns for a path and the caller's own tus upload, if any. */
@@ -130,10 +139,17 @@ export interface ObstacleRow {
   existing_file_id: string | null;
   clashing_path: string | null;
   pending_upload_id: string | null;
+  clashing_upload_path: string | null;
 }
 
 export function obstaclesOf(row: ObstacleRow): PathObstacles {
-  return { existingFileId: row.existing_file_id, clashingPath: row.clashing_path, pendingUploadId: row.pending_upload_id, pathBusy: false };
+  return {
+    existingFileId: row.existing_file_id,
+    clashingPath: row.clashing_path,
+    pendingUploadId: row.pending_upload_id,
+    clashingUploadPath: row.clashing_upload_path,
+    pathBusy: false,
+  };
 }
 
 /**
@@ -167,6 +183,16 @@ export function assertNoObstacles(packageId: string, relativePath: string, obsta
       path: relativePath,
       upload_id: obstacles.pendingUploadId,
     });
+  }
+
+  const upload = obstacles.clashingUploadPath;
+  if (upload !== null) {
+    throw new ConflictError(
+      upload.length < relativePath.length
+        ? `An unfinished upload in package ${packageId} targets "${upload}", so "${relativePath}" cannot place a file inside it; finish or terminate the upload first.`
+        : `An unfinished upload in package ${packageId} targets "${upload}", so "${relativePath}" would have to be both a file and a directory; finish or terminate the upload first.`,
+      { path: relativePath, conflicting_path: upload },
+    );
   }
 }
 

@@ -75,6 +75,27 @@ describe('concurrent requests for clashing paths', () => {
     for (const pendingPath of pendingPaths) expect(files).not.toContain(pendingPath);
   });
 
+  it('treats unfinished uploads as files and directories', async () => {
+    const pkg = await api.createPackage({ name: 'upload-clashes' });
+    const createUpload = (relativePath: string) =>
+      api.request('POST', '/uploads', {
+        headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': '4', 'Upload-Metadata': `package_id ${base64(pkg.id)},relative_path ${base64(relativePath)}` },
+      });
+    expect((await createUpload('d')).status).toBe(201);
+    expect((await createUpload('e/x')).status).toBe(201);
+
+    const inside = await api.putFile(pkg.id, 'd/x', 'inside an upload');
+    expect(inside.status).toBe(409);
+    expect((await problemOf(inside)).conflicting_path).toBe('d');
+    const above = await api.putFile(pkg.id, 'e', 'above an upload');
+    expect(above.status).toBe(409);
+    expect((await problemOf(above)).conflicting_path).toBe('e/x');
+    const uploadInside = await createUpload('d/y');
+    expect(uploadInside.status).toBe(409);
+    expect((await problemOf(uploadInside)).conflicting_path).toBe('d');
+    expect((await api.putFile(pkg.id, 'f/x', 'beside them')).status).toBe(201);
+  });
+
   it.skipIf(!ON_POSTGRES)('rejects at once while a clashing path is locked', async () => {
     const pkg = await api.createPackage({ name: 'held-directory' });
     // A second connection holds the shared lock that a slow upload into big/ would hold. The key is the
