@@ -27,7 +27,7 @@ const dialect = new PgDialect();
 
 /**
  * Raw SQL run as the prepared statement `name`. Its text is built once, on first use, from SQL whose
- * changing values are `sql.placeholder(key)`s; each call passes the values by key. PostgreSQL then parses
+ * changing values are `sql.placeholder(key)`s, and each call passes the values by key. PostgreSQL then parses
  * the statement once per connection, and the text is not rebuilt on every call: rebuilding it with
  * drizzle's sqlToQuery took about 7% of the main thread's samples in a CPU profile of 4 KiB uploads.
  */

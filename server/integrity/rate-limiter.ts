@@ -6,7 +6,7 @@ const MAX_SAVED_MS = 1000;
 export interface ReadRateOptions {
   /** The rate while `isBusy` returns true; defaults to `bytesPerSecond`. */
   busyBytesPerSecond?: number;
-  /** Called before each wait; true switches to `busyBytesPerSecond`, for example while uploads run. */
+  /** Called before each wait. While it returns true, `busyBytesPerSecond` applies, for example while uploads run. */
   isBusy?: () => boolean;
 }
 

@@ -229,11 +229,11 @@ const insertFileRowsStatement = new PreparedSql('insert_file_rows', () => {
  * location comes from the INSERT's RETURNING and the older ones (copies written earlier in the
  * transaction too) from the table.
  *
- * The statement checks the path's obstacles again, in a snapshot taken after the path locks were granted
+ * The statement checks the path's obstacles again, in a snapshot taken after the path locks were acquired
  * (see getPackageWithPathObstacles). It inserts no file row when an obstacle appeared, which is a file or
- * an unfinished upload that a concurrent transaction committed while this one waited for the locks. This
- * function then throws 409, and the caller's transaction rolls back the rest. Throws a unique violation (23505) when the path
- * was taken since it was checked.
+ * an unfinished upload that a concurrent transaction committed just before this one acquired the locks.
+ * This function then throws 409, and the caller's transaction rolls back the rest. The unique index on
+ * the package and path stays the last guard, and recordFile turns a violation of it (23505) into 409 too.
  */
 async function insertFileRows(tx: Executor, row: FileRow, backend: Backend, sha256Hex: string, ownUploadId: string | undefined): Promise<{ locations: StoredLocation[]; head: EventHead }> {
   const result = await insertFileRowsStatement.execute(tx, {

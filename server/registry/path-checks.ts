@@ -80,10 +80,10 @@ export function pathCheckValues(relativePath: string, ownUploadId: string | unde
  * is locked inside a materialized CTE, so its lock is taken before the others, the order every other
  * holder of the package row and a blob lock uses.
  *
- * The obstacles are read in the snapshot taken before the statement waited for the locks, so they miss a
- * file or upload that a transaction holding one of the locks committed meanwhile. So a later statement
- * of the same transaction must check them again, as insertFileRows does. Once the locks are held, no
- * such file or upload can appear before this transaction ends.
+ * The obstacles are read in the statement's snapshot, taken before the locks were acquired. So they can
+ * miss a file or upload that a transaction holding one of the locks committed just before it released
+ * them, and a later statement of the same transaction must check them again, as insertFileRows does.
+ * Once the locks are held, no such file or upload can appear before this transaction ends.
  */
 function pathCheckStatement(name: string, options: { lockPackage: boolean; lockBlob: boolean }): PreparedSql {
   return new PreparedSql(name, () => {
@@ -154,7 +154,7 @@ export function obstaclesOf(row: ObstacleRow): PathObstacles {
 
 /**
  * Throws 409 for the first obstacle: a file at the path, a file/directory clash, a concurrent request for a
- * clashing path, an unfinished upload.
+ * clashing path, an unfinished upload to the path, an unfinished upload to a parent or child path.
  * A package must unpack onto a file system, so no path may be both a file and a directory: `a/b` clashes
  * with an existing file `a`, and `a` clashes with an existing `a/b`.
  */

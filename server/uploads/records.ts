@@ -41,8 +41,8 @@ export async function createUploadRecord(db: Database, input: NewUpload): Promis
       const { pkg, obstacles } = await getPackageWithPathObstacles(tx, { packageId: input.packageId, relativePath, lock: true });
       assertOpen(pkg, 'adding files');
       assertNoObstacles(pkg.id, relativePath, obstacles);
-      // Checked again now that the path's locks are held: the first check's snapshot predates them, so it
-      // missed a file that a raw PUT committed while this transaction waited.
+      // Checked again now that the path's locks are held. The first check's snapshot predates them, so it
+      // can miss a file that a raw PUT committed just before this transaction acquired them.
       const { obstacles: obstaclesUnderLock } = await getPackageWithPathObstacles(tx, { packageId: pkg.id, relativePath, lock: false });
       assertNoObstacles(pkg.id, relativePath, obstaclesUnderLock);
 
