@@ -67,6 +67,12 @@ export function configureWriteCopies(copyTargets: Backend[], copies: number): vo
   globalForReplicas.artifactStoreWritePlan = { copyTargets: [...copyTargets], copies };
 }
 
+/** True when recordFile copies new blobs to write replicas inside its transaction. */
+export function copiesNewBlobs(): boolean {
+  const plan = globalForReplicas.artifactStoreWritePlan;
+  return plan !== undefined && plan.copies > 1;
+}
+
 export interface ExpectedContent {
   blake3Hex: string;
   sha256Hex: string;

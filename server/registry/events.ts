@@ -78,17 +78,19 @@ export async function appendEvent(tx: Executor, event: NewEvent): Promise<number
   return appendEventAt(tx, head, event);
 }
 
-const insertEvent = new PreparedSql('insert_event', () => sql`
+const insertEvents = new PreparedSql('insert_events', () => sql`
     WITH inserted AS (
       INSERT INTO events (sequence, created_at, event_type, subject_kind, subject_id, actor, payload, payload_digest_hex, chain_digest_hex)
-      VALUES (${sql.placeholder('sequence')}, ${sql.placeholder('created_at')}::timestamptz, ${sql.placeholder('event_type')},
-              ${sql.placeholder('subject_kind')}, ${sql.placeholder('subject_id')}, ${sql.placeholder('actor')},
-              decode(${sql.placeholder('payload_hex')}, 'hex'), ${sql.placeholder('payload_digest_hex')}, ${sql.placeholder('chain_digest_hex')})
+      SELECT sequence, created_at, event_type, subject_kind, subject_id, actor, decode(payload_hex, 'hex'), payload_digest_hex, chain_digest_hex
+      FROM unnest(${sql.placeholder('sequences')}::bigint[], ${sql.placeholder('created_ats')}::timestamptz[], ${sql.placeholder('event_types')}::text[],
+                  ${sql.placeholder('subject_kinds')}::text[], ${sql.placeholder('subject_ids')}::text[], ${sql.placeholder('actors')}::text[],
+                  ${sql.placeholder('payload_hexes')}::text[], ${sql.placeholder('payload_digest_hexes')}::text[], ${sql.placeholder('chain_digest_hexes')}::text[])
+        AS event(sequence, created_at, event_type, subject_kind, subject_id, actor, payload_hex, payload_digest_hex, chain_digest_hex)
       RETURNING sequence
     ), head AS (
-      UPDATE event_log_head SET chain_digest_hex = ${sql.placeholder('chain_digest_hex')} WHERE id = 1 RETURNING id
+      UPDATE event_log_head SET chain_digest_hex = ${sql.placeholder('head_chain_digest_hex')} WHERE id = 1 RETURNING id
     )
-    SELECT pg_notify(${EVENTS_CHANNEL}, ${sql.placeholder('notify_payload')}) FROM inserted, head`);
+    SELECT pg_notify(${EVENTS_CHANNEL}, ${sql.placeholder('notify_payload')}) FROM (SELECT count(*) FROM inserted) AS written, head`);
 
 /**
  * Appends an event at `head`, the row that ADVANCE_EVENT_HEAD returned earlier in the same transaction,
@@ -96,37 +98,60 @@ const insertEvent = new PreparedSql('insert_event', () => sql`
  * event's chain digest is computed from it without reading the previous event.
  */
 export async function appendEventAt(tx: Executor, head: EventHead, event: NewEvent): Promise<number> {
-  const sequence = Number(head.sequence);
-  // Null only before the first event, or in a database upgraded from before the chain existed.
-  const previousChainDigestHex = head.previous_chain_digest_hex ?? (await backfillEventChain(tx, sequence - 1));
-  const payload = Buffer.from(encodeCanonicalCbor(event.payload));
-  const row = {
-    sequence,
-    createdAt: new Date(),
-    eventType: event.eventType,
-    subjectKind: event.subjectKind,
-    subjectId: event.subjectId,
-    actor: event.actor,
-    payload,
-    payloadDigestHex: blake3Hex(payload),
-  };
-  const chainDigestHex = computeChainDigestHex(previousChainDigestHex, chainLinkOf(row));
-
-  // One round trip while the head row is locked: the insert, the head's chain digest and the NOTIFY.
-  // Data-modifying CTEs always run to completion, and the SELECT reads nothing else.
-  await insertEvent.execute(tx, {
-    sequence,
-    created_at: row.createdAt.toISOString(),
-    event_type: row.eventType,
-    subject_kind: row.subjectKind,
-    subject_id: row.subjectId,
-    actor: row.actor,
-    payload_hex: payload.toString('hex'),
-    payload_digest_hex: row.payloadDigestHex,
-    chain_digest_hex: chainDigestHex,
-    notify_payload: String(sequence),
-  });
+  const [sequence] = await appendEventsAt(tx, head, [event]);
   return sequence;
+}
+
+/**
+ * Appends `newEvents` in order, in one statement, and returns their sequence numbers. `head` is the row
+ * of a statement that advanced the head by `newEvents.length` (ADVANCE_EVENT_HEAD advances it by one), so
+ * its sequence is the last event's and its chain digest the one of the event before the first.
+ */
+export async function appendEventsAt(tx: Executor, head: EventHead, newEvents: NewEvent[]): Promise<number[]> {
+  if (newEvents.length === 0) return [];
+  const firstSequence = Number(head.sequence) - newEvents.length + 1;
+  // Null only before the first event, or in a database upgraded from before the chain existed.
+  let previousChainDigestHex = head.previous_chain_digest_hex ?? (await backfillEventChain(tx, firstSequence - 1));
+  const createdAt = new Date();
+  const columns = {
+    sequences: [] as number[],
+    created_ats: [] as string[],
+    event_types: [] as string[],
+    subject_kinds: [] as string[],
+    subject_ids: [] as string[],
+    actors: [] as string[],
+    payload_hexes: [] as string[],
+    payload_digest_hexes: [] as string[],
+    chain_digest_hexes: [] as string[],
+  };
+  newEvents.forEach((event, index) => {
+    const payload = Buffer.from(encodeCanonicalCbor(event.payload));
+    const row = {
+      sequence: firstSequence + index,
+      createdAt,
+      eventType: event.eventType,
+      subjectKind: event.subjectKind,
+      subjectId: event.subjectId,
+      actor: event.actor,
+      payloadDigestHex: blake3Hex(payload),
+    };
+    previousChainDigestHex = computeChainDigestHex(previousChainDigestHex, chainLinkOf(row));
+    columns.sequences.push(row.sequence);
+    columns.created_ats.push(createdAt.toISOString());
+    columns.event_types.push(row.eventType);
+    columns.subject_kinds.push(row.subjectKind);
+    columns.subject_ids.push(row.subjectId);
+    columns.actors.push(row.actor);
+    columns.payload_hexes.push(payload.toString('hex'));
+    columns.payload_digest_hexes.push(row.payloadDigestHex);
+    columns.chain_digest_hexes.push(previousChainDigestHex);
+  });
+
+  // One round trip while the head row is locked: the inserts, the head's chain digest and the NOTIFY.
+  // Data-modifying CTEs always run to completion, and the SELECT reads nothing else.
+  const lastSequence = Number(head.sequence);
+  await insertEvents.execute(tx, { ...columns, head_chain_digest_hex: previousChainDigestHex, notify_payload: String(lastSequence) });
+  return columns.sequences;
 }
 
 type EventRow = typeof events.$inferSelect;

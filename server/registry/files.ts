@@ -9,10 +9,11 @@ import { blobs, files, packages, storageLocations } from '@/db/schema';
 import { NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
 import { createDigestTransform } from '../digest';
 import { objectKeyForBlake3, type Backend } from '../storage/backend';
-import { replicateNewBlob } from '../integrity/replicas';
+import { copiesNewBlobs, replicateNewBlob } from '../integrity/replicas';
 import { countUploadBytes, trackUploadInProgress } from '../metrics/uploads';
 import type { UploadProtocol } from '../metrics/registry';
 import { ADVANCE_EVENT_HEAD, appendEventAt, type EventHead } from './events';
+import { recordFileInBatch } from './file-batches';
 import { assertOpen, getPackageRow, parsePackageId } from './packages';
 import { assertNoObstacles, getPackageWithPathObstacles, obstaclesOf, pathCheckValues, pathObstacleColumns, pathTakenError, type ObstacleRow } from './path-checks';
 import { normalizeRelativePath } from './relative-path';
@@ -298,6 +299,9 @@ export interface AddFileInput {
   protocol: UploadProtocol;
 }
 
+/** Files up to this size are recorded together with the other files that arrive at once (see file-batches.ts). */
+const BATCHED_FILE_MAX_BYTES = 1024 * 1024;
+
 /** Declared body sizes from which a raw PUT checks its package and path before reading the body. */
 const PATH_CHECK_BEFORE_BODY_BYTES = 64 * 1024;
 
@@ -328,19 +332,20 @@ export async function addFileFromStream(db: Database, backend: Backend, input: A
     const digest = createDigestTransform({ maxBytes: input.maxBytes });
     await pipeline(input.body, countUploadBytes(input.protocol), digest, writer.stream);
     const content = digest.result();
-    const record = await recordFile(db, {
+    const recording = {
       packageId: input.packageId,
       relativePath,
       mediaType,
       content,
       backend,
       actor: input.actor,
-      placeBlob: async (objectKey) => {
+      placeBlob: async (objectKey: string) => {
         placed = true;
         return writer.commit(objectKey);
       },
-    });
-    return record;
+    };
+    // A large file's fsync would hold up the small files of its batch, and a replica copy even more.
+    return content.sizeBytes <= BATCHED_FILE_MAX_BYTES && !copiesNewBlobs() ? await recordFileInBatch(db, recording) : await recordFile(db, recording);
   } finally {
     finishTracking();
     if (!placed) await writer.cancel();

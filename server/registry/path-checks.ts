@@ -24,14 +24,35 @@ export interface PathObstacles {
   pathBusy: boolean;
 }
 
+/** The path a statement checks, as SQL: placeholders, or the columns of a row with one path per file. */
+export interface PathTarget {
+  path: SQL;
+  /** A text[] of the path's parent directories, shortest first. */
+  parents: SQL;
+  /** `path || '/'` and `path || '0'`, the bounds of the paths below it (see pathObstacleColumns). */
+  belowFrom: SQL;
+  belowTo: SQL;
+  /** The caller's own unfinished upload, which is no obstacle; a text or NULL. */
+  ownUploadId: SQL;
+}
+
+/** The PathTarget of the placeholders that pathCheckValues fills. */
+const PLACEHOLDER_TARGET: PathTarget = {
+  path: sql`${sql.placeholder('relative_path')}`,
+  parents: sql`${sql.placeholder('parents')}::text[]`,
+  belowFrom: sql`${sql.placeholder('below_from')}`,
+  belowTo: sql`${sql.placeholder('below_to')}`,
+  ownUploadId: sql`${sql.placeholder('own_upload_id')}::text`,
+};
+
 /**
  * SQL for the obstacles to a new file at a path of package `packageId`, as the columns existing_file_id,
  * clashing_path, pending_upload_id and clashing_upload_path. Scalar subqueries, so one statement runs them
- * all. Their values come from the placeholders that pathCheckValues fills.
+ * all. By default their values come from the placeholders that pathCheckValues fills.
  */
-export function pathObstacleColumns(packageId: SQL): SQL {
-  const path = sql.placeholder('relative_path');
-  const otherUnfinished = sql`u.completed_at IS NULL AND u.terminated = false AND u.id IS DISTINCT FROM ${sql.placeholder('own_upload_id')}::text`;
+export function pathObstacleColumns(packageId: SQL, target: PathTarget = PLACEHOLDER_TARGET): SQL {
+  const path = target.path;
+  const otherUnfinished = sql`u.completed_at IS NULL AND u.terminated = false AND u.id IS DISTINCT FROM ${target.ownUploadId}`;
   // The paths that start with `relative_path/` are, in byte order, those from `relative_path/` up to but
   // not including `relative_path0` ('0' follows '/'). Compared with COLLATE "C", this range walks the
   // files_package_path_bytes_idx index instead of reading every file of the package. The parent and the
@@ -40,19 +61,19 @@ export function pathObstacleColumns(packageId: SQL): SQL {
     (SELECT f.id FROM ${files} f WHERE f.package_id = ${packageId} AND f.relative_path = ${path}) AS existing_file_id,
     COALESCE(
       (SELECT f.relative_path FROM ${files} f
-        WHERE f.package_id = ${packageId} AND f.relative_path = ANY(${sql.placeholder('parents')}::text[]) LIMIT 1),
+        WHERE f.package_id = ${packageId} AND f.relative_path = ANY(${target.parents}) LIMIT 1),
       (SELECT f.relative_path FROM ${files} f
-        WHERE f.package_id = ${packageId} AND f.relative_path COLLATE "C" >= ${sql.placeholder('below_from')}
-          AND f.relative_path COLLATE "C" < ${sql.placeholder('below_to')} LIMIT 1)
+        WHERE f.package_id = ${packageId} AND f.relative_path COLLATE "C" >= ${target.belowFrom}
+          AND f.relative_path COLLATE "C" < ${target.belowTo} LIMIT 1)
     ) AS clashing_path,
     (SELECT u.id FROM ${uploads} u
       WHERE u.package_id = ${packageId} AND u.relative_path = ${path} AND ${otherUnfinished} LIMIT 1) AS pending_upload_id,
     COALESCE(
       (SELECT u.relative_path FROM ${uploads} u
-        WHERE u.package_id = ${packageId} AND u.relative_path = ANY(${sql.placeholder('parents')}::text[]) AND ${otherUnfinished} LIMIT 1),
+        WHERE u.package_id = ${packageId} AND u.relative_path = ANY(${target.parents}) AND ${otherUnfinished} LIMIT 1),
       (SELECT u.relative_path FROM ${uploads} u
-        WHERE u.package_id = ${packageId} AND u.relative_path COLLATE "C" >= ${sql.placeholder('below_from')}
-          AND u.relative_path COLLATE "C" < ${sql.placeholder('below_to')} AND ${otherUnfinished} LIMIT 1)
+        WHERE u.package_id = ${packageId} AND u.relative_path COLLATE "C" >= ${target.belowFrom}
+          AND u.relative_path COLLATE "C" < ${target.belowTo} AND ${otherUnfinished} LIMIT 1)
     ) AS clashing_upload_path`;
 }
 
@@ -87,21 +108,42 @@ export function pathCheckValues(relativePath: string, ownUploadId: string | unde
  */
 function pathCheckStatement(name: string, options: { lockPackage: boolean; lockBlob: boolean }): PreparedSql {
   return new PreparedSql(name, () => {
-    const pathLockKey = (path: SQL) => sql`hashtextextended('artifact-store:path:' || pkg.id::text || '/' || ${path}, 0)`;
     const locks = options.lockPackage
-      ? sql`,
-        (SELECT coalesce(bool_and(pg_try_advisory_xact_lock_shared(${pathLockKey(sql`parent`)})), true)
-          FROM unnest(${sql.placeholder('parents')}::text[]) AS parent)
-        AND pg_try_advisory_xact_lock(${pathLockKey(sql`${sql.placeholder('relative_path')}::text`)}) AS path_locked`
-      : sql`, true AS path_locked`;
+      ? pathLocksUnlessBlocked(sql`checked`, sql`checked.id`, { ...PLACEHOLDER_TARGET, path: sql`${sql.placeholder('relative_path')}::text` })
+      : sql`true`;
     return sql`
       WITH pkg AS MATERIALIZED (
         SELECT id, status FROM ${packages} WHERE id = ${sql.placeholder('package_id')}${options.lockPackage ? sql` FOR SHARE` : sql``}
+      ), checked AS MATERIALIZED (
+        SELECT pkg.id, pkg.status, ${pathObstacleColumns(sql`pkg.id`)} FROM pkg
       )
-      SELECT pkg.id, pkg.status, ${pathObstacleColumns(sql`pkg.id`)}${locks}
+      SELECT checked.*, ${locks} AS path_locked
         ${options.lockBlob ? sql`, pg_advisory_xact_lock(hashtextextended(${sql.placeholder('content_address')}, 0)) AS blob_locked` : sql``}
-      FROM pkg`;
+      FROM checked`;
   });
+}
+
+/**
+ * SQL that tries the transaction-scoped advisory locks of a path (see pathCheckStatement): shared on each
+ * parent directory, exclusive on the path. True when every lock was acquired. Advisory locks are
+ * reentrant within a session, so two paths of one transaction never exclude each other.
+ */
+function pathLocks(packageId: SQL, target: PathTarget): SQL {
+  const pathLockKey = (path: SQL) => sql`hashtextextended('artifact-store:path:' || ${packageId}::text || '/' || ${path}, 0)`;
+  return sql`(SELECT coalesce(bool_and(pg_try_advisory_xact_lock_shared(${pathLockKey(sql`parent`)})), true)
+          FROM unnest(${target.parents}) AS parent)
+        AND pg_try_advisory_xact_lock(${pathLockKey(target.path)})`;
+}
+
+/**
+ * SQL that tries the path's locks (see pathLocks) only for a row of `row` whose package is open and whose
+ * path has no obstacle, and is true otherwise. A request that fails anyway then holds no lock that would
+ * make a concurrent request for a clashing path fail as busy until its transaction ends.
+ */
+export function pathLocksUnlessBlocked(row: SQL, packageId: SQL, target: PathTarget): SQL {
+  return sql`CASE WHEN ${row}.status = 'open' AND ${row}.existing_file_id IS NULL AND ${row}.clashing_path IS NULL
+          AND ${row}.pending_upload_id IS NULL AND ${row}.clashing_upload_path IS NULL
+        THEN ${pathLocks(packageId, target)} ELSE true END`;
 }
 
 const pathCheck = pathCheckStatement('package_path_check', { lockPackage: false, lockBlob: false });

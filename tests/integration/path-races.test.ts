@@ -1,5 +1,9 @@
+import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as schema from '@/db/schema';
+import type { Database } from '@/db/client';
+import { getPackageWithPathObstacles } from '@/server/registry/path-checks';
 import { ApiClient, problemOf } from '../support/client';
 import { ON_POSTGRES } from '../support/database';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
@@ -116,5 +120,32 @@ describe('concurrent requests for clashing paths', () => {
       await holder.end();
     }
     expect((await api.putFile(pkg.id, 'elsewhere', 'after the release')).status).toBe(201);
+  });
+
+  // A request that fails anyway must not hold the locks, or a concurrent request for a path below it
+  // would fail as busy until the failing transaction ends.
+  it.skipIf(!ON_POSTGRES)('takes no path lock for a path that is taken', async () => {
+    const pkg = await api.createPackage({ name: 'no-lock-on-failure' });
+    expect((await api.putFile(pkg.id, 'taken/inside.bin', 'makes taken a directory')).status).toBe(201);
+    const client = new pg.Client({ connectionString: environment.env.DATABASE_URL });
+    await client.connect();
+    try {
+      const db = drizzle(client, { schema }) as unknown as Database;
+      await db.transaction(async (tx) => {
+        const { pkg: row, obstacles } = await getPackageWithPathObstacles(tx, { packageId: pkg.id, relativePath: 'taken', lock: true });
+        expect(row.status).toBe('open');
+        expect(obstacles.clashingPath).toBe('taken/inside.bin');
+        const { rows } = await client.query(`SELECT count(*)::int AS held FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()`);
+        expect(rows[0].held).toBe(0);
+
+        const free = await getPackageWithPathObstacles(tx, { packageId: pkg.id, relativePath: 'free/file.bin', lock: true });
+        expect(free.obstacles.pathBusy).toBe(false);
+        const after = await client.query(`SELECT count(*)::int AS held FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()`);
+        // Shared on free, exclusive on free/file.bin.
+        expect(after.rows[0].held).toBe(2);
+      });
+    } finally {
+      await client.end();
+    }
   });
 });
