@@ -56,7 +56,12 @@ function takeOverStaleLock(dataDir: string, lockPath: string): boolean {
   if (!createPidFile(takeoverPath)) {
     const taker = readIfExists(takeoverPath);
     if (taker === undefined) return false;
-    if (isLiveOwner(taker)) throw inUseError(dataDir, taker);
+    if (isLiveOwner(taker)) {
+      // A taker that finds the lock already replaced gives up, so the owner is the one the lock names by now.
+      const current = readIfExists(lockPath);
+      if (current !== undefined && current !== owner && isLiveOwner(current)) throw inUseError(dataDir, current);
+      throw inUseError(dataDir, taker);
+    }
     throw new Error(
       `Process ${taker} exited while taking over the lock of the embedded database in ${dataDir}, so it is not known ` +
         `whether another process uses it. When no process uses it, remove ${takeoverPath} and ${lockPath} and start again.`,
