@@ -28,7 +28,7 @@ const MAX_BATCH_FILES = 64;
  */
 const MAX_BATCHES_IN_FLIGHT = 1;
 
-/** What recordFile takes, without the tus hand-off's extras. */
+/** The input of recordFile, without the tus hand-off's extras. */
 export type BatchedFileInput = Omit<RecordFileInput, 'eventDetails' | 'beforeInsert'>;
 
 interface PendingFile {
@@ -105,9 +105,9 @@ const ITEM_TARGET: PathTarget = {
 
 /**
  * Locks the package row FOR SHARE, then the advisory locks of every blob in the batch, then tries each
- * path's locks, as getPackageWithPathObstacles does for one path. Returns the package's status and each
- * file's obstacles. The blob locks are taken in the order of their keys, so two batches never wait for
- * each other in a cycle.
+ * path's locks: the locks getPackageWithPathObstacles takes for one path. Returns the package's status
+ * and each file's obstacles. The blob locks are taken in the order of their keys, so two batches cannot wait for
+ * each other's blob locks in a cycle.
  * NOTE: finalize takes the locks of a package's two manifest blobs unsorted. A batch of another package
  * that contains both manifests' bytes could deadlock with it; PostgreSQL then fails one of the two.
  */

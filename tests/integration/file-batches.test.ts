@@ -102,7 +102,7 @@ describe('files recorded together', () => {
     }
   });
 
-  it('rejects files of a finalized package', async () => {
+  it('rejects only the finalized package files', async () => {
     const open = await api.createPackage({ name: 'batched-open' });
     const closing = await api.createPackage({ name: 'batched-closing' });
     expect((await api.putFile(closing.id, 'kept.bin', 'kept')).status).toBe(201);
