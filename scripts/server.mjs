@@ -9,7 +9,8 @@
  * SIGINT and SIGTERM stop accepting connections and close idle keep-alive connections. Open requests get
  * at most SHUTDOWN_GRACE_SECONDS (default 30) to finish, because event streams never finish by themselves.
  * Then the server closes the connections still open, Next.js and the database (which gives back the
- * embedded database's lock) and exits with 130 or 143.
+ * embedded database's lock) and exits with 130 or 143. A connection whose request body sends no byte for
+ * BODY_IDLE_TIMEOUT_SECONDS (default 60) is closed.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -42,7 +43,8 @@ const { default: next } = await import('next');
 
 const hostname = process.env.HOST || '127.0.0.1';
 const port = parsePort(process.env.PORT ?? '3000');
-const shutdownGraceSeconds = parseGraceSeconds(process.env.SHUTDOWN_GRACE_SECONDS ?? '30');
+const shutdownGraceSeconds = parseSeconds('SHUTDOWN_GRACE_SECONDS', process.env.SHUTDOWN_GRACE_SECONDS ?? '30');
+const bodyIdleTimeoutSeconds = parseSeconds('BODY_IDLE_TIMEOUT_SECONDS', process.env.BODY_IDLE_TIMEOUT_SECONDS ?? '60');
 
 const server = http.createServer(handleRequest);
 // By default Node.js sends 100 to a request with `Expect: 100-continue` before any handler runs, so a
@@ -116,6 +118,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
  * @param {http.ServerResponse} response
  */
 function handleRequest(request, response) {
+  limitBodyIdleTime(request, response);
   const target = request.url ?? '/';
   if (!target.startsWith('/')) {
     // Next.js 16.5 returns a plain-text 500 for `*` and a 308 redirect to the target itself for an
@@ -188,11 +191,37 @@ function sendProblem(request, response, requestPath, problem) {
   response.end(request.method === 'HEAD' ? undefined : body);
 }
 
-/** @param {string} value */
-function parseGraceSeconds(value) {
+/**
+ * Closes the connection when a request body sends no byte for BODY_IDLE_TIMEOUT_SECONDS, as nginx's
+ * client_body_timeout does. Without it a client that vanished mid-body (a sleeping laptop, a dropped NAT
+ * entry) keeps its connection open for good, and a tus PATCH keeps its upload's lock, so every resume
+ * gets 423. The bytes received before the cut stay stored, and the client resumes from the upload's
+ * offset. Node.js emits the request's 'timeout' only while the body is incomplete. Once it is complete,
+ * the response's listener keeps the connection open, so a handler may take its time with the body.
+ *
+ * @param {http.IncomingMessage} request
+ * @param {http.ServerResponse} response
+ */
+function limitBodyIdleTime(request, response) {
+  if (bodyIdleTimeoutSeconds === 0) return;
+  if (request.headers['content-length'] === undefined && request.headers['transfer-encoding'] === undefined) return;
+  request.setTimeout(bodyIdleTimeoutSeconds * 1000, () => {
+    console.warn(
+      `artifact-store closed the connection of ${request.method} ${pathOfRequestTarget(request.url ?? '')} because its request body sent no byte for ${bodyIdleTimeoutSeconds} s`,
+    );
+    request.socket.destroy();
+  });
+  response.on('timeout', () => {});
+}
+
+/**
+ * @param {string} name
+ * @param {string} value
+ */
+function parseSeconds(name, value) {
   const parsed = Number(value);
   if (!/^\d+$/.test(value) || parsed > 3600) {
-    console.error(`Invalid SHUTDOWN_GRACE_SECONDS ${JSON.stringify(value)}: expected a whole number of seconds from 0 to 3600.`);
+    console.error(`Invalid ${name} ${JSON.stringify(value)}: expected a whole number of seconds from 0 to 3600.`);
     process.exit(1);
   }
   return parsed;
