@@ -61,6 +61,15 @@ const NO_HARD_LINK_CODES = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'])
 
 const OBJECT_DIRECTORY = 'blake3';
 
+/**
+ * Returns the wording of a file system error that fails every write until an operator acts (no space,
+ * read-only, permissions), or undefined for any other error.
+ */
+export function unavailableFileSystemReason(error: unknown): string | undefined {
+  const code = errorCode(error);
+  return code === undefined ? undefined : UNAVAILABLE_CODES[code];
+}
+
 function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
@@ -326,9 +335,9 @@ export class FilesystemBackend implements Backend {
 
   /** Wraps fs errors that mean the storage cannot serve requests in StorageUnavailableError; returns others unchanged. */
   #translateError(error: unknown, operation: string): unknown {
-    const code = errorCode(error);
-    if (code === undefined || !(code in UNAVAILABLE_CODES)) return error;
-    return new StorageUnavailableError(this.id, `failed to ${operation}: ${UNAVAILABLE_CODES[code]}.`, { cause: error });
+    const reason = unavailableFileSystemReason(error);
+    if (reason === undefined) return error;
+    return new StorageUnavailableError(this.id, `failed to ${operation}: ${reason}.`, { cause: error });
   }
 
   async #linkUnlessExists(source: string, target: string): Promise<boolean> {

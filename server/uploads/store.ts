@@ -9,13 +9,14 @@ import { FileStore } from '@tus/file-store';
 import { ERRORS, Upload } from '@tus/server';
 import type { Database } from '@/db/client';
 import { uploads } from '@/db/schema';
-import { ConflictError } from '../errors';
+import { ConflictError, ServiceUnavailableError } from '../errors';
 import { addFileBytes, createDigestTransform, ParallelDigest, type DigestResult } from '../digest';
 import { getMetrics, type TusWriteFailure } from '../metrics/registry';
 import { trackUploadInProgress } from '../metrics/uploads';
 import { appendEvent } from '../registry/events';
 import { recordFile } from '../registry/files';
 import type { Backend } from '../storage/backend';
+import { unavailableFileSystemReason } from '../storage/filesystem';
 import { endUpload, findUpload, type UploadRow } from './records';
 import { currentUploadRequest, uploadRequestStorage } from './request-context';
 
@@ -152,7 +153,7 @@ export class RegistryFileStore extends FileStore {
       // report a premature close instead, which would become a 500.
       const sourceError: unknown = readable.errored;
       if (sourceError && typeof sourceError === 'object' && 'status_code' in sourceError) throw sourceError;
-      throw error;
+      throw stagingError(error, 'write');
     }
     const newOffset = digest.bytes;
 
@@ -165,7 +166,13 @@ export class RegistryFileStore extends FileStore {
     }
     // The offset this PATCH reports must survive a crash, so the chunk is flushed before the response.
     // Flushing per chunk also keeps completion from waiting for the whole file's dirty pages.
-    await syncFile(this.stagingPath(id));
+    try {
+      await syncFile(this.stagingPath(id));
+    } catch (error) {
+      digest.dispose();
+      fail('write_error');
+      throw stagingError(error, 'flush');
+    }
     // A kept state keeps no buffer, so what is left of the last slice goes to the worker now.
     digest.flush();
     digestStates.set(id, digest);
@@ -305,6 +312,19 @@ export async function removeStagingFiles(directory: string, id: string): Promise
 }
 
 /** Flushes a file's data to disk (fdatasync). */
+/**
+ * Turns a staging file system error that fails every write until an operator acts (no space, read-only)
+ * into a 503 that names it, instead of a bare 500. Other errors pass unchanged.
+ */
+function stagingError(error: unknown, operation: string): unknown {
+  const reason = unavailableFileSystemReason(error);
+  if (reason === undefined) return error;
+  return new ServiceUnavailableError(
+    `The server failed to ${operation} the upload's staging file: ${reason}. The bytes written before the failure are kept, so the upload can resume from the offset that HEAD reports once an operator has fixed the staging directory.`,
+    { cause: error, title: 'Upload staging unavailable' },
+  );
+}
+
 async function syncFile(filePath: string): Promise<void> {
   const handle = await fs.open(filePath, 'r+');
   try {

@@ -445,6 +445,33 @@ describe('tus uploads', () => {
     expect(file?.digest_primary_hex).toBe(b3sum(source, environment.dir));
   });
 
+  it('full staging disk gets 503', async () => {
+    const content = crypto.randomBytes(64 * 1024);
+    const created = await createUpload(admin, { 'Upload-Length': String(content.length), 'Upload-Metadata': metadataHeader(packageId, 'full-disk.bin') });
+    expect(created.status).toBe(201);
+    const location = created.headers.get('location')!;
+    const staged = path.join(environment.storageRoot, 'uploads', location.split('/').pop()!);
+
+    // /dev/full fails every write with ENOSPC, as a staging file on a full disk does.
+    fs.rmSync(staged);
+    fs.symlinkSync('/dev/full', staged);
+    const failed = await patchUpload(admin, location, 0, content);
+    expect(failed.status).toBe(503);
+    const problem = await problemOf(failed);
+    expect(problem.title).toBe('Upload staging unavailable');
+    expect(problem.detail).toContain('no space left on the file system (ENOSPC)');
+
+    // Once there is room again, the upload resumes from the offset that HEAD reports.
+    fs.rmSync(staged);
+    fs.writeFileSync(staged, '');
+    const head = await headUpload(admin, location);
+    expect(head.headers.get('upload-offset')).toBe('0');
+    const resumed = await patchUpload(admin, location, 0, content);
+    expect(resumed.status).toBe(204);
+    const file = await fileAt(admin, packageId, 'full-disk.bin');
+    expect(file?.digest_sha256_hex).toBe(digestsOf(content).sha256);
+  });
+
   it('token challenges on tus routes', async () => {
     const readOnly = await admin.post('/tokens', { name: 'tus-reader', scopes: ['read'] });
     const readToken = (await readOnly.json()).token as string;

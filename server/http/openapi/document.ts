@@ -180,7 +180,7 @@ const MALFORMED_PATH_RULE = '`errors` names the field `(path)` and the rule `per
 function withCommonResponses(spec: OperationSpec): Record<number, ResponseSpec> {
   const common: Record<number, ResponseSpec> = {
     500: problem('An unexpected server error; the body carries only `request_id`, never the cause.'),
-    503: problem('The database or a storage backend is unavailable.'),
+    503: problem('The database, a storage backend or the tus staging directory is unavailable.'),
   };
   if (spec.scope !== null) {
     common[401] = problem('No credentials, or an unknown, revoked or malformed token or session.', ['WWW-Authenticate']);
