@@ -1,8 +1,12 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { isDatabaseUnavailable } from '@/db/unavailable';
 import { isDomainError, ValidationIssue } from '../errors';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** The Retry-After of a 503 while the database cannot be reached. */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 const Timestamp = z.iso.datetime();
 
@@ -53,13 +57,24 @@ export function problemResponse(
 }
 
 /**
- * Maps any thrown value to problem+json. Domain errors keep their status, detail and fields; anything
- * else is logged with its stack and answered with a bare 500 that reveals nothing of the cause.
+ * Maps any thrown value to problem+json. Domain errors keep their status, detail and fields. An error
+ * that means the database cannot be reached is a 503 with Retry-After, so clients retry. Anything else
+ * is logged with its stack and gets a bare 500 that reveals nothing of the cause.
  */
 export function errorToResponse(error: unknown, log: Logger, requestId?: string): Response {
   if (isDomainError(error)) {
     if (error.status >= 500) log.error({ err: error }, 'request failed with a server-side error');
     return problemResponse(error.status, error.title, error.message, error.fields, error.headers);
+  }
+  if (isDatabaseUnavailable(error)) {
+    log.error({ err: error }, 'request failed because the database is unavailable');
+    return problemResponse(
+      503,
+      'Database unavailable',
+      'The server cannot reach its database. Retry later; GET /api/v1/health reports when the database is back.',
+      { request_id: requestId },
+      { 'Retry-After': String(DATABASE_RETRY_AFTER_SECONDS) },
+    );
   }
   log.error({ err: error }, 'unexpected error');
   return problemResponse(500, 'Internal server error', 'The server failed to process the request.', {

@@ -20,6 +20,11 @@ export interface RouteInput<Params> {
 export interface RouteOptions {
   /** The scope the caller needs; null for routes that anyone may call (health). */
   scope: Scope | null;
+  /**
+   * Whether a route open to anyone looks up the caller's credentials (default true). Health sets it to
+   * false, because looking up a token needs the database, whose outage health must report as a 503.
+   */
+  identifyCaller?: boolean;
 }
 
 type RouteHandler<Params> = (input: RouteInput<Params>) => Promise<Response>;
@@ -49,10 +54,14 @@ export function apiRoute<Params = Record<string, never>>(options: RouteOptions, 
     try {
       const app = await getAppContext();
       appLog = app.log;
-      const principal =
-        options.scope === null
-          ? await authenticateOptional(app, request)
-          : requireScope(await authenticate(app.db, request, app.settings.ANON_READ), options.scope);
+      let principal: Principal;
+      if (options.scope !== null) {
+        principal = requireScope(await authenticate(app.db, request, app.settings.ANON_READ), options.scope);
+      } else if (options.identifyCaller === false) {
+        principal = NOBODY;
+      } else {
+        principal = await authenticateOptional(app, request);
+      }
       // One child logger per request: creating a pino child costs about 10 µs.
       log = app.log.child({ request_id: requestId, actor: principal.name });
       const params = await context.params;

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient } from '../support/client';
+import { ApiClient, problemOf } from '../support/client';
 import { ON_POSTGRES, TEST_DATABASE_URL } from '../support/database';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy';
@@ -56,14 +56,24 @@ describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
     await sleep(300);
 
     await proxy.cut();
-    // Without a token, as load balancers call it. With one, the token check needs the database and fails.
-    const health = await api.withToken(undefined).get('/health');
-    expect(health.status).toBe(503);
-    expect((await health.json()).database.status).toBe('unavailable');
-    // A raw fetch, because a 500 is not part of the documented responses that checkedFetch accepts.
-    const listing = await fetch(api.url('/packages'), { headers: { authorization: `Bearer ${environment.adminToken}` } });
-    expect(listing.status).toBe(500);
-    expect(listing.headers.get('content-type')).toContain('application/problem+json');
+    // Health reports the outage whether the caller sends a token or not, because it looks up no token.
+    for (const client of [api.withToken(undefined), api]) {
+      const health = await client.get('/health');
+      expect(health.status).toBe(503);
+      expect((await health.json()).database.status).toBe('unavailable');
+    }
+    // Any other request fails with a 503 and Retry-After, not with a 500.
+    const listing = await api.get('/packages');
+    expect(listing.status).toBe(503);
+    expect(listing.headers.get('retry-after')).toBe('5');
+    const problem = await problemOf(listing);
+    expect(problem.title).toBe('Database unavailable');
+    expect(problem.request_id).toBe(listing.headers.get('x-request-id'));
+    const upload = await api.request('POST', '/uploads', {
+      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': '1', 'Upload-Metadata': `package_id ${Buffer.from(before.id).toString('base64')}` },
+    });
+    expect(upload.status).toBe(503);
+    expect(upload.headers.get('tus-resumable')).toBe('1.0.0');
 
     await proxy.restore();
     while ((await fetch(api.url('/health'))).status !== 200) await sleep(200);
@@ -75,6 +85,7 @@ describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
     expect(feed.events.map((event) => event.subject_id)).toContain(after.id);
     expect(server.process.exitCode).toBeNull();
     expect(server.output()).toContain('the PostgreSQL LISTEN connection is back');
-    expect(errorLines(server.output()).filter((line) => !line.includes('unexpected error'))).toEqual([]);
+    expect(errorLines(server.output()).filter((line) => !line.includes('the database is unavailable'))).toEqual([]);
+    expect(server.output()).not.toContain('unexpected error');
   });
 });
