@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { getAppContext, type AppContext } from '../app-context';
-import { isDomainError, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
+import { isDomainError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../errors';
 import { authenticate, requireScope } from '../http/auth';
 import { requestIdOf } from '../http/route';
 import { requestBodyStream, webStreamOf } from '../http/node-bodies';
@@ -13,6 +13,7 @@ import { CHECKSUM_ALGORITHMS, uploadRequestStorage, type ChecksumAlgorithm, type
 import { getUploadService, UPLOAD_ID_PATTERN, UPLOADS_PATH, type UploadService } from './tus-server';
 
 const COLLECTION_METHODS = ['POST', 'OPTIONS'];
+const TUS_BODY_TYPE = 'application/offset+octet-stream';
 const UPLOAD_METHODS = ['HEAD', 'PATCH', 'DELETE', 'OPTIONS'];
 
 /** The route template of app/api/v1/uploads/[[...id]]/route.ts, the label of every tus request in the HTTP metrics. */
@@ -70,6 +71,7 @@ async function dispatch(app: AppContext, request: Request, log: Logger, requestI
   if (method === 'OPTIONS') return withChecksumAlgorithms(await service.server.handleWeb(request));
 
   const principal = requireScope(await authenticate(app.db, request, app.settings.ANON_READ), 'write');
+  if (method === 'PATCH' || method === 'POST') assertTusBodyType(request);
   const context: UploadRequestContext = { principal, log: log.child({ actor: principal.name, upload_id: uploadId ?? undefined }), requestId };
   if (method === 'POST') context.creation = parseCreationTarget(request, app.settings.MAX_FILE_SIZE_BYTES);
   if (method === 'POST' || method === 'PATCH') context.checksum = parseUploadChecksum(request.headers.get('upload-checksum'));
@@ -77,6 +79,19 @@ async function dispatch(app: AppContext, request: Request, log: Logger, requestI
 
   const tusResponse = await uploadRequestStorage.run(context, () => service.server.handleWeb(forwardRequest(request)));
   return toProblemResponse(tusResponse, context, service, uploadId);
+}
+
+/**
+ * Rejects a PATCH whose Content-Type is not application/offset+octet-stream, and a POST that names
+ * another one, with 415 as tus 1.0.0 specifies. @tus/server 2.4.5 would respond with 400 "invalid header"
+ * to another value, and with 403 to a PATCH without the header. As in the library, the value must match
+ * exactly.
+ */
+function assertTusBodyType(request: Request): void {
+  const contentType = request.headers.get('content-type');
+  if (contentType === TUS_BODY_TYPE || (contentType === null && request.method === 'POST')) return;
+  const found = contentType === null ? 'none' : JSON.stringify(contentType);
+  throw new UnsupportedMediaTypeError(`A tus ${request.method} must have Content-Type: ${TUS_BODY_TYPE}; this request has ${found}.`);
 }
 
 /**
