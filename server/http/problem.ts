@@ -37,6 +37,7 @@ export const Problem = z.looseObject({
   backend_id: z.string().optional().meta({ description: 'The storage backend that a 503 response names as unavailable.' }),
   current_expires_at: Timestamp.nullable().optional(),
   requested_expires_at: Timestamp.optional(),
+  last_sequence: z.number().int().optional().meta({ description: 'The sequence of the last event, in a 409 for a cursor beyond it.' }),
   unfinished_uploads: z.array(z.object({ upload_id: z.string(), relative_path: z.string() })).optional(),
 });
 export type Problem = z.infer<typeof Problem>;

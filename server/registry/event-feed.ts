@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import type { Executor } from '@/db/client';
 import type { AppContext } from '../app-context';
-import { listEvents, type EventRecord, type ListEventsOptions } from './events';
+import { ConflictError } from '../errors';
+import { headSequence, listEvents, type EventRecord, type ListEventsOptions } from './events';
 
 const EventFilters = {
   subject_kind: z.string().min(1).max(64).optional(),
@@ -39,8 +41,10 @@ export async function pollEvents(
   const deadline = Date.now() + options.waitSeconds * 1000;
   const waiter = app.eventHub.createWaiter('long_poll');
   try {
-    for (;;) {
+    for (let first = true; ; first = false) {
       const events = await listEvents(app.db, options);
+      // A page with events shows that `since` lies within the log, so only an empty first page needs the head.
+      if (first && events.length === 0) await assertCursorWithinLog(app.db, options.since, 'since');
       const remaining = deadline - Date.now();
       if (events.length > 0 || remaining <= 0 || signal?.aborted) return events;
       const woken = await waiter.next(remaining, signal);
@@ -49,4 +53,18 @@ export async function pollEvents(
   } finally {
     waiter.close();
   }
+}
+
+/**
+ * Throws 409 when `cursor` is beyond the last event of the log. No cursor that this log returned can be,
+ * so the client's cursor comes from a database restored from an older backup, or from another registry.
+ * Waiting would deliver nothing until the log grew past the cursor, and then skip the events before it.
+ */
+export async function assertCursorWithinLog(db: Executor, cursor: number, field: string): Promise<void> {
+  const last = await headSequence(db);
+  if (cursor <= last) return;
+  throw new ConflictError(
+    `${field} ${cursor} is beyond the last event of this log, ${last}. The event log may have been restored from an older backup, or the cursor belongs to another registry: read again from since=${last} for new events only, or since=0 for the whole log.`,
+    { last_sequence: last },
+  );
 }

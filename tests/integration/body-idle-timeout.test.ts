@@ -202,12 +202,7 @@ describe('request body idle timeout', () => {
   });
 
   it('leaves requests without a body alone', async () => {
-    let head = 0;
-    for (;;) {
-      const page = await api.events(head);
-      head = Number(page.next_cursor);
-      if (page.events.length < 500) break;
-    }
+    const head = await api.lastEventSequence();
     // A long poll after the last event sends nothing for longer than the idle timeout.
     const waitSeconds = IDLE_TIMEOUT_SECONDS + 1;
     const startedAt = performance.now();

@@ -342,6 +342,26 @@ describe('events', () => {
     expect(result.events.length).toBeGreaterThan(0);
   });
 
+  // A cursor beyond the log comes from a restored backup or another registry, and waiting would skip events.
+  it('rejects a cursor beyond the log', async () => {
+    const last = await api.lastEventSequence();
+    expect((await api.get(`/events?since=${last}`)).status).toBe(200);
+
+    const startedAt = performance.now();
+    const poll = await api.get(`/events?since=${last + 1}&wait_seconds=5`);
+    expect(poll.status).toBe(409);
+    expect(performance.now() - startedAt).toBeLessThan(4000);
+    const problem = await problemOf(poll);
+    expect(problem.last_sequence).toBe(last);
+    expect(problem.detail).toContain(`since ${last + 1} is beyond the last event of this log, ${last}.`);
+
+    const stream = await api.get('/events/stream', { headers: { 'last-event-id': String(last + 10) } });
+    expect(stream.status).toBe(409);
+    expect((await problemOf(stream)).detail).toContain(`Last-Event-ID ${last + 10} is beyond the last event`);
+    const streamSince = await api.get(`/events/stream?since=${last + 1}`);
+    expect(streamSince.status).toBe(409);
+  });
+
   it('returns JSON for Accept: application/json', async () => {
     const response = await api.get('/events?since=0&limit=1', { headers: { accept: 'application/json' } });
     expect(response.headers.get('content-type')).toBe('application/json');

@@ -80,6 +80,16 @@ export class ApiClient {
     });
   }
 
+  /** Returns the sequence of the last event in the log, read page by page from the start. */
+  async lastEventSequence(): Promise<number> {
+    let last = 0;
+    for (;;) {
+      const page = await this.events(last);
+      last = Number(page.next_cursor);
+      if (page.events.length < 500) return last;
+    }
+  }
+
   async events(since: number, waitSeconds = 0, extra = ''): Promise<{ events: any[]; next_cursor: string }> {
     const response = await this.get(`/events?since=${since}&wait_seconds=${waitSeconds}&limit=500${extra}`);
     if (response.status !== 200) throw new Error(`events: ${response.status} ${await response.text()}`);

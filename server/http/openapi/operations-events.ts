@@ -2,7 +2,10 @@ import { EventLogVerifyQuery, EventLogVerifyReport } from '@/server/integrity/ev
 import { EventExportQuery } from '@/server/integrity/event-log-export';
 import { EventsQuery, EventStreamQuery } from '@/server/registry/event-feed';
 import { EventPage } from '@/server/registry/events';
-import { json, RAW, type OperationSpec } from './spec';
+import { json, problem, RAW, type OperationSpec } from './spec';
+
+const CURSOR_BEYOND_LOG =
+  'The cursor is beyond the last event (`last_sequence`): the log was restored from an older backup, or the cursor belongs to another registry.';
 
 export const EVENT_OPERATIONS: OperationSpec[] = [
   {
@@ -17,6 +20,7 @@ export const EVENT_OPERATIONS: OperationSpec[] = [
     query: EventsQuery,
     responses: {
       200: { description: 'The events and the cursor.', content: { 'application/cbor': EventPage, 'application/json': EventPage }, headers: ['Vary'] },
+      409: problem(CURSOR_BEYOND_LOG),
     },
   },
   {
@@ -30,7 +34,7 @@ export const EVENT_OPERATIONS: OperationSpec[] = [
     scope: 'read',
     query: EventStreamQuery,
     requestHeaders: ['Last-Event-ID'],
-    responses: { 200: { description: 'An endless event stream.', content: { 'text/event-stream': RAW } } },
+    responses: { 200: { description: 'An endless event stream.', content: { 'text/event-stream': RAW } }, 409: problem(CURSOR_BEYOND_LOG) },
   },
   {
     method: 'get',

@@ -1,6 +1,6 @@
 import { parseQuery } from '@/server/http/body';
 import { apiRoute } from '@/server/http/route';
-import { EventStreamQuery } from '@/server/registry/event-feed';
+import { assertCursorWithinLog, EventStreamQuery } from '@/server/registry/event-feed';
 import { listEvents, type EventRecord } from '@/server/registry/events';
 import { ValidationError } from '@/server/errors';
 
@@ -37,7 +37,9 @@ function formatEvent(event: EventRecord): string {
  */
 export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => {
   const query = parseQuery(request, EventStreamQuery);
-  const startAfter = lastEventId(request) ?? query.since ?? 0;
+  const fromHeader = lastEventId(request);
+  const startAfter = fromHeader ?? query.since ?? 0;
+  await assertCursorWithinLog(app.db, startAfter, fromHeader === undefined ? 'since' : 'Last-Event-ID');
   const signal = request.signal;
   const encoder = new TextEncoder();
 
