@@ -311,12 +311,11 @@ export async function removeStagingFiles(directory: string, id: string): Promise
   }
 }
 
-/** Flushes a file's data to disk (fdatasync). */
 /**
  * Turns a staging file system error that fails every write until an operator acts (no space, read-only)
  * into a 503 that names it, instead of a bare 500. Other errors pass unchanged.
  */
-function stagingError(error: unknown, operation: string): unknown {
+export function stagingError(error: unknown, operation: string): unknown {
   const reason = unavailableFileSystemReason(error);
   if (reason === undefined) return error;
   return new ServiceUnavailableError(
@@ -325,6 +324,7 @@ function stagingError(error: unknown, operation: string): unknown {
   );
 }
 
+/** Flushes a file's data to disk (fdatasync). */
 async function syncFile(filePath: string): Promise<void> {
   const handle = await fs.open(filePath, 'r+');
   try {

@@ -7,7 +7,7 @@ import type { FilesystemBackend } from '../storage/filesystem';
 import { InProcessLocker, PostgresLocker } from './locker';
 import { createUploadRecord } from './records';
 import { currentUploadRequest } from './request-context';
-import { RegistryFileStore } from './store';
+import { RegistryFileStore, stagingError } from './store';
 
 export const UPLOADS_PATH = '/api/v1/uploads';
 
@@ -66,9 +66,12 @@ export function getUploadService(app: AppContext): UploadService {
       // Errors that carry a tus status (including @tus/utils' Error subclasses such as MaxFileExceededError)
       // keep that status; the route turns the library's response into problem+json.
       if (!(error instanceof Error) || typeof (error as { status_code?: unknown }).status_code === 'number') return undefined;
+      // @tus/server runs the store's write inside a pipeline of its own, which reports a failed staging write
+      // of a body longer than one chunk with the raw file system error rather than the store's 503.
+      const mapped = stagingError(error, 'write');
       // Errors of our own code are kept for the route, which maps them to problem+json with their fields.
-      currentUploadRequest().error = error;
-      return { status_code: isDomainError(error) ? error.status : 500, body: '' };
+      currentUploadRequest().error = mapped;
+      return { status_code: isDomainError(mapped) ? mapped.status : 500, body: '' };
     },
   });
 

@@ -445,9 +445,9 @@ describe('tus uploads', () => {
     expect(file?.digest_primary_hex).toBe(b3sum(source, environment.dir));
   });
 
-  it('full staging disk gets 503', async () => {
-    const content = crypto.randomBytes(64 * 1024);
-    const created = await createUpload(admin, { 'Upload-Length': String(content.length), 'Upload-Metadata': metadataHeader(packageId, 'full-disk.bin') });
+  it.each([64 * 1024, 2 * MiB])('full staging disk gets 503 (%i bytes)', async (size) => {
+    const content = crypto.randomBytes(size);
+    const created = await createUpload(admin, { 'Upload-Length': String(content.length), 'Upload-Metadata': metadataHeader(packageId, `full-disk-${size}.bin`) });
     expect(created.status).toBe(201);
     const location = created.headers.get('location')!;
     const staged = path.join(environment.storageRoot, 'uploads', location.split('/').pop()!);
@@ -468,7 +468,7 @@ describe('tus uploads', () => {
     expect(head.headers.get('upload-offset')).toBe('0');
     const resumed = await patchUpload(admin, location, 0, content);
     expect(resumed.status).toBe(204);
-    const file = await fileAt(admin, packageId, 'full-disk.bin');
+    const file = await fileAt(admin, packageId, `full-disk-${size}.bin`);
     expect(file?.digest_sha256_hex).toBe(digestsOf(content).sha256);
   });
 
