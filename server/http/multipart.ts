@@ -48,6 +48,9 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
       settled = true;
       source.unpipe(parser);
       source.destroy();
+      // busboy destroys the open file part's stream with the parser, so a consumer still reading it (a
+      // client that left mid-file) fails and removes its temporary file instead of waiting for more bytes.
+      parser.destroy(error instanceof Error ? error : new Error(String(error)));
       reject(error);
     };
 

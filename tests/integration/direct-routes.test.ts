@@ -128,6 +128,41 @@ describe('data-plane routes outside Next.js', () => {
     expect(server.output().slice(outputBefore)).not.toContain('unexpected error');
   });
 
+  it('records nothing for a cut multipart body', async () => {
+    const pkg = await api.createPackage();
+    const boundary = 'cut-multipart-boundary';
+    const head = `--${boundary}\r\nContent-Disposition: form-data; name="relative_path"\r\n\r\ncut.bin\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+    await new Promise<void>((resolve) => {
+      const request = http.request(api.url(`/packages/${pkg.id}/files`), {
+        method: 'POST',
+        agent: false,
+        headers: {
+          authorization: `Bearer ${api.token}`,
+          'content-type': `multipart/form-data; boundary=${boundary}`,
+          'content-length': String(8 * 1024 * 1024),
+        },
+      });
+      request.on('error', () => resolve());
+      request.write(head);
+      request.write(crypto.randomBytes(1024 * 1024), () => setTimeout(() => request.destroy(), 200));
+      request.on('close', () => resolve());
+    });
+
+    // The server notices the closed connection on its own schedule; the upload ends once it has.
+    const temporary = path.join(environment.storageRoot, 'tmp');
+    const inProgress = async () => {
+      const metrics = await (await api.get('/metrics')).text();
+      return /^artifact_store_uploads_in_progress\{protocol="multipart"\} (\d+)$/m.exec(metrics)?.[1];
+    };
+    for (let waited = 0; waited < 100 && (fs.readdirSync(temporary).length > 0 || (await inProgress()) !== '0'); waited += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(fs.readdirSync(temporary)).toEqual([]);
+    expect(await inProgress()).toBe('0');
+    const files = await (await api.get(`/packages/${pkg.id}/files`)).json();
+    expect(files.files).toEqual([]);
+  });
+
   it('cuts a download of a truncated copy', async () => {
     const pkg = await api.createPackage();
     const content = crypto.randomBytes(4 * 1024 * 1024);
