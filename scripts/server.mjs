@@ -204,10 +204,15 @@ function sendProblem(request, response, requestPath, problem) {
  */
 function limitBodyIdleTime(request, response) {
   if (bodyIdleTimeoutSeconds === 0) return;
-  if (request.headers['content-length'] === undefined && request.headers['transfer-encoding'] === undefined) return;
+  if (request.headers['content-length'] === undefined && request.headers['transfer-encoding'] === undefined) {
+    // The timeout is the socket's, so a request pipelined behind one with a body would inherit it.
+    if (request.socket.timeout) request.socket.setTimeout(0);
+    return;
+  }
   request.setTimeout(bodyIdleTimeoutSeconds * 1000, () => {
+    // The server may also have left the body unread for that long (a handler waiting for the database).
     console.warn(
-      `artifact-store closed the connection of ${request.method} ${pathOfRequestTarget(request.url ?? '')} because its request body sent no byte for ${bodyIdleTimeoutSeconds} s`,
+      `artifact-store closed the connection of ${request.method} ${pathOfRequestTarget(request.url ?? '')} because no byte of its request body arrived for ${bodyIdleTimeoutSeconds} s`,
     );
     request.socket.destroy();
   });

@@ -119,7 +119,7 @@ describe('request body idle timeout', () => {
     const files = (await (await api.get(`/packages/${pkg.id}/files`)).json()).files;
     expect(files.map((file: { relative_path: string }) => file.relative_path)).toEqual(['stalled.bin']);
     expect(files[0].digest_sha256_hex).toBe(crypto.createHash('sha256').update(content).digest('hex'));
-    expect(server.output()).toContain(`closed the connection of PATCH ${uploadPath} because its request body sent no byte for ${IDLE_TIMEOUT_SECONDS} s`);
+    expect(server.output()).toContain(`closed the connection of PATCH ${uploadPath} because no byte of its request body arrived for ${IDLE_TIMEOUT_SECONDS} s`);
   });
 
   it('closes a stalled PUT and records nothing', async () => {
@@ -199,6 +199,22 @@ describe('request body idle timeout', () => {
     await expect(startServer(environment, { BODY_IDLE_TIMEOUT_SECONDS: '1.5' })).rejects.toThrow(
       'Invalid BODY_IDLE_TIMEOUT_SECONDS "1.5": expected a whole number of seconds from 0 to 3600.',
     );
+  });
+
+  it('keeps a long poll pipelined after a POST', async () => {
+    const head = await api.lastEventSequence();
+    const waitSeconds = IDLE_TIMEOUT_SECONDS + 2;
+    // An invalid package creation reads its body and appends no event, so the long poll waits in full.
+    const invalidPost = `${requestHead('POST', '/api/v1/packages', { 'Content-Type': 'application/json', 'Content-Length': '2' })}{}`;
+    const longPoll = requestHead('GET', `/api/v1/events?since=${head}&wait_seconds=${waitSeconds}`, { Accept: 'application/json', Connection: 'close' });
+
+    // Both requests go out at once on one connection (HTTP/1.1 pipelining).
+    const stalled = await stallRequest(invalidPost + longPoll, Buffer.alloc(0));
+    await stalled.closed;
+    const statusLines = stalled.received().match(/HTTP\/1\.1 \d{3}/g) ?? [];
+    expect(statusLines[0]).toBe('HTTP/1.1 400');
+    // The idle timeout set for the POST's body must not close the connection of the long poll behind it.
+    expect(statusLines[1]).toBe('HTTP/1.1 200');
   });
 
   it('leaves requests without a body alone', async () => {
