@@ -70,8 +70,15 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
     : connectPglite(options.pgliteDir, migrationsFolder);
 }
 
+/**
+ * How long opening a PostgreSQL connection (or, in a pool, waiting for one) may take before it fails.
+ * Without a limit, a database behind a network that drops packets held every request until the client
+ * gave up. With it, such requests get 503 "Database unavailable" once the limit passes.
+ */
+export const POSTGRES_CONNECT_TIMEOUT_MS = 10_000;
+
 async function connectPostgres(databaseUrl: string, migrationsFolder: string, log: ConnectionLogger): Promise<DatabaseConnection> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
   // An idle pooled connection that the server closes (restart, failover) emits 'error' on the pool;
   // without a listener that would crash the process. The pool replaces the connection on next use.
   pool.on('error', (error) => log.warn({ err: error }, 'an idle PostgreSQL connection failed; the pool will open a new one'));
@@ -170,7 +177,7 @@ class NotificationListener {
   }
 
   async #open(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.databaseUrl });
+    const client = new pg.Client({ connectionString: this.databaseUrl, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
     client.on('notification', (message) => {
       for (const handler of this.#handlers.get(message.channel) ?? []) handler(message.payload ?? '');
     });

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Lock, Locker } from '@tus/server';
+import { POSTGRES_CONNECT_TIMEOUT_MS } from '@/db/client';
 
 /** How long a request waits for a held upload lock before it gets 423 Locked. */
 export const LOCK_WAIT_MS = 2000;
@@ -82,7 +83,7 @@ export class PostgresLocker implements Locker {
   readonly #pool: pg.Pool;
 
   constructor(databaseUrl: string, log: Pick<Logger, 'warn'>, maxConnections = 20) {
-    this.#pool = new pg.Pool({ connectionString: databaseUrl, max: maxConnections });
+    this.#pool = new pg.Pool({ connectionString: databaseUrl, max: maxConnections, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
     // An idle connection that PostgreSQL closes emits 'error' on the pool, which would otherwise be an
     // uncaught exception. The pool opens a new connection on next use.
     this.#pool.on('error', (error) => log.warn({ err: error }, 'an idle connection of the upload lock pool failed; the pool will open a new one'));

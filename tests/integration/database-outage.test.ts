@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { POSTGRES_CONNECT_TIMEOUT_MS } from '@/db/client';
 import { ApiClient, problemOf } from '../support/client';
 import { ON_POSTGRES, TEST_DATABASE_URL } from '../support/database';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
@@ -87,5 +88,25 @@ describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
     expect(server.output()).toContain('the PostgreSQL LISTEN connection is back');
     expect(errorLines(server.output()).filter((line) => !line.includes('the database is unavailable'))).toEqual([]);
     expect(server.output()).not.toContain('unexpected error');
+  });
+
+  it('a silent database gets 503 after the connect timeout', { timeout: 60_000 }, async () => {
+    // The proxy now accepts connections and forwards nothing, like a network that drops packets.
+    await proxy.blackhole();
+    try {
+      // Lets the pool notice that its idle connections closed, so the request must open a new one.
+      await sleep(300);
+      const startedAt = performance.now();
+      const listing = await api.get('/packages');
+      const elapsedMs = performance.now() - startedAt;
+      expect(listing.status).toBe(503);
+      expect((await problemOf(listing)).title).toBe('Database unavailable');
+      expect(elapsedMs).toBeGreaterThanOrEqual(POSTGRES_CONNECT_TIMEOUT_MS - 500);
+      expect(elapsedMs).toBeLessThan(POSTGRES_CONNECT_TIMEOUT_MS + 5000);
+    } finally {
+      await proxy.restore();
+    }
+    while ((await fetch(api.url('/health'))).status !== 200) await sleep(200);
+    expect((await api.createPackage({ name: 'after-silence' })).status).toBe('open');
   });
 });

@@ -7,19 +7,27 @@ export interface TcpProxy {
   cut(): Promise<void>;
   /** Accepts connections again on the same port. */
   restore(): Promise<void>;
+  /**
+   * Destroys every open connection, then accepts new ones without forwarding a byte, as a network that
+   * drops packets does. restore() forwards again.
+   */
+  blackhole(): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Starts a proxy on a free loopback port that forwards every connection to `targetHost:targetPort`. */
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
+  let forwarding = true;
   const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => undefined);
+    if (!forwarding) return;
     const upstream = net.connect(targetPort, targetHost);
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => undefined);
-    }
+    sockets.add(upstream);
+    upstream.on('close', () => sockets.delete(upstream));
+    upstream.on('error', () => undefined);
     client.pipe(upstream);
     upstream.pipe(client);
     client.on('close', () => upstream.destroy());
@@ -42,5 +50,18 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
 
   await listen(0);
   const port = (server.address() as net.AddressInfo).port;
-  return { port, cut: stop, restore: () => listen(port), close: stop };
+  return {
+    port,
+    cut: stop,
+    async restore() {
+      forwarding = true;
+      if (!server.listening) await listen(port);
+    },
+    async blackhole() {
+      await stop();
+      forwarding = false;
+      await listen(port);
+    },
+    close: stop,
+  };
 }
