@@ -89,6 +89,12 @@ describe('tus uploads', () => {
     expect(response.headers.get('tus-checksum-algorithm')).toBe('sha1,sha256');
   });
 
+  it('OPTIONS on a malformed upload id gets 404', async () => {
+    const response = await admin.request('OPTIONS', '/uploads/not-an-upload-id');
+    expect(response.status).toBe(404);
+    expect(response.headers.get('content-type')).toBe('application/problem+json');
+  });
+
   it('upload in two chunks becomes a file', async () => {
     const content = crypto.randomBytes(3000);
     const created = await createUpload(admin, { 'Upload-Length': '3000', 'Upload-Metadata': metadataHeader(packageId, 'two/chunks.bin') });

@@ -17,6 +17,14 @@ const UPLOAD_ERRORS: Record<number, ResponseSpec> = {
 };
 
 function uploadOptions(path: string, pathParameters?: Record<string, PathParameterSpec>): OperationSpec {
+  const responses: Record<number, ResponseSpec> = {
+    204: {
+      description: 'The server capabilities.',
+      headers: ['Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size?', 'Tus-Checksum-Algorithm'],
+    },
+  };
+  // The upload id is checked before the request reaches @tus/server, for OPTIONS too.
+  if (pathParameters) responses[404] = problem('The upload URL names no upload id of this server.', ['Tus-Resumable?']);
   return {
     method: 'options',
     path,
@@ -26,12 +34,7 @@ function uploadOptions(path: string, pathParameters?: Record<string, PathParamet
     tag: 'Uploads (tus)',
     scope: null,
     pathParameters,
-    responses: {
-      204: {
-        description: 'The server capabilities.',
-        headers: ['Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size?', 'Tus-Checksum-Algorithm'],
-      },
-    },
+    responses,
   };
 }
 
