@@ -33,7 +33,7 @@ export class DigestTransform extends Transform {
     this.#onExceed =
       options.onExceed ??
       (() =>
-        new PayloadTooLargeError(`The content exceeds the limit of ${maxBytes} bytes.`, { max_bytes: maxBytes }));
+        new PayloadTooLargeError(`The content exceeds the limit of ${maxBytes} bytes.`, { limit_bytes: maxBytes, max_bytes: maxBytes }));
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

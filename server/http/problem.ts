@@ -24,7 +24,7 @@ export const Problem = z.looseObject({
   request_id: z.string().optional().meta({ description: 'The X-Request-Id of a request that failed on the server side.' }),
   required_scope: z.string().optional().meta({ description: 'The scope a 403 response asks for.' }),
   limit_bytes: z.number().int().optional().meta({ description: 'The size limit that a 413 response enforces.' }),
-  max_bytes: z.number().int().optional().meta({ description: 'The size limit that a 413 response enforces, for a body that passed it while streaming.' }),
+  max_bytes: z.number().int().optional().meta({ description: 'The same as `limit_bytes`, sent only when a body passed the limit while streaming; kept for clients written against earlier versions.' }),
   expected_offset: z.number().int().optional().meta({ description: 'tus: the upload offset to resume from after a 409.' }),
   package_id: z.string().optional(),
   package_status: z.string().optional(),

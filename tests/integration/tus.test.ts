@@ -596,6 +596,28 @@ describe('tus size limit', () => {
     await shorter.arrayBuffer();
   });
 
+  it('every 413 names limit_bytes', async () => {
+    const declared = await admin.putFile(packageId, 'declared-put.bin', Buffer.alloc(200));
+    const streamed = await admin.putFile(
+      packageId,
+      'streamed-put.bin',
+      new ReadableStream<Uint8Array>({
+        start(stream) {
+          stream.enqueue(new Uint8Array(200));
+          stream.close();
+        },
+      }),
+    );
+    const form = new FormData();
+    form.set('relative_path', 'multipart.bin');
+    form.set('file', new Blob([Buffer.alloc(200)]), 'multipart.bin');
+    const multipart = await admin.request('POST', `/packages/${packageId}/files`, { body: form });
+    for (const response of [declared, streamed, multipart]) {
+      expect(response.status).toBe(413);
+      expect((await problemOf(response)).limit_bytes).toBe(100);
+    }
+  });
+
   it('length below offset gets 400', async () => {
     const created = await createUpload(admin, { 'Upload-Defer-Length': '1', 'Upload-Metadata': metadataHeader(packageId, 'shrink.bin') });
     const location = created.headers.get('location')!;
