@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError, type ValidationIssue } from '../errors';
-import { findProtoKey, MAX_JSON_BODY_BYTES, PROTO_KEY_DETAIL, protoKeyIssue } from './json-limits';
+import { duplicateKeyIssue, findDuplicateKey, findProtoKey, MAX_JSON_BODY_BYTES, PROTO_KEY_DETAIL, protoKeyIssue } from './json-limits';
 
 /**
  * Reads a JSON request body of at most `maxBytes`, then validates it with the schema. Throws 415 for
@@ -28,6 +28,12 @@ export async function parseJsonBody<Schema extends z.ZodType>(
   }
   const protoKey = findProtoKey(value, '');
   if (protoKey !== undefined) throw new ValidationError(PROTO_KEY_DETAIL, [protoKeyIssue(protoKey)]);
+  const duplicateKey = findDuplicateKey(text, '');
+  if (duplicateKey !== undefined) {
+    throw new ValidationError(`The key at ${duplicateKey} appears more than once in its object; JSON.parse would keep only the last value.`, [
+      duplicateKeyIssue(duplicateKey),
+    ]);
+  }
   return parseWithSchema(schema, value, 'The request body is invalid.');
 }
 

@@ -55,6 +55,68 @@ function entryPath(entry: PathEntry, root: string): string {
   return path.startsWith('.') ? path.slice(1) : path;
 }
 
+/**
+ * Returns the path of the first object member whose name repeats an earlier name of the same object
+ * (`metadata.commit`), or undefined. JSON.parse keeps only the last of such members, so the others would
+ * be dropped without a word, and RFC 8785, which the manifests use, applies only to I-JSON (RFC 7493),
+ * which forbids duplicate names. Names are compared after unescaping, so `"a"` and `"\u0061"` collide.
+ * `text` must be JSON that JSON.parse accepted. Like findProtoKey, the scan keeps its own stack instead
+ * of recursing, so any nesting that JSON.parse accepts is scanned.
+ */
+export function findDuplicateKey(text: string, root: string): string | undefined {
+  let top: ScanFrame | undefined;
+  for (let index = 0; index < text.length; index += 1) {
+    const char = text[index];
+    if (char === '"') {
+      let end = index + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      if (top?.names && top.expectName) {
+        const name = JSON.parse(text.slice(index, end + 1)) as string;
+        if (top.names.has(name)) return entryPath({ value: undefined, parent: frameEntry(top), step: name }, root);
+        top.names.add(name);
+        top.lastName = name;
+        top.expectName = false;
+      }
+      index = end;
+    } else if (char === '{' || char === '[') {
+      let step: string | number = '';
+      if (top?.names) step = top.lastName;
+      else if (top) step = top.items;
+      top = { parent: top, step, names: char === '{' ? new Set() : undefined, expectName: char === '{', lastName: '', items: 0 };
+    } else if (char === '}' || char === ']') {
+      top = top?.parent;
+    } else if (char === ',' && top !== undefined) {
+      if (top.names) top.expectName = true;
+      else top.items += 1;
+    }
+  }
+  return undefined;
+}
+
+/** An object or array that findDuplicateKey is inside, with the member names seen so far in an object. */
+type ScanFrame = {
+  parent: ScanFrame | undefined;
+  step: string | number;
+  names: Set<string> | undefined;
+  expectName: boolean;
+  lastName: string;
+  items: number;
+};
+
+/** Returns the path entry of `frame`, built without recursion because frames may nest very deeply. */
+function frameEntry(frame: ScanFrame): PathEntry {
+  const frames: ScanFrame[] = [];
+  for (let current: ScanFrame | undefined = frame; current !== undefined; current = current.parent) frames.push(current);
+  let entry: PathEntry | undefined;
+  for (const current of frames.reverse()) entry = { value: undefined, parent: entry, step: current.step };
+  return entry!;
+}
+
+/** Returns the `unique_keys` issue for the repeated key at `path`. */
+export function duplicateKeyIssue(path: string): ValidationIssue {
+  return { field: path, rule: 'unique_keys', message: 'this key appears more than once in its object; keep one' };
+}
+
 /** The message the server rejects a `__proto__` key with. */
 export const PROTO_KEY_DETAIL = 'The key "__proto__" is not allowed in request bodies.';
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { assertCanonicalizable } from '@/server/encoding/jcs';
 import { ValidationError } from '@/server/errors';
 import { parseJsonBody } from '@/server/http/body';
-import { bodySizeIssue, findProtoKey, jsonByteLength, MAX_JSON_BODY_BYTES, metadataSizeIssue } from '@/server/http/json-limits';
+import { bodySizeIssue, findDuplicateKey, findProtoKey, jsonByteLength, MAX_JSON_BODY_BYTES, metadataSizeIssue } from '@/server/http/json-limits';
 
 /** Returns `[[…[]…]]` nested `depth` levels deep. */
 function nestedArrays(depth: number): string {
@@ -54,6 +54,12 @@ describe('parseJsonBody', () => {
     expect(issues[0].field).toBe(`metadata.a[0]${'[0]'.repeat(5_000)}.__proto__`);
   });
 
+  it('rejects a repeated key with its path', async () => {
+    const error = await rejection(parseJsonBody(jsonRequest('{"metadata":{"commit":"a","commit":"b"}}'), Body));
+    expect(error.message).toBe('The key at metadata.commit appears more than once in its object; JSON.parse would keep only the last value.');
+    expect(error.fields.errors).toEqual([expect.objectContaining({ field: 'metadata.commit', rule: 'unique_keys' })]);
+  });
+
   it('still rejects invalid JSON', async () => {
     const error = await rejection(parseJsonBody(jsonRequest('{"metadata": {'), Body));
     expect(error.message).toBe('The request body is not valid JSON.');
@@ -69,6 +75,38 @@ describe('findProtoKey', () => {
     expect(findProtoKey(JSON.parse('{"__proto__":{}}'), 'metadata')).toBe('metadata.__proto__');
     expect(findProtoKey(JSON.parse('{"a b":[0,{"__proto__":1}]}'), 'schema')).toBe('schema["a b"][1].__proto__');
     expect(findProtoKey(JSON.parse('{"x":{"__proto__":1}}'), '')).toBe('x.__proto__');
+  });
+});
+
+describe('findDuplicateKey', () => {
+  it.each([
+    ['{"a":1,"b":2}'],
+    ['{"a":{"a":1},"b":[{"a":1},{"a":2}]}'],
+    ['{"a\\"b":1,"a":2,"a\\\\":3}'],
+    ['{"{\\"a\\":1,\\"a\\":2}":"[,]"}'],
+    ['[1,"a",{"a":1}]'],
+    ['"a"'],
+  ])('accepts unique names in %s', (text) => {
+    JSON.parse(text);
+    expect(findDuplicateKey(text, '')).toBeUndefined();
+  });
+
+  it.each([
+    ['{"a":1,"a":2}', 'metadata', 'metadata.a'],
+    ['{"a":1,"\\u0061":2}', '', 'a'],
+    ['{"x":[0,{"y":1,"z":[],"y":2}]}', 'metadata', 'metadata.x[1].y'],
+    ['{"a b":{"c":1, "c" :2}}', '', '["a b"].c'],
+    ['{"s":"\\"}{\\"","t":{},"s":1}', '', 's'],
+  ])('finds the repeated name in %s', (text, root, path) => {
+    JSON.parse(text);
+    expect(findDuplicateKey(text, root)).toBe(path);
+  });
+
+  it('scans nesting deeper than the stack', () => {
+    const depth = 100_000;
+    const text = `{"a":${'['.repeat(depth)}{"k":1,"k":2}${']'.repeat(depth)}}`;
+    JSON.parse(text);
+    expect(findDuplicateKey(text, '')).toBe(`a${'[0]'.repeat(depth)}.k`);
   });
 });
 
