@@ -150,6 +150,7 @@ const SERVER_REJECTED_SCHEMAS = [
     message: 'The key "__proto__" is not allowed in request bodies. Rename the key at schema.properties.__proto__.',
     status: 400,
   },
+  { name: 'repeated key', text: '{"type":"object","type":"string"}', state: 'rejected', message: 'The key at schema.type appears more than once in its object.', status: 400 },
   { name: 'self reference', text: '{"$ref":"#"}', state: 'compile', message: 'The schema cannot be registered: schema recursion too deep', status: 400 },
   { name: 'dynamic self reference', text: '{"$dynamicAnchor":"x","$dynamicRef":"#x"}', state: 'compile', message: 'schema recursion too deep', status: 400 },
   { name: 'body over 1 MiB', text: `{"description":"${'x'.repeat(1_100_000)}"}`, state: 'rejected', message: 'The schema is too large: the request would be', status: 413 },
@@ -244,6 +245,19 @@ test('create form applies server rules', async ({ console: ui, page, tokens, adm
   );
   expect(protoResponse.status()).toBe(400);
   expect(((await protoResponse.json()) as { errors: { field: string; rule: string }[] }).errors[0]).toMatchObject({ field: 'metadata.__proto__', rule: 'no_proto_key' });
+
+  // JSON.parse would keep only the second commit, so the form flags the text the server would reject.
+  const repeated = '{"commit": "abcdef12", "commit": "12abcdef"}';
+  await page.getByLabel('Metadata (JSON object)').fill(repeated);
+  await expect(page.locator('[data-testid="metadata-issue"][data-field="metadata.commit"][data-rule="unique_keys"]')).toBeVisible();
+  await expect(page.getByTestId('create-package-submit')).toBeDisabled();
+  const repeatedResponse = await postRawJson(
+    adminApi,
+    '/api/v1/packages',
+    `{"name":"n","producer":"e2e","subject":"s","retention_class":"standard","metadata_schema":"${slug}","metadata":${repeated}}`,
+  );
+  expect(repeatedResponse.status()).toBe(400);
+  expect(((await repeatedResponse.json()) as { errors: { field: string; rule: string }[] }).errors[0]).toMatchObject({ field: 'metadata.commit', rule: 'unique_keys' });
 
   // 65,536 bytes is the server's default MAX_METADATA_BYTES, which the e2e server keeps.
   await page.getByLabel('Metadata schema').selectOption('');

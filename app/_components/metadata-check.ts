@@ -3,7 +3,7 @@
 import { useMemo } from 'react';
 import { canonicalizationIssues } from '@/server/encoding/jcs';
 import type { ValidationIssue } from '@/server/errors';
-import { findProtoKey, metadataSizeIssue, protoKeyIssue } from '@/server/http/json-limits';
+import { duplicateKeyIssue, findDuplicateKey, findProtoKey, metadataSizeIssue, protoKeyIssue } from '@/server/http/json-limits';
 import { compileSchema, SCHEMA_RECURSION_RULE, validateWithSchema } from '@/server/registry/metadata-validation';
 import type { MetadataSchemaRecord } from './api';
 import { describeJsonError, parseJsonText } from './json-text';
@@ -15,9 +15,9 @@ export interface MetadataCheck {
   /** The reason the text is not a JSON object, or ''. */
   syntaxError: string;
   /**
-   * Issues the server would reject the request for: a `__proto__` key, values it cannot store (such as
-   * 1e999, which JSON.parse reads as Infinity) and metadata over its size limit. Then violations of the
-   * chosen schema follow. Empty while the text does not parse.
+   * Issues the server would reject the request for: a `__proto__` key, a repeated key, values it cannot
+   * store (such as 1e999, which JSON.parse reads as Infinity) and metadata over its size limit. Then
+   * violations of the chosen schema follow. Empty while the text does not parse.
    */
   issues: ValidationIssue[];
   /** ajv's message when the chosen schema does not compile in the browser, or ''. The server then decides alone. */
@@ -42,9 +42,11 @@ export function useMetadataCheck(text: string, schema: MetadataSchemaRecord | un
     }
     const value = parsed.value as Record<string, unknown>;
     const protoKey = findProtoKey(value, 'metadata');
+    const duplicateKey = findDuplicateKey(text, 'metadata');
     const tooLarge = metadataSizeIssue(value, maxMetadataBytes);
     const issues = [
       ...(protoKey === undefined ? [] : [protoKeyIssue(protoKey)]),
+      ...(duplicateKey === undefined ? [] : [duplicateKeyIssue(duplicateKey)]),
       ...canonicalizationIssues(value, 'metadata'),
       ...(tooLarge ? [tooLarge.issue] : []),
       ...check(compiled, value),

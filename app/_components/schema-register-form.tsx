@@ -3,7 +3,7 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useDeferredValue, useMemo, useState, type FormEvent } from 'react';
 import { canonicalizationIssues } from '@/server/encoding/jcs';
-import { bodySizeIssue, findProtoKey, PROTO_KEY_DETAIL } from '@/server/http/json-limits';
+import { bodySizeIssue, findDuplicateKey, findProtoKey, PROTO_KEY_DETAIL } from '@/server/http/json-limits';
 import { compileSchema, SCHEMA_RECURSION_RULE, SCHEMA_SLUG_PATTERN, SCHEMA_SLUG_RULE } from '@/server/registry/metadata-validation';
 import { apiJson, errorMessage, type MetadataSchemaRecord } from './api';
 import { GatedSubmit } from './gated-submit';
@@ -17,9 +17,9 @@ type SchemaTextCheck =
   | { kind: 'valid'; schema: unknown };
 
 /**
- * Parses the schema text, applies the server's checks on JSON request bodies (no `__proto__` key, values
- * that PostgreSQL jsonb stores unchanged) and compiles it with the server's ajv setup. The body size
- * depends on the slug too, so the form checks it separately.
+ * Parses the schema text, applies the server's checks on JSON request bodies (no `__proto__` key, no
+ * repeated key, values that PostgreSQL jsonb stores unchanged) and compiles it with the server's ajv
+ * setup. The body size depends on the slug too, so the form checks it separately.
  */
 function checkSchemaText(text: string): SchemaTextCheck {
   if (text.trim() === '') return { kind: 'empty' };
@@ -28,6 +28,8 @@ function checkSchemaText(text: string): SchemaTextCheck {
 
   const protoKey = findProtoKey(parsed.value, 'schema');
   if (protoKey !== undefined) return { kind: 'rejected', message: `${PROTO_KEY_DETAIL} Rename the key at ${protoKey}.` };
+  const duplicateKey = findDuplicateKey(text, 'schema');
+  if (duplicateKey !== undefined) return { kind: 'rejected', message: `The key at ${duplicateKey} appears more than once in its object. Keep one.` };
   const unstorable = canonicalizationIssues(parsed.value, 'schema');
   if (unstorable.length > 0) {
     return { kind: 'rejected', message: `The server would reject this schema: ${unstorable.map((issue) => `${issue.field} ${issue.message}`).join(' ')}` };
