@@ -59,6 +59,9 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
       else fields[name] = value;
     });
     parser.on('file', (name, stream, info) => {
+      // fail() destroys the parser, and busboy then errors this stream, also when no consumer reads it
+      // any more (a rejected path, say). Without a listener that error would crash the process.
+      stream.on('error', () => {});
       if (name !== 'file') {
         stream.resume();
         fail(badMultipart(`unexpected file part "${name}"; the file part must be named "file"`));

@@ -64,6 +64,34 @@ function send(method: string, target: string, headers: Record<string, string> = 
   });
 }
 
+/**
+ * Sends the start of a multipart body that declares 8 MiB, and resolves with the response that arrives
+ * while the rest of the file part is still missing. The connection is closed after the response.
+ */
+function postPartOfMultipart(packageId: string, relativePath: string): Promise<{ status: number; contentType: string | undefined }> {
+  const boundary = 'partial-multipart-boundary';
+  const head =
+    `--${boundary}\r\nContent-Disposition: form-data; name="relative_path"\r\n\r\n${relativePath}\r\n` +
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+  return new Promise((resolve, reject) => {
+    const request = http.request(api.url(`/packages/${packageId}/files`), {
+      method: 'POST',
+      agent: false,
+      headers: { authorization: `Bearer ${api.token}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(8 * 1024 * 1024) },
+    });
+    request.on('response', (response) => {
+      response.resume();
+      response.on('end', () => {
+        request.destroy();
+        resolve({ status: response.statusCode!, contentType: response.headers['content-type'] });
+      });
+    });
+    request.on('error', reject);
+    request.write(head);
+    request.write(crypto.randomBytes(256 * 1024));
+  });
+}
+
 function blobPath(content: Buffer): string {
   const hex = blake3Hex(content);
   return path.join(environment.storageRoot, 'blake3', hex.slice(0, 2), hex.slice(2, 4), hex);
@@ -161,6 +189,19 @@ describe('data-plane routes outside Next.js', () => {
     expect(await inProgress()).toBe('0');
     const files = await (await api.get(`/packages/${pkg.id}/files`)).json();
     expect(files.files).toEqual([]);
+  });
+
+  it('answers a rejected multipart while its body arrives', async () => {
+    const outputBefore = server.output().length;
+    const pkg = await api.createPackage();
+    expect((await api.putFile(pkg.id, 'taken.bin', 'x')).status).toBe(201);
+    // The consumer rejects the path before it reads the file part, while most of the body is still to come.
+    expect(await postPartOfMultipart(pkg.id, '../escape.bin')).toEqual({ status: 400, contentType: 'application/problem+json' });
+    expect(await postPartOfMultipart(pkg.id, 'taken.bin')).toEqual({ status: 409, contentType: 'application/problem+json' });
+
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(server.output().slice(outputBefore)).not.toContain('uncaughtException');
+    expect((await api.get('/health')).status).toBe(200);
   });
 
   it('cuts a download of a truncated copy', async () => {
