@@ -82,16 +82,23 @@ async function dispatch(app: AppContext, request: Request, log: Logger, requestI
 }
 
 /**
- * Rejects a PATCH whose Content-Type is not application/offset+octet-stream, and a POST that names
- * another one, with 415 as tus 1.0.0 specifies. @tus/server 2.4.5 would respond with 400 "invalid header"
- * to another value, and with 403 to a PATCH without the header. As in the library, the value must match
- * exactly.
+ * Rejects a PATCH, and a POST that sends a body (creation-with-upload), whose Content-Type is not
+ * application/offset+octet-stream with 415, as tus 1.0.0 specifies. @tus/server 2.4.5 would respond with
+ * 400 "invalid header" to a PATCH of another type and 403 to one without the header, and would store
+ * nothing of such a POST's body without saying so. A POST without a body may carry any Content-Type,
+ * because some HTTP clients always send one. As in the library, the value must match exactly.
  */
 function assertTusBodyType(request: Request): void {
   const contentType = request.headers.get('content-type');
-  if (contentType === TUS_BODY_TYPE || (contentType === null && request.method === 'POST')) return;
+  if (contentType === TUS_BODY_TYPE) return;
+  if (request.method === 'POST' && !hasBody(request)) return;
   const found = contentType === null ? 'none' : JSON.stringify(contentType);
-  throw new UnsupportedMediaTypeError(`A tus ${request.method} must have Content-Type: ${TUS_BODY_TYPE}; this request has ${found}.`);
+  throw new UnsupportedMediaTypeError(`A tus ${request.method} with a body must have Content-Type: ${TUS_BODY_TYPE}; this request has ${found}.`);
+}
+
+function hasBody(request: Request): boolean {
+  const length = request.headers.get('content-length');
+  return request.headers.has('transfer-encoding') || (length !== null && length.trim() !== '0');
 }
 
 /**

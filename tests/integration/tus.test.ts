@@ -487,7 +487,7 @@ describe('tus uploads', () => {
       expect(patch.status).toBe(415);
       expect(patch.headers.get('tus-resumable')).toBe('1.0.0');
       expect((await problemOf(patch)).detail).toBe(
-        `A tus PATCH must have Content-Type: application/offset+octet-stream; this request has ${JSON.stringify(contentType)}.`,
+        `A tus PATCH with a body must have Content-Type: application/offset+octet-stream; this request has ${JSON.stringify(contentType)}.`,
       );
     }
     const withoutType = await admin.request('PATCH', uploadPath(location), {
@@ -501,6 +501,13 @@ describe('tus uploads', () => {
       Buffer.alloc(10),
     );
     expect(creation.status).toBe(415);
+    // Some HTTP clients send a Content-Type with every POST, also without a body.
+    const emptyCreation = await createUpload(admin, {
+      'Upload-Length': '10',
+      'Upload-Metadata': metadataHeader(packageId, 'media-type-empty.bin'),
+      'Content-Type': 'application/x-www-form-urlencoded',
+    });
+    expect(emptyCreation.status).toBe(201);
     const head = await headUpload(admin, location);
     expect(head.headers.get('upload-offset')).toBe('0');
   });
