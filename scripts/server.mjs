@@ -29,6 +29,8 @@ if (!process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 const DATABASE_CLOSE_TIMEOUT_MS = 5000;
+// A stalled body is closed between BODY_IDLE_TIMEOUT_SECONDS and a quarter period more after its last byte.
+const BODY_IDLE_CHECKS_PER_PERIOD = 4;
 const API_PREFIX = '/api';
 const DIRECT_ROUTES = Symbol.for('artifact-store.serveDirectRoute');
 // Marks a request sent with `Expect: 100-continue` whose interim 100 response has not been sent yet.
@@ -196,27 +198,42 @@ function sendProblem(request, response, requestPath, problem) {
  * client_body_timeout does. Without it a client that vanished mid-body (a sleeping laptop, a dropped NAT
  * entry) keeps its connection open for good, and a tus PATCH keeps its upload's lock, so every resume
  * gets 423. The bytes received before the cut stay stored, and the client resumes from the upload's
- * offset. Node.js emits the request's 'timeout' only while the body is incomplete. Once it is complete,
- * the response's listener keeps the connection open, so a handler may take its time with the body.
+ * offset.
+ *
+ * The check reads the socket's byte count a few times per period until the body is complete or the
+ * response closes. A socket timeout would be simpler, but it belongs to the connection: it fires during a
+ * handler's own wait after the body, and on a response pipelined before or after this request.
  *
  * @param {http.IncomingMessage} request
  * @param {http.ServerResponse} response
  */
 function limitBodyIdleTime(request, response) {
   if (bodyIdleTimeoutSeconds === 0) return;
-  if (request.headers['content-length'] === undefined && request.headers['transfer-encoding'] === undefined) {
-    // The timeout is the socket's, so a request pipelined behind one with a body would inherit it.
-    if (request.socket.timeout) request.socket.setTimeout(0);
-    return;
-  }
-  request.setTimeout(bodyIdleTimeoutSeconds * 1000, () => {
+  if (request.headers['content-length'] === undefined && request.headers['transfer-encoding'] === undefined) return;
+  const socket = request.socket;
+  const limitMs = bodyIdleTimeoutSeconds * 1000;
+  let bytesRead = socket.bytesRead;
+  let lastByteAt = Date.now();
+  const check = setInterval(() => {
+    if (request.complete) {
+      clearInterval(check);
+      return;
+    }
+    if (socket.bytesRead !== bytesRead) {
+      bytesRead = socket.bytesRead;
+      lastByteAt = Date.now();
+      return;
+    }
+    if (Date.now() - lastByteAt < limitMs) return;
+    clearInterval(check);
     // The server may also have left the body unread for that long (a handler waiting for the database).
     console.warn(
       `artifact-store closed the connection of ${request.method} ${pathOfRequestTarget(request.url ?? '')} because no byte of its request body arrived for ${bodyIdleTimeoutSeconds} s`,
     );
-    request.socket.destroy();
-  });
-  response.on('timeout', () => {});
+    socket.destroy();
+  }, limitMs / BODY_IDLE_CHECKS_PER_PERIOD);
+  check.unref();
+  response.once('close', () => clearInterval(check));
 }
 
 /**
