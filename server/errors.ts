@@ -91,8 +91,8 @@ export class RangeNotSatisfiableError extends DomainError {
 }
 
 export class ServiceUnavailableError extends DomainError {
-  constructor(detail: string, options?: { cause?: unknown; title?: string; fields?: ProblemFields }) {
-    super(503, options?.title ?? 'Service unavailable', detail, options?.fields ?? {}, {}, options);
+  constructor(detail: string, options?: { cause?: unknown; title?: string; fields?: ProblemFields; headers?: Record<string, string> }) {
+    super(503, options?.title ?? 'Service unavailable', detail, options?.fields ?? {}, options?.headers ?? {}, options);
   }
 }
 

@@ -3,10 +3,13 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Lock, Locker } from '@tus/server';
 import { POSTGRES_CONNECT_TIMEOUT_MS } from '@/db/client';
+import { ServiceUnavailableError } from '../errors';
 
 /** How long a request waits for a held upload lock before it gets 423 Locked. */
 export const LOCK_WAIT_MS = 2000;
 const LOCK_POLL_MS = 25;
+/** The Retry-After of a 503 when every connection of the lock pool holds an upload's lock. */
+const LOCKS_EXHAUSTED_RETRY_AFTER_SECONDS = 5;
 // First key of the two-key advisory lock space, so upload locks never collide with the one-key locks
 // that blobs and migrations take.
 const UPLOAD_LOCK_CLASS = 0x7475_7300;
@@ -81,9 +84,11 @@ export class InProcessLocker implements Locker {
  */
 export class PostgresLocker implements Locker {
   readonly #pool: pg.Pool;
+  readonly #maxConnections: number;
 
-  constructor(databaseUrl: string, log: Pick<Logger, 'warn'>, maxConnections = 20) {
-    this.#pool = new pg.Pool({ connectionString: databaseUrl, max: maxConnections, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
+  constructor(databaseUrl: string, log: Pick<Logger, 'warn'>, maxConnections = 20, connectTimeoutMs = POSTGRES_CONNECT_TIMEOUT_MS) {
+    this.#maxConnections = maxConnections;
+    this.#pool = new pg.Pool({ connectionString: databaseUrl, max: maxConnections, connectionTimeoutMillis: connectTimeoutMs });
     // An idle connection that PostgreSQL closes emits 'error' on the pool, which would otherwise be an
     // uncaught exception. The pool opens a new connection on next use.
     this.#pool.on('error', (error) => log.warn({ err: error }, 'an idle connection of the upload lock pool failed; the pool will open a new one'));
@@ -94,7 +99,14 @@ export class PostgresLocker implements Locker {
   }
 
   async #tryAcquire(id: string): Promise<{ release(): Promise<void> } | null> {
-    const client = await this.#pool.connect();
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      // Every connection holds the lock of an upload being written, and none came free in time.
+      if (this.#pool.totalCount >= this.#maxConnections && this.#pool.idleCount === 0) throw this.#locksExhausted(error);
+      throw error;
+    }
     let acquired = false;
     try {
       const result = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked', [UPLOAD_LOCK_CLASS, id]);
@@ -115,6 +127,13 @@ export class PostgresLocker implements Locker {
         }
       },
     };
+  }
+
+  #locksExhausted(cause: unknown): ServiceUnavailableError {
+    return new ServiceUnavailableError(
+      `This server is writing ${this.#maxConnections} uploads at once, as many as it can lock, and none finished in time. Retry the request shortly.`,
+      { cause, title: 'Upload locks exhausted', headers: { 'Retry-After': String(LOCKS_EXHAUSTED_RETRY_AFTER_SECONDS) } },
+    );
   }
 
   async close(): Promise<void> {
