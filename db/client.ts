@@ -71,14 +71,26 @@ export async function connectDatabase(options: ConnectOptions): Promise<Database
 }
 
 /**
- * How long opening a PostgreSQL connection (or, in a pool, waiting for one) may take before it fails.
- * Without a limit, a database behind a network that drops packets held every request until the client
- * gave up. With it, such requests get 503 "Database unavailable" once the limit passes.
+ * How long opening a PostgreSQL connection may take before it fails. Without a limit, a database behind
+ * a network that drops packets held every request until the client gave up. With it, such requests get
+ * 503 "Database unavailable" once the limit passes.
  */
 export const POSTGRES_CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * A pg.Client that gives up opening its connection after POSTGRES_CONNECT_TIMEOUT_MS. A pool made with it
+ * limits only opening connections: pg-pool's own connectionTimeoutMillis would also fail requests that
+ * wait for a busy pool's next free connection, with the same error as an unreachable database.
+ */
+export class TimedClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    const options = typeof config === 'string' ? { connectionString: config } : (config ?? {});
+    super({ ...options, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
+  }
+}
+
 async function connectPostgres(databaseUrl: string, migrationsFolder: string, log: ConnectionLogger): Promise<DatabaseConnection> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, Client: TimedClient });
   // An idle pooled connection that the server closes (restart, failover) emits 'error' on the pool;
   // without a listener that would crash the process. The pool replaces the connection on next use.
   pool.on('error', (error) => log.warn({ err: error }, 'an idle PostgreSQL connection failed; the pool will open a new one'));
@@ -177,7 +189,7 @@ class NotificationListener {
   }
 
   async #open(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.databaseUrl, connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS });
+    const client = new TimedClient({ connectionString: this.databaseUrl });
     client.on('notification', (message) => {
       for (const handler of this.#handlers.get(message.channel) ?? []) handler(message.payload ?? '');
     });

@@ -15,8 +15,16 @@ function isUnavailableSqlState(code: string): boolean {
   return code === '57P01' || code === '57P02' || code === '57P03' || code === '53300';
 }
 
-/** Messages of node-postgres (pg 8) and pg-pool errors that carry no code. */
-const CONNECTION_ERROR_MESSAGES = ['Connection terminated', 'timeout exceeded when trying to connect', 'Client has encountered a connection error'];
+/**
+ * Messages of node-postgres (pg 8) and pg-pool errors that carry no code. 'timeout expired' is the
+ * Client's own connectionTimeoutMillis, which TimedClient in db/client.ts sets.
+ */
+const CONNECTION_ERROR_MESSAGES = [
+  'Connection terminated',
+  'timeout expired',
+  'timeout exceeded when trying to connect',
+  'Client has encountered a connection error',
+];
 
 /**
  * Returns true when an error, or one of its causes (drizzle wraps driver errors in DrizzleQueryError),

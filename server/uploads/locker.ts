@@ -2,12 +2,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Lock, Locker } from '@tus/server';
-import { POSTGRES_CONNECT_TIMEOUT_MS } from '@/db/client';
+import { TimedClient } from '@/db/client';
 import { ServiceUnavailableError } from '../errors';
 
 /** How long a request waits for a held upload lock before it gets 423 Locked. */
 export const LOCK_WAIT_MS = 2000;
 const LOCK_POLL_MS = 25;
+/** How long a tus request waits for a connection of the lock pool by default. */
+const UPLOAD_LOCK_CONNECTION_WAIT_MS = 30_000;
 /** The Retry-After of a 503 when every connection of the lock pool holds an upload's lock. */
 const LOCKS_EXHAUSTED_RETRY_AFTER_SECONDS = 5;
 // First key of the two-key advisory lock space, so upload locks never collide with the one-key locks
@@ -86,9 +88,14 @@ export class PostgresLocker implements Locker {
   readonly #pool: pg.Pool;
   readonly #maxConnections: number;
 
-  constructor(databaseUrl: string, log: Pick<Logger, 'warn'>, maxConnections = 20, connectTimeoutMs = POSTGRES_CONNECT_TIMEOUT_MS) {
+  /**
+   * `connectionWaitMs` is how long a request waits for a connection of the pool. When every connection
+   * holds a lock that long, the request gets 503 "Upload locks exhausted". The default stays below the
+   * default body idle timeout, so the client learns why before its unread body would close the connection.
+   */
+  constructor(databaseUrl: string, log: Pick<Logger, 'warn'>, maxConnections = 20, connectionWaitMs = UPLOAD_LOCK_CONNECTION_WAIT_MS) {
     this.#maxConnections = maxConnections;
-    this.#pool = new pg.Pool({ connectionString: databaseUrl, max: maxConnections, connectionTimeoutMillis: connectTimeoutMs });
+    this.#pool = new pg.Pool({ connectionString: databaseUrl, max: maxConnections, connectionTimeoutMillis: connectionWaitMs, Client: TimedClient });
     // An idle connection that PostgreSQL closes emits 'error' on the pool, which would otherwise be an
     // uncaught exception. The pool opens a new connection on next use.
     this.#pool.on('error', (error) => log.warn({ err: error }, 'an idle connection of the upload lock pool failed; the pool will open a new one'));
