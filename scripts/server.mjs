@@ -29,6 +29,7 @@ if (!process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 const DATABASE_CLOSE_TIMEOUT_MS = 5000;
+const NEXT_CLOSE_TIMEOUT_MS = 5000;
 // A stalled body is closed between BODY_IDLE_TIMEOUT_SECONDS and a quarter period more after its last byte.
 const BODY_IDLE_CHECKS_PER_PERIOD = 4;
 const API_PREFIX = '/api';
@@ -87,24 +88,21 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     server.close(async (error) => {
       clearTimeout(forced);
       if (error) console.error('closing the HTTP server failed:', error);
-      await app.close().catch((closeError) => console.error('closing Next.js failed:', closeError));
+      // NOTE: Next.js's close never returned after a client closed a connection on which a long poll had a
+      // request pipelined behind it (the cause is not known), so the exit waits for it only so long.
+      await settleWithin(
+        app.close().catch((closeError) => console.error('closing Next.js failed:', closeError)),
+        NEXT_CLOSE_TIMEOUT_MS,
+        'closing Next.js',
+      );
       const closeDatabase = globalThis[Symbol.for('artifact-store.closeDatabase')];
       if (closeDatabase) {
-        // A query stuck on an unreachable database can keep the pool from closing, so the exit waits
-        // at most DATABASE_CLOSE_TIMEOUT_MS for it.
+        // A query stuck on an unreachable database can keep the pool from closing.
         const closed = closeDatabase().then(
           () => console.log('artifact-store closed the database'),
           (closeError) => console.error('closing the database failed:', closeError),
         );
-        let timer;
-        const timedOut = new Promise((resolve) => {
-          timer = setTimeout(() => {
-            console.error(`closing the database timed out after ${DATABASE_CLOSE_TIMEOUT_MS} ms; exiting without it`);
-            resolve();
-          }, DATABASE_CLOSE_TIMEOUT_MS);
-        });
-        await Promise.race([closed, timedOut]);
-        clearTimeout(timer);
+        await settleWithin(closed, DATABASE_CLOSE_TIMEOUT_MS, 'closing the database');
       }
       process.exit(signal === 'SIGINT' ? 130 : 143);
     });
@@ -234,6 +232,26 @@ function limitBodyIdleTime(request, response) {
   }, limitMs / BODY_IDLE_CHECKS_PER_PERIOD);
   check.unref();
   response.once('close', () => clearInterval(check));
+}
+
+/**
+ * Waits for `promise` at most `timeoutMs`, and logs when the wait ran out, so a shutdown step that hangs
+ * cannot keep the process from exiting.
+ *
+ * @param {Promise<unknown>} promise
+ * @param {number} timeoutMs
+ * @param {string} step what the promise does, for the log line
+ */
+async function settleWithin(promise, timeoutMs, step) {
+  let timer;
+  const timedOut = new Promise((resolve) => {
+    timer = setTimeout(() => {
+      console.error(`${step} timed out after ${timeoutMs} ms; exiting without it`);
+      resolve(undefined);
+    }, timeoutMs);
+  });
+  await Promise.race([promise, timedOut]);
+  clearTimeout(timer);
 }
 
 /**

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient, checkedFetch } from '../support/client';
@@ -120,6 +121,34 @@ describe('stopping the server', () => {
       // The database is closed before exit, so PGlite's lock is given back and the next process need not take over a stale one.
       expect(ownServer.output()).toContain('artifact-store closed the database');
       expect(fs.existsSync(path.join(own.env.DATA_DIR, 'pglite', 'artifact-store.lock'))).toBe(false);
+    } finally {
+      await ownServer.kill();
+      await own.cleanup();
+    }
+  });
+
+  it('exits while a handler outlives its client', { timeout: 120_000 }, async () => {
+    const own = await createTestEnvironment();
+    const ownServer = await startServer(own, { SHUTDOWN_GRACE_SECONDS: '1' });
+    try {
+      const head = await new ApiClient(ownServer.url, own.adminToken).lastEventSequence();
+      // Next.js's close never returned after the client of a long poll with a request pipelined behind it
+      // closed the connection, so the server did not exit.
+      const socket = net.connect(ownServer.port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      const requestHead = (target: string) => `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${own.adminToken}\r\n\r\n`;
+      socket.write(requestHead(`/api/v1/events?since=${head}&wait_seconds=30`) + requestHead('/api/v1/health'));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+
+      const exited = new Promise<number | null>((resolve) => ownServer.process.once('exit', (code) => resolve(code)));
+      const startedAt = performance.now();
+      ownServer.process.kill('SIGTERM');
+      expect(await exited).toBe(143);
+      // The exit comes after at most the 5 s that Next.js gets to close.
+      expect(performance.now() - startedAt).toBeLessThan(15_000);
+      expect(ownServer.output()).toContain('artifact-store closed the database');
     } finally {
       await ownServer.kill();
       await own.cleanup();
