@@ -49,6 +49,8 @@ export interface ConnectOptions {
   migrationsFolder?: string;
   /** Where recovered failures are reported; defaults to stderr. */
   log?: ConnectionLogger;
+  /** How often the LISTEN connection is checked with a query; tests shorten it. */
+  listenerCheckIntervalMs?: number;
 }
 
 const STDERR_LOGGER: ConnectionLogger = {
@@ -66,7 +68,7 @@ export function defaultMigrationsFolder(): string {
 export async function connectDatabase(options: ConnectOptions): Promise<DatabaseConnection> {
   const migrationsFolder = options.migrationsFolder ?? defaultMigrationsFolder();
   return options.databaseUrl
-    ? connectPostgres(options.databaseUrl, migrationsFolder, options.log ?? STDERR_LOGGER)
+    ? connectPostgres(options.databaseUrl, migrationsFolder, options.log ?? STDERR_LOGGER, options.listenerCheckIntervalMs ?? LISTENER_CHECK_INTERVAL_MS)
     : connectPglite(options.pgliteDir, migrationsFolder);
 }
 
@@ -89,7 +91,7 @@ export class TimedClient extends pg.Client {
   }
 }
 
-async function connectPostgres(databaseUrl: string, migrationsFolder: string, log: ConnectionLogger): Promise<DatabaseConnection> {
+async function connectPostgres(databaseUrl: string, migrationsFolder: string, log: ConnectionLogger, listenerCheckIntervalMs: number): Promise<DatabaseConnection> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 20, Client: TimedClient });
   // An idle pooled connection that the server closes (restart, failover) emits 'error' on the pool;
   // without a listener that would crash the process. The pool replaces the connection on next use.
@@ -106,7 +108,7 @@ async function connectPostgres(databaseUrl: string, migrationsFolder: string, lo
   }
 
   const db = drizzleNodePg(pool, { schema }) as unknown as Database;
-  const listener = new NotificationListener(databaseUrl, log);
+  const listener = new NotificationListener(databaseUrl, log, listenerCheckIntervalMs);
 
   return {
     db,
@@ -144,21 +146,29 @@ async function tryPostgresAdvisoryLock(pool: pg.Pool, lockClass: number, key: st
 }
 
 const LISTENER_RETRY_MS = 1000;
+const LISTENER_CHECK_INTERVAL_MS = 15_000;
 
 /**
  * One dedicated connection for LISTEN. When it fails (a PostgreSQL restart, a network cut) it reconnects
  * every second and listens on every channel again; after reconnecting it calls each handler with "0",
  * so waiters re-check the log for events committed while no connection was listening.
+ *
+ * A connection that is lost without a word (a network that drops packets, a backend ended while no
+ * packet got through) delivers no notification and no error. So a query checks it every
+ * `checkIntervalMs`, and one that gets no response within that time counts as a failure.
  */
 class NotificationListener {
   readonly #handlers = new Map<string, Set<NotificationHandler>>();
   #client: pg.Client | undefined;
   #connecting: Promise<pg.Client> | undefined;
   #closed = false;
+  #check: NodeJS.Timeout | undefined;
+  #checking = false;
 
   constructor(
     private readonly databaseUrl: string,
     private readonly log: ConnectionLogger,
+    private readonly checkIntervalMs: number,
   ) {}
 
   async listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>> {
@@ -177,6 +187,7 @@ class NotificationListener {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#check);
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;
     await client?.end().catch(() => undefined);
@@ -200,7 +211,33 @@ class NotificationListener {
     client.on('end', () => this.#dropAndReconnect(client));
     await client.connect();
     this.#client = client;
+    clearInterval(this.#check);
+    this.#check = setInterval(() => void this.#checkAnswers(client), this.checkIntervalMs);
+    this.#check.unref();
     return client;
+  }
+
+  /** Sends a query on the LISTEN connection and reconnects when no response arrives within the check interval. */
+  async #checkAnswers(client: pg.Client): Promise<void> {
+    if (this.#client !== client || this.#checking) return;
+    this.#checking = true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const silent = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no response within ${this.checkIntervalMs} ms`)), this.checkIntervalMs);
+      });
+      await Promise.race([client.query('SELECT 1'), silent]);
+    } catch (error) {
+      if (this.#client === client) {
+        this.log.warn({ err: error }, 'the PostgreSQL LISTEN connection did not respond to a check query; reconnecting');
+        // end() would wait for a reply that may never come, so the socket is closed at once.
+        (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+        this.#dropAndReconnect(client);
+      }
+    } finally {
+      clearTimeout(timer);
+      this.#checking = false;
+    }
   }
 
   #dropAndReconnect(client: pg.Client): void {

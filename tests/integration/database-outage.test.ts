@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { POSTGRES_CONNECT_TIMEOUT_MS } from '@/db/client';
+import { connectDatabase, POSTGRES_CONNECT_TIMEOUT_MS } from '@/db/client';
 import { ApiClient, problemOf } from '../support/client';
 import { ON_POSTGRES, TEST_DATABASE_URL } from '../support/database';
 import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
@@ -88,6 +88,43 @@ describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
     expect(server.output()).toContain('the PostgreSQL LISTEN connection is back');
     expect(errorLines(server.output()).filter((line) => !line.includes('the database is unavailable'))).toEqual([]);
     expect(server.output()).not.toContain('unexpected error');
+  });
+
+  it('reconnects a LISTEN connection lost without a word', { timeout: 60_000 }, async () => {
+    const target = new URL(TEST_DATABASE_URL!);
+    const ownProxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+    const proxied = new URL(environment.env.DATABASE_URL);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(ownProxy.port);
+    const warnings: string[] = [];
+    const log = { info: () => undefined, warn: (_object: object, message: string) => void warnings.push(message) };
+    const connection = await connectDatabase({ databaseUrl: proxied.toString(), pgliteDir: '', log, listenerCheckIntervalMs: 500 });
+    const direct = new pg.Client({ connectionString: environment.env.DATABASE_URL });
+    await direct.connect();
+    try {
+      const payloads: string[] = [];
+      await connection.listen('listen_check', (payload) => payloads.push(payload));
+      await direct.query(`NOTIFY listen_check, 'before'`);
+      while (!payloads.includes('before')) await sleep(20);
+
+      // The LISTEN connection now passes nothing, and the listener gets no error.
+      ownProxy.freezeOpenConnections();
+      await direct.query(`NOTIFY listen_check, 'lost'`);
+      // The check query gets no response, so the listener reconnects and wakes its handlers with "0".
+      const deadline = Date.now() + 10_000;
+      while (!payloads.includes('0') && Date.now() < deadline) await sleep(50);
+      expect(payloads).toContain('0');
+      expect(payloads).not.toContain('lost');
+      expect(warnings).toContain('the PostgreSQL LISTEN connection did not respond to a check query; reconnecting');
+
+      await direct.query(`NOTIFY listen_check, 'after'`);
+      while (!payloads.includes('after') && Date.now() < deadline) await sleep(20);
+      expect(payloads).toContain('after');
+    } finally {
+      await direct.end();
+      await ownProxy.close();
+      await connection.close();
+    }
   });
 
   it('a silent database gets 503 after the connect timeout', { timeout: 60_000 }, async () => {

@@ -12,12 +12,18 @@ export interface TcpProxy {
    * drops packets does. restore() forwards again.
    */
   blackhole(): Promise<void>;
+  /**
+   * Stops forwarding on every open connection without closing it, as a network that starts dropping
+   * packets does, while new connections still work.
+   */
+  freezeOpenConnections(): void;
   close(): Promise<void>;
 }
 
 /** Starts a proxy on a free loopback port that forwards every connection to `targetHost:targetPort`. */
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
+  const links = new Set<{ client: net.Socket; upstream: net.Socket }>();
   let forwarding = true;
   const server = net.createServer((client) => {
     sockets.add(client);
@@ -30,7 +36,12 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     upstream.on('error', () => undefined);
     client.pipe(upstream);
     upstream.pipe(client);
-    client.on('close', () => upstream.destroy());
+    const link = { client, upstream };
+    links.add(link);
+    client.on('close', () => {
+      links.delete(link);
+      upstream.destroy();
+    });
     upstream.on('close', () => client.destroy());
   });
   const listen = (port: number) =>
@@ -61,6 +72,20 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       await stop();
       forwarding = false;
       await listen(port);
+    },
+    freezeOpenConnections() {
+      for (const { client, upstream } of links) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+        // A frozen link passes no FIN either, so neither side learns that the other ended or closed.
+        client.removeAllListeners('close');
+        upstream.removeAllListeners('close');
+        client.on('close', () => sockets.delete(client));
+        upstream.on('close', () => sockets.delete(upstream));
+      }
+      links.clear();
     },
     close: stop,
   };
