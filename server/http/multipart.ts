@@ -9,6 +9,12 @@ export interface MultipartFile {
   fileName: string | undefined;
   /** The part's own Content-Type. */
   mimeType: string | undefined;
+  /**
+   * Resolves once the whole body has been parsed and accepted, and rejects with the request's error when
+   * anything after the file part fails it (a second file part, a body cut before its closing boundary).
+   * A consumer records nothing before it resolves.
+   */
+  complete: Promise<void>;
 }
 
 const MAX_FIELD_BYTES = 8 * 1024;
@@ -40,10 +46,20 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
   const fields: Record<string, string> = {};
   const source = Readable.fromWeb(request.body as import('node:stream/web').ReadableStream<Uint8Array>);
 
+  let accept!: () => void;
+  let refuse!: (error: unknown) => void;
+  const complete = new Promise<void>((resolve, reject) => {
+    accept = resolve;
+    refuse = reject;
+  });
+  // A consumer that failed before it waited for `complete` must not leave its rejection unhandled.
+  complete.catch(() => undefined);
+
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     let consuming: Promise<T> | undefined;
     const fail = (error: unknown) => {
+      refuse(error);
       if (settled) return;
       settled = true;
       source.unpipe(parser);
@@ -68,7 +84,7 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
         return;
       }
       try {
-        consuming = consume({ fields: { ...fields }, stream, fileName: info.filename, mimeType: info.mimeType });
+        consuming = consume({ fields: { ...fields }, stream, fileName: info.filename, mimeType: info.mimeType, complete });
       } catch (error) {
         // A consumer that throws before returning its promise must fail the request, not leave it hanging.
         consuming = Promise.reject(error);
@@ -91,6 +107,7 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
     parser.on('error', (error: Error) => fail(badMultipart(error.message)));
     parser.on('close', () => {
       if (!consuming) fail(badMultipart('no part named "file" was sent'));
+      else accept();
     });
     source.on('error', (error) => fail(error));
     source.pipe(parser);

@@ -297,6 +297,11 @@ export interface AddFileInput {
   declaredLength?: number;
   /** Transport of the bytes, a label of the upload metrics. */
   protocol: UploadProtocol;
+  /**
+   * Settles when the rest of the request is known to be valid (a multipart body after its file part).
+   * The file is recorded only once it resolves, so a request that fails after its file's bytes records nothing.
+   */
+  requestComplete?: Promise<void>;
 }
 
 /** Files up to this size are recorded together with the other files that arrive at once (see file-batches.ts). */
@@ -331,6 +336,7 @@ export async function addFileFromStream(db: Database, backend: Backend, input: A
   try {
     const digest = createDigestTransform({ maxBytes: input.maxBytes });
     await pipeline(input.body, countUploadBytes(input.protocol), digest, writer.stream);
+    await input.requestComplete;
     const content = digest.result();
     const recording = {
       packageId: input.packageId,

@@ -204,6 +204,30 @@ describe('data-plane routes outside Next.js', () => {
     expect((await api.get('/health')).status).toBe(200);
   });
 
+  it('records no file of a failed multipart body', async () => {
+    const pkg = await api.createPackage();
+    const boundary = 'atomic-multipart-boundary';
+    const part = (name: string, fileName: string, content: string) =>
+      `--${boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${fileName}"\r\nContent-Type: application/octet-stream\r\n\r\n${content}\r\n`;
+    const field = (name: string, value: string) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+    const headers = { 'content-type': `multipart/form-data; boundary=${boundary}` };
+
+    // A second file part makes the request a 400, after the first part's bytes have all arrived.
+    const twoFiles = await send('POST', `/api/v1/packages/${pkg.id}/files`, headers, `${field('relative_path', 'first.bin')}${part('file', 'a', 'one')}${part('file', 'b', 'two')}--${boundary}--\r\n`);
+    expect(twoFiles.status).toBe(400);
+
+    // A body that ends after the file part but before the closing boundary is cut, not complete.
+    const unterminated = await send('POST', `/api/v1/packages/${pkg.id}/files`, headers, `${field('relative_path', 'second.bin')}${part('file', 'a', 'one')}`);
+    expect(unterminated.status).toBe(400);
+
+    // A file recorded anyway would be recorded by now, although its request already got its 400.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const files = await (await api.get(`/packages/${pkg.id}/files`)).json();
+    expect(files.files).toEqual([]);
+    const complete = await send('POST', `/api/v1/packages/${pkg.id}/files`, headers, `${field('relative_path', 'third.bin')}${part('file', 'a', 'one')}--${boundary}--\r\n`);
+    expect(complete.status).toBe(201);
+  });
+
   it('cuts a download of a truncated copy', async () => {
     const pkg = await api.createPackage();
     const content = crypto.randomBytes(4 * 1024 * 1024);

@@ -21,6 +21,7 @@ export const POST = apiRoute<{ id: string }>({ scope: 'write' }, async ({ reques
       actor: principal.name,
       maxBytes: app.settings.MAX_FILE_SIZE_BYTES,
       protocol: 'multipart',
+      requestComplete: part.complete,
     }),
   );
   return jsonResponse(record, 201, { Location: `/api/v1/files/${record.id}` });
