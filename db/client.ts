@@ -212,13 +212,13 @@ class NotificationListener {
     await client.connect();
     this.#client = client;
     clearInterval(this.#check);
-    this.#check = setInterval(() => void this.#checkAnswers(client), this.checkIntervalMs);
+    this.#check = setInterval(() => void this.#checkConnection(client), this.checkIntervalMs);
     this.#check.unref();
     return client;
   }
 
   /** Sends a query on the LISTEN connection and reconnects when no response arrives within the check interval. */
-  async #checkAnswers(client: pg.Client): Promise<void> {
+  async #checkConnection(client: pg.Client): Promise<void> {
     if (this.#client !== client || this.#checking) return;
     this.#checking = true;
     let timer: NodeJS.Timeout | undefined;

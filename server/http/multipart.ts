@@ -46,11 +46,11 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
   const fields: Record<string, string> = {};
   const source = Readable.fromWeb(request.body as import('node:stream/web').ReadableStream<Uint8Array>);
 
-  let accept!: () => void;
-  let refuse!: (error: unknown) => void;
+  let markComplete!: () => void;
+  let markFailed!: (error: unknown) => void;
   const complete = new Promise<void>((resolve, reject) => {
-    accept = resolve;
-    refuse = reject;
+    markComplete = resolve;
+    markFailed = reject;
   });
   // A consumer that failed before it waited for `complete` must not leave its rejection unhandled.
   complete.catch(() => undefined);
@@ -59,7 +59,7 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
     let settled = false;
     let consuming: Promise<T> | undefined;
     const fail = (error: unknown) => {
-      refuse(error);
+      markFailed(error);
       if (settled) return;
       settled = true;
       source.unpipe(parser);
@@ -107,7 +107,7 @@ export async function consumeSingleFile<T>(request: Request, consume: (file: Mul
     parser.on('error', (error: Error) => fail(badMultipart(error.message)));
     parser.on('close', () => {
       if (!consuming) fail(badMultipart('no part named "file" was sent'));
-      else accept();
+      else markComplete();
     });
     source.on('error', (error) => fail(error));
     source.pipe(parser);

@@ -153,7 +153,7 @@ export class RegistryFileStore extends FileStore {
       // report a premature close instead, which would become a 500.
       const sourceError: unknown = readable.errored;
       if (sourceError && typeof sourceError === 'object' && 'status_code' in sourceError) throw sourceError;
-      throw stagingError(error, 'write');
+      throw error;
     }
     const newOffset = digest.bytes;
 
@@ -171,7 +171,7 @@ export class RegistryFileStore extends FileStore {
     } catch (error) {
       digest.dispose();
       fail('write_error');
-      throw stagingError(error, 'flush');
+      throw error;
     }
     // A kept state keeps no buffer, so what is left of the last slice goes to the worker now.
     digest.flush();
@@ -315,11 +315,11 @@ export async function removeStagingFiles(directory: string, id: string): Promise
  * Turns a staging file system error that fails every write until an operator acts (no space, read-only)
  * into a 503 that names it, instead of a bare 500. Other errors pass unchanged.
  */
-export function stagingError(error: unknown, operation: string): unknown {
+export function stagingError(error: unknown): unknown {
   const reason = unavailableFileSystemReason(error);
   if (reason === undefined) return error;
   return new ServiceUnavailableError(
-    `The server failed to ${operation} the upload's staging file: ${reason}. The bytes written before the failure are kept, so the upload can resume from the offset that HEAD reports once an operator has fixed the staging directory.`,
+    `The server failed to write the upload's staging file: ${reason}. The bytes written before the failure are kept, so the upload can resume from the offset that HEAD reports once an operator has fixed the staging directory.`,
     { cause: error, title: 'Upload staging unavailable' },
   );
 }

@@ -66,9 +66,9 @@ export function getUploadService(app: AppContext): UploadService {
       // Errors that carry a tus status (including @tus/utils' Error subclasses such as MaxFileExceededError)
       // keep that status; the route turns the library's response into problem+json.
       if (!(error instanceof Error) || typeof (error as { status_code?: unknown }).status_code === 'number') return undefined;
-      // @tus/server runs the store's write inside a pipeline of its own, which reports a failed staging write
-      // of a body longer than one chunk with the raw file system error rather than the store's 503.
-      const mapped = stagingError(error, 'write');
+      // Staging write errors are mapped here rather than in the store, because @tus/server runs the store's
+      // write inside a pipeline of its own, which may report the raw error of a body longer than one chunk.
+      const mapped = stagingError(error);
       // Errors of our own code are kept for the route, which maps them to problem+json with their fields.
       currentUploadRequest().error = mapped;
       return { status_code: isDomainError(mapped) ? mapped.status : 500, body: '' };

@@ -478,10 +478,11 @@ describe('tus uploads', () => {
     expect(file?.digest_sha256_hex).toBe(digestsOf(content).sha256);
   });
 
-  it('PATCH with another Content-Type gets 415', async () => {
+  it('tus body of another type gets 415', async () => {
     const created = await createUpload(admin, { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'media-type.bin') });
     expect(created.status).toBe(201);
     const location = created.headers.get('location')!;
+
     for (const contentType of ['text/plain', 'application/octet-stream']) {
       const patch = await patchUpload(admin, location, 0, Buffer.alloc(10), { 'Content-Type': contentType });
       expect(patch.status).toBe(415);
@@ -490,17 +491,20 @@ describe('tus uploads', () => {
         `A tus PATCH with a body must have Content-Type: application/offset+octet-stream; this request has ${JSON.stringify(contentType)}.`,
       );
     }
+
     const withoutType = await admin.request('PATCH', uploadPath(location), {
       headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': '0' },
       body: new Blob([Buffer.alloc(10)]),
     });
     expect(withoutType.status).toBe(415);
+
     const creation = await createUpload(
       admin,
       { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'media-type-post.bin'), 'Content-Type': 'text/plain' },
       Buffer.alloc(10),
     );
     expect(creation.status).toBe(415);
+
     // Some HTTP clients send a Content-Type with every POST, also without a body.
     const emptyCreation = await createUpload(admin, {
       'Upload-Length': '10',
@@ -508,6 +512,8 @@ describe('tus uploads', () => {
       'Content-Type': 'application/x-www-form-urlencoded',
     });
     expect(emptyCreation.status).toBe(201);
+
+    // None of the rejected PATCHes stored a byte.
     const head = await headUpload(admin, location);
     expect(head.headers.get('upload-offset')).toBe('0');
   });
