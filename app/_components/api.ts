@@ -16,7 +16,8 @@ export class ApiError extends Error {
   }
 }
 
-async function toApiError(response: Response): Promise<ApiError> {
+/** Reads a failed response's problem+json body, or whatever it has, into an ApiError. */
+export async function toApiError(response: Response): Promise<ApiError> {
   const text = await response.text().catch(() => '');
   let problem: Record<string, unknown> | null = null;
   try {
@@ -29,6 +30,12 @@ async function toApiError(response: Response): Promise<ApiError> {
   const issues = Array.isArray(problem?.errors) ? (problem.errors as { field?: string; message?: string }[]) : [];
   if (issues.length > 0) detail += ' ' + issues.map((issue) => `${issue.field ?? ''}: ${issue.message ?? ''}`).join('; ');
   return new ApiError(response.status, title, detail, problem);
+}
+
+/** Returns the delay in seconds of a numeric Retry-After header (RFC 9110 section 10.2.3), else null. */
+export function retryAfterSeconds(response: Response): number | null {
+  const value = response.headers.get('retry-after')?.trim();
+  return value && /^\d{1,6}$/.test(value) ? Number(value) : null;
 }
 
 /** Sends a request and returns the parsed JSON body; throws ApiError for any status outside 2xx. */

@@ -20,13 +20,27 @@ export const EventsQuery = z
   })
   .strict();
 
-/** GET /events/stream query; Last-Event-ID, when sent, takes precedence over `since`. */
+/** The maximum of `tail`, the same as the maximum `limit` of GET /events. */
+export const MAX_TAIL_EVENTS = 500;
+
+/** GET /events/stream query; Last-Event-ID, when sent, takes precedence over `since` and `tail`. */
 export const EventStreamQuery = z
   .object({
     since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    tail: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_TAIL_EVENTS)
+      .optional()
+      .meta({ description: 'Start with the last `tail` events that match the filters instead of after `since`.' }),
     ...EventFilters,
   })
-  .strict();
+  .strict()
+  .refine((query) => query.since === undefined || query.tail === undefined, {
+    message: 'since and tail cannot be combined: since starts after a sequence, tail with the last events',
+    path: ['tail'],
+  });
 
 /**
  * Returns the events after `since`, waiting up to `waitSeconds` for the first one to commit when there

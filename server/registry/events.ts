@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Executor } from '@/db/client';
 import { PreparedSql } from '@/db/prepared';
 import { events } from '@/db/schema';
@@ -178,19 +178,41 @@ export interface ListEventsOptions {
   eventTypePrefix?: string;
 }
 
+export type EventFilters = Pick<ListEventsOptions, 'subjectKind' | 'subjectId' | 'eventTypePrefix'>;
+
+function filterConditions(filters: EventFilters): SQL[] {
+  const conditions: SQL[] = [];
+  if (filters.subjectKind) conditions.push(eq(events.subjectKind, filters.subjectKind));
+  if (filters.subjectId) conditions.push(eq(events.subjectId, filters.subjectId));
+  if (filters.eventTypePrefix) conditions.push(sql`${events.eventType} LIKE ${escapeLike(filters.eventTypePrefix) + '%'}`);
+  return conditions;
+}
+
 /** Returns events with a sequence greater than `since`, oldest first. */
 export async function listEvents(db: Executor, options: ListEventsOptions): Promise<EventRecord[]> {
-  const conditions = [gt(events.sequence, options.since)];
-  if (options.subjectKind) conditions.push(eq(events.subjectKind, options.subjectKind));
-  if (options.subjectId) conditions.push(eq(events.subjectId, options.subjectId));
-  if (options.eventTypePrefix) conditions.push(sql`${events.eventType} LIKE ${escapeLike(options.eventTypePrefix) + '%'}`);
   const rows = await db
     .select()
     .from(events)
-    .where(and(...conditions))
+    .where(and(gt(events.sequence, options.since), ...filterConditions(options)))
     .orderBy(asc(events.sequence))
     .limit(options.limit);
   return rows.map(toEventRecord);
+}
+
+/**
+ * Returns the cursor after which the last `count` events that match `filters` follow. That is the
+ * sequence just before the `count`-th newest match, or 0 when fewer events match.
+ */
+export async function cursorBeforeLast(db: Executor, count: number, filters: EventFilters): Promise<number> {
+  const conditions = filterConditions(filters);
+  const rows = await db
+    .select({ sequence: events.sequence })
+    .from(events)
+    .where(conditions.length > 0 ? and(...conditions) : undefined)
+    .orderBy(desc(events.sequence))
+    .limit(1)
+    .offset(count - 1);
+  return rows.length === 0 ? 0 : Number(rows[0].sequence) - 1;
 }
 
 export async function headSequence(db: Executor): Promise<number> {

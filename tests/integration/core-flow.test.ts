@@ -317,6 +317,32 @@ describe('listing packages', () => {
   });
 });
 
+/** Opens an event stream, reads the ids of its first `count` messages and closes it. */
+async function streamIds(path: string, count: number, headers: Record<string, string> = {}): Promise<number[]> {
+  const controller = new AbortController();
+  const response = await api.get(path, { headers, signal: controller.signal });
+  expect(response.status).toBe(200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const ids: number[] = [];
+  let text = '';
+  try {
+    while (ids.length < count) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      for (let end = text.indexOf('\n\n'); end !== -1; end = text.indexOf('\n\n')) {
+        const id = /^id: (\d+)$/m.exec(text.slice(0, end));
+        if (id) ids.push(Number(id[1]));
+        text = text.slice(end + 2);
+      }
+    }
+  } finally {
+    controller.abort();
+  }
+  return ids;
+}
+
 describe('events', () => {
   it('records every change with the token name as actor and a BLAKE3 payload digest', async () => {
     const before = await api.events(0);
@@ -360,6 +386,32 @@ describe('events', () => {
     expect((await problemOf(stream)).detail).toContain(`Last-Event-ID ${last + 10} is beyond the last event`);
     const streamSince = await api.get(`/events/stream?since=${last + 1}`);
     expect(streamSince.status).toBe(409);
+  });
+
+  it('stream tail starts with the last matches', async () => {
+    const before = await api.lastEventSequence();
+    const pkg = await api.createPackage();
+    await api.putFile(pkg.id, 'a.txt', 'a');
+    await api.post(`/packages/${pkg.id}/finalize`);
+    const mine = (await api.events(before)).events.filter((event) => event.subject_id === pkg.id).map((event) => event.sequence);
+    expect(mine).toHaveLength(3);
+
+    expect(await streamIds(`/events/stream?subject_id=${pkg.id}&tail=2`, 2)).toEqual(mine.slice(1));
+    expect(await streamIds(`/events/stream?subject_id=${pkg.id}&tail=500`, 3)).toEqual(mine);
+    expect(await streamIds('/events/stream?tail=1', 1)).toEqual([await api.lastEventSequence()]);
+    expect(await streamIds(`/events/stream?subject_id=${pkg.id}&tail=1`, 2, { 'last-event-id': String(mine[0]) })).toEqual(mine.slice(1));
+  });
+
+  it.each([
+    ['since=0&tail=5', 'custom', 'since and tail cannot be combined'],
+    ['tail=0', 'too_small', ''],
+    ['tail=501', 'too_big', ''],
+    ['tail=last', 'invalid_type', ''],
+  ])('rejects the stream query %s', async (query, rule, message) => {
+    const response = await api.get(`/events/stream?${query}`);
+    expect(response.status).toBe(400);
+    const problem = await problemOf(response);
+    expect(problem.errors).toEqual([expect.objectContaining({ field: 'tail', rule, message: expect.stringContaining(message) })]);
   });
 
   it('returns JSON for Accept: application/json', async () => {

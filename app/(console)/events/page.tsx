@@ -3,7 +3,9 @@
 import Link from 'next/link';
 import { usePathname, useRouter, useSearchParams } from 'next/navigation';
 import { Suspense, useEffect, useState, type FormEvent } from 'react';
-import { formatTime, type EventRecord } from '../../_components/api';
+import { useQueryClient } from '@tanstack/react-query';
+import { API, errorMessage, formatTime, retryAfterSeconds, toApiError, type EventRecord } from '../../_components/api';
+import { SESSION_KEY } from '../../_components/session';
 
 /** Events kept on screen; older ones drop off the bottom. */
 const MAX_EVENTS = 500;
@@ -15,33 +17,129 @@ function packageOf(event: EventRecord): string | null {
   return payload && typeof payload.package_id === 'string' ? payload.package_id : null;
 }
 
+/** State of the page's event stream: open, being retried by the browser, or stopped with a reason. */
+type Connection =
+  | { state: 'connecting' | 'live' | 'reconnecting' }
+  | { state: 'stopped'; reason: string; retryInSeconds: number | null };
+
+/** Seconds before a stopped stream is opened again when the server gives no Retry-After. */
+const DEFAULT_RETRY_SECONDS = 5;
+
 function EventTail() {
   const router = useRouter();
   const pathname = usePathname();
   const params = useSearchParams();
+  const queryClient = useQueryClient();
   const eventType = params.get('event_type') ?? '';
   const packageId = params.get('package') ?? '';
   const [draft, setDraft] = useState({ event_type: eventType, package: packageId });
   const [events, setEvents] = useState<EventRecord[]>([]);
-  const [connection, setConnection] = useState<'connecting' | 'live' | 'reconnecting'>('connecting');
+  const [connection, setConnection] = useState<Connection>({ state: 'connecting' });
+  const [notice, setNotice] = useState<string | null>(null);
 
   useEffect(() => {
     setEvents([]);
-    setConnection('connecting');
-    const query = new URLSearchParams();
-    if (eventType) query.set('event_type', eventType);
-    if (packageId) query.set('subject_id', packageId);
-    // EventSource resends Last-Event-ID by itself when it reconnects, so no event is lost or repeated.
-    const source = new EventSource(`/api/v1/events/stream?${query}`);
-    const onMessage = (message: MessageEvent<string>) => {
-      const event = JSON.parse(message.data) as EventRecord;
-      setEvents((current) => [event, ...current].slice(0, MAX_EVENTS));
+    setNotice(null);
+    setConnection({ state: 'connecting' });
+    const filters = new URLSearchParams();
+    if (eventType) filters.set('event_type', eventType);
+    if (packageId) filters.set('subject_id', packageId);
+    let source: EventSource | undefined;
+    let lastSequence: number | undefined;
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    let closed = false;
+
+    const streamUrl = () => {
+      const query = new URLSearchParams(filters);
+      // The first stream starts with the latest events; a stream opened again continues after the last one shown.
+      if (lastSequence === undefined) query.set('tail', String(MAX_EVENTS));
+      else query.set('since', String(lastSequence));
+      return `${API}/events/stream?${query}`;
     };
-    source.onopen = () => setConnection('live');
-    source.onerror = () => setConnection('reconnecting');
-    source.onmessage = onMessage;
-    return () => source.close();
-  }, [eventType, packageId]);
+
+    const open = () => {
+      const url = streamUrl();
+      // While the stream is open, EventSource reconnects by itself after a network failure and sends
+      // Last-Event-ID, so no event is lost or repeated.
+      source = new EventSource(url);
+      source.onopen = () => setConnection({ state: 'live' });
+      source.onmessage = (message: MessageEvent<string>) => {
+        const event = JSON.parse(message.data) as EventRecord;
+        lastSequence = event.sequence;
+        setEvents((current) => [event, ...current].slice(0, MAX_EVENTS));
+      };
+      source.onerror = () => {
+        if (source?.readyState !== EventSource.CLOSED) {
+          setConnection({ state: 'reconnecting' });
+          return;
+        }
+        // EventSource gives up for good on a response other than 200 and does not say which, so its last
+        // request, with the Last-Event-ID it sent, goes out once more to read the status and the problem.
+        source.close();
+        void diagnose(url);
+      };
+    };
+
+    const retryIn = (seconds: number, reason: string) => {
+      setConnection({ state: 'stopped', reason, retryInSeconds: seconds });
+      retry = setTimeout(open, seconds * 1000);
+    };
+
+    const diagnose = async (url: string) => {
+      const request = new AbortController();
+      const headers: Record<string, string> = { Accept: 'text/event-stream' };
+      if (lastSequence !== undefined) headers['Last-Event-ID'] = String(lastSequence);
+
+      let response: Response;
+      try {
+        response = await fetch(url, { headers, credentials: 'same-origin', signal: request.signal });
+      } catch (error) {
+        if (!closed) retryIn(DEFAULT_RETRY_SECONDS, `The server cannot be reached (${errorMessage(error)}).`);
+        return;
+      }
+      if (closed) return request.abort();
+
+      if (response.ok) {
+        // The stream works again: this response is dropped and EventSource opens its own.
+        request.abort();
+        return retryIn(1, 'The event stream was interrupted.');
+      }
+
+      const problem = await toApiError(response);
+      if (closed) return;
+      if (response.status === 401) {
+        setConnection({ state: 'stopped', reason: errorMessage(problem), retryInSeconds: null });
+        // The session check then fails as well and sends the operator to the sign-in page.
+        void queryClient.invalidateQueries({ queryKey: SESSION_KEY });
+        return;
+      }
+
+      const logEnd = problem.problem?.last_sequence;
+      if (response.status === 409 && typeof logEnd === 'number') {
+        setNotice(
+          `The event log now ends at sequence ${logEnd}, before the last event shown (${lastSequence}). ` +
+            'Its database was probably restored from an older backup. The list shows the log as it is now.',
+        );
+        setEvents([]);
+        lastSequence = undefined;
+        open();
+        return;
+      }
+
+      if (response.status >= 500 || response.status === 429) {
+        return retryIn(retryAfterSeconds(response) ?? DEFAULT_RETRY_SECONDS, errorMessage(problem));
+      }
+      // Any other rejection (an invalid filter, a token without the read scope) needs the operator to act.
+      setConnection({ state: 'stopped', reason: errorMessage(problem), retryInSeconds: null });
+    };
+
+    open();
+    return () => {
+      closed = true;
+      clearTimeout(retry);
+      source?.close();
+    };
+  }, [eventType, packageId, queryClient]);
 
   const apply = (event: FormEvent) => {
     event.preventDefault();
@@ -64,10 +162,21 @@ function EventTail() {
           <input value={draft.package} onChange={(event) => setDraft({ ...draft, package: event.target.value })} data-testid="event-package-filter" />
         </label>
         <button type="submit">Apply</button>
-        <span className={`badge badge-${connection}`} data-testid="event-connection">
-          {connection}
+        <span className={`badge badge-${connection.state}`} data-testid="event-connection">
+          {connection.state}
         </span>
       </form>
+      {connection.state === 'stopped' && (
+        <p className="error" role="alert" data-testid="event-stream-stopped">
+          The event stream stopped: {connection.reason}
+          {connection.retryInSeconds !== null && ` Trying again in ${connection.retryInSeconds} s.`}
+        </p>
+      )}
+      {notice && (
+        <p className="status" data-testid="event-stream-notice">
+          {notice}
+        </p>
+      )}
       {events.length === 0 && <p className="status">No events yet.</p>}
       <table className="grid" data-testid="event-table">
         <thead>

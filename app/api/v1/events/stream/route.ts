@@ -1,7 +1,7 @@
 import { parseQuery } from '@/server/http/body';
 import { apiRoute } from '@/server/http/route';
 import { assertCursorWithinLog, EventStreamQuery } from '@/server/registry/event-feed';
-import { listEvents, type EventRecord } from '@/server/registry/events';
+import { cursorBeforeLast, listEvents, type EventRecord } from '@/server/registry/events';
 import { ValidationError } from '@/server/errors';
 
 export const dynamic = 'force-dynamic';
@@ -11,7 +11,7 @@ const BATCH_SIZE = 200;
 /** Tells EventSource how long to wait before reconnecting after the stream drops. */
 const RETRY_MS = 2_000;
 
-/** Reads Last-Event-ID, which EventSource sends on reconnect; it takes precedence over `since`. */
+/** Reads Last-Event-ID, which EventSource sends on reconnect; it takes precedence over `since` and `tail`. */
 function lastEventId(request: Request): number | undefined {
   const header = request.headers.get('last-event-id');
   if (header === null || header.trim() === '') return undefined;
@@ -29,17 +29,24 @@ function formatEvent(event: EventRecord): string {
 }
 
 /**
- * Server-Sent Events over the event log, oldest first, starting after Last-Event-ID or `since` (0 when
- * neither is given). Each message has `id: <sequence>` and the event record as JSON in `data`. Messages
- * carry no `event:` field, so EventSource delivers every type to `onmessage`. A comment line goes out
- * every 15 s so proxies keep the connection open. Filters match as in GET /events: `event_type` is a
- * prefix, `subject_kind` and `subject_id` are exact.
+ * Server-Sent Events over the event log, oldest first. The stream starts after Last-Event-ID, else with
+ * the last `tail` events that match the filters, else after `since` (0 when none is given). Each message
+ * has `id: <sequence>` and the event record as JSON in `data`. Messages carry no `event:` field, so
+ * EventSource delivers every type to `onmessage`. A comment line goes out every 15 s so proxies keep the
+ * connection open. Filters match as in GET /events: `event_type` is a prefix, `subject_kind` and
+ * `subject_id` are exact.
  */
 export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => {
   const query = parseQuery(request, EventStreamQuery);
   const fromHeader = lastEventId(request);
-  const startAfter = fromHeader ?? query.since ?? 0;
-  await assertCursorWithinLog(app.db, startAfter, fromHeader === undefined ? 'since' : 'Last-Event-ID');
+  const filters = { subjectKind: query.subject_kind, subjectId: query.subject_id, eventTypePrefix: query.event_type };
+  let startAfter: number;
+  if (fromHeader === undefined && query.tail !== undefined) {
+    startAfter = await cursorBeforeLast(app.db, query.tail, filters);
+  } else {
+    startAfter = fromHeader ?? query.since ?? 0;
+    await assertCursorWithinLog(app.db, startAfter, fromHeader === undefined ? 'since' : 'Last-Event-ID');
+  }
   const signal = request.signal;
   const encoder = new TextEncoder();
 
@@ -61,13 +68,7 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
       try {
         write(`retry: ${RETRY_MS}\n: stream starts after sequence ${cursor}\n\n`);
         while (!closed.signal.aborted) {
-          const events = await listEvents(app.db, {
-            since: cursor,
-            limit: BATCH_SIZE,
-            subjectKind: query.subject_kind,
-            subjectId: query.subject_id,
-            eventTypePrefix: query.event_type,
-          });
+          const events = await listEvents(app.db, { since: cursor, limit: BATCH_SIZE, ...filters });
           for (const event of events) {
             write(formatEvent(event));
             cursor = event.sequence;
