@@ -44,6 +44,25 @@ async function listStatus(server: TestServer, token: string): Promise<number> {
   return response.status;
 }
 
+/**
+ * Opens an event stream with the token on the server and returns a function that reads the stream to its
+ * end and returns its text. The stream stays open until the server ends it.
+ */
+async function openEventStream(server: TestServer, token: string): Promise<() => Promise<string>> {
+  const response = await new ApiClient(server.url, token).get('/events/stream?tail=1');
+  expect(response.status).toBe(200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  return async () => {
+    let text = '';
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += decoder.decode(chunk.value, { stream: true });
+    return text;
+  };
+}
+
+/** Lets an open stream pass the minimum time between two checks of its credentials. */
+const afterCredentialsCheckInterval = () => new Promise((resolve) => setTimeout(resolve, 1_200));
+
 describe('token revocation', () => {
   it('revoked token gets 401 on its next request', async () => {
     const token = await createApiToken('cached-then-revoked');
@@ -52,6 +71,18 @@ describe('token revocation', () => {
     expect((await admin.request('DELETE', '/tokens/cached-then-revoked')).status).toBe(204);
 
     expect(await listStatus(first, token)).toBe(401);
+  });
+
+  // Without the check the stream stays open, and reading it to its end times the test out.
+  it('revoked token ends its open event stream', { timeout: 30_000 }, async () => {
+    const token = await createApiToken('streaming-then-revoked');
+    const readToEnd = await openEventStream(first, token);
+    await afterCredentialsCheckInterval();
+
+    expect((await admin.request('DELETE', '/tokens/streaming-then-revoked')).status).toBe(204);
+
+    expect(await readToEnd()).toContain(': the credentials of this stream were revoked or expired');
+    expect((await new ApiClient(first.url, token).get('/events/stream')).status).toBe(401);
   });
 
   it('unknown token stays 401 beside a valid one', async () => {
@@ -83,6 +114,16 @@ describe.runIf(ON_POSTGRES)('token revocation across two server processes', () =
         expect(await listStatus(revoking, token)).toBe(401);
       }
     }
+  });
+
+  it('revoke on one process ends the event stream on the other', { timeout: 30_000 }, async () => {
+    const token = await createApiToken('streaming-on-the-other');
+    const readToEnd = await openEventStream(second!, token);
+    await afterCredentialsCheckInterval();
+
+    expect((await admin.request('DELETE', '/tokens/streaming-on-the-other')).status).toBe(204);
+
+    expect(await readToEnd()).toContain(': the credentials of this stream were revoked or expired');
   });
 
   it('revoke from outside the servers rejects the token on both', async () => {

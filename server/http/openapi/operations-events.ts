@@ -29,7 +29,7 @@ export const EVENT_OPERATIONS: OperationSpec[] = [
     operationId: 'streamEvents',
     summary: 'Follow the event log as Server-Sent Events',
     description:
-      'Each message has `id: <sequence>` and the Event as JSON in `data`, with no `event:` field. It starts after Last-Event-ID, else with the last `tail` events that match the filters, else after `since`, else after 0, and sends a comment every 15 s to keep the connection open.',
+      'Each message has `id: <sequence>` and the Event as JSON in `data`, with no `event:` field. It starts after Last-Event-ID, else with the last `tail` events that match the filters, else after `since`, else after 0, and sends a comment every 15 s to keep the connection open. The stream ends at most 15 s after its token is revoked or its session expires, and usually at once after a revocation.',
     tag: 'Events',
     scope: 'read',
     query: EventStreamQuery,

@@ -2,7 +2,8 @@ import { parseQuery } from '@/server/http/body';
 import { apiRoute } from '@/server/http/route';
 import { assertCursorWithinLog, EventStreamQuery } from '@/server/registry/event-feed';
 import { cursorBeforeLast, listEvents, type EventRecord } from '@/server/registry/events';
-import { ValidationError } from '@/server/errors';
+import { ForbiddenError, UnauthorizedError, ValidationError } from '@/server/errors';
+import { authenticate, requireScope } from '@/server/http/auth';
 
 export const dynamic = 'force-dynamic';
 
@@ -10,6 +11,11 @@ const HEARTBEAT_MS = 15_000;
 const BATCH_SIZE = 200;
 /** Tells EventSource how long to wait before reconnecting after the stream drops. */
 const RETRY_MS = 2_000;
+/**
+ * Minimum time between two checks of an open stream's credentials. The stream checks them when an event
+ * commits (a revocation commits one) and at each heartbeat.
+ */
+const CREDENTIALS_CHECK_MS = 1_000;
 
 /** Reads Last-Event-ID, which EventSource sends on reconnect; it takes precedence over `since` and `tail`. */
 function lastEventId(request: Request): number | undefined {
@@ -37,6 +43,17 @@ function formatEvent(event: EventRecord): string {
  * `subject_id` are exact.
  */
 export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => {
+  /** Returns whether the request's token or session is still valid and still has the read scope. */
+  const credentialsValid = async (): Promise<boolean> => {
+    try {
+      requireScope(await authenticate(app.db, request, app.settings.ANON_READ), 'read');
+      return true;
+    } catch (error) {
+      if (error instanceof UnauthorizedError || error instanceof ForbiddenError) return false;
+      throw error;
+    }
+  };
+
   const query = parseQuery(request, EventStreamQuery);
   const fromHeader = lastEventId(request);
   const filters = { subjectKind: query.subject_kind, subjectId: query.subject_id, eventTypePrefix: query.event_type };
@@ -60,6 +77,7 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
     async start(controller) {
       let cursor = startAfter;
       let lastWrite = Date.now();
+      let credentialsCheckedAt = Date.now();
       const write = (text: string) => {
         controller.enqueue(encoder.encode(text));
         lastWrite = Date.now();
@@ -78,6 +96,17 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
           const untilHeartbeat = Math.max(0, HEARTBEAT_MS - (Date.now() - lastWrite));
           const woken = await waiter.next(untilHeartbeat, closed.signal);
           if (!woken && !closed.signal.aborted && Date.now() - lastWrite >= HEARTBEAT_MS) write(': heartbeat\n\n');
+
+          // A stream outlives the check at its start, so a revoked token or an expired session ends it here.
+          // EventSource then reconnects and gets 401.
+          if (!closed.signal.aborted && Date.now() - credentialsCheckedAt >= CREDENTIALS_CHECK_MS) {
+            credentialsCheckedAt = Date.now();
+            if (!(await credentialsValid())) {
+              log.info({ cursor }, 'ending an event stream because its token was revoked or its session expired');
+              write(': the credentials of this stream were revoked or expired\n\n');
+              break;
+            }
+          }
         }
       } catch (error) {
         if (!closed.signal.aborted) log.error({ err: error, cursor }, 'event stream failed');
