@@ -7,7 +7,7 @@ import { preparedStatement } from '@/db/prepared';
 import { blobs, files, packages, storageLocations } from '@/db/schema';
 import { ConflictError, DomainError, GoneError, NotFoundError } from '../errors';
 import type { Backend, ByteRange } from '../storage/backend';
-import { isBlobNotFound, isStorageUnavailable } from '../storage/errors';
+import { isBlobNotFound, isObjectSizeMismatch, isStorageUnavailable } from '../storage/errors';
 import { getPackageRow } from './packages';
 import { baseName } from './relative-path';
 import { recordLocationFailure } from '../integrity/location-status';
@@ -71,8 +71,8 @@ function noReadableCopyError(contentAddress: string): DomainError {
  * Opens the first copy that delivers its first byte (or ends, for an empty blob). A copy whose object is
  * missing is marked `missing`, so health reports it and the scrub rewrites it. A copy on an unavailable
  * backend is skipped unmarked, because health reports the backend. Once a copy has delivered bytes there
- * is no fallback: a later failure errors the stream. A copy too short for the range is marked `corrupt` and
- * the next one is tried. Throws a RangeError for a range outside the blob,
+ * is no fallback: a later failure errors the stream. A copy of another size than its blob, or too short for
+ * the range, is marked `corrupt` and the next one is tried. Throws a RangeError for a range outside the blob,
  * StorageUnavailableError when every copy is on an unavailable backend, and a 500 otherwise.
  */
 async function openFirstReadableCopy(
@@ -92,16 +92,19 @@ async function openFirstReadableCopy(
     const backend = backends.get(location.backendId)!;
     let stream: Readable;
     try {
-      stream = await startReading(await backend.read(location.objectKey, range));
+      stream = await startReading(await backend.read(location.objectKey, range, expected.sizeBytes));
     } catch (error) {
+      if (isObjectSizeMismatch(error)) {
+        log().error({ err: error, backend_id: location.backendId }, 'a stored copy has the wrong size; marking it corrupt and trying the next copy');
+        await markCopyCorrupt(db, location, error.message, log());
+        continue;
+      }
       if (error instanceof RangeError) {
         // The caller checked the range against the blob's recorded size, so a copy that rejects it is
         // shorter than the blob.
         if (range === undefined || range.end >= expected.sizeBytes) throw error;
         log().error({ err: error, backend_id: location.backendId }, 'a stored copy is shorter than its blob; marking it corrupt and trying the next copy');
-        await recordLocationFailure(db, location, 'corrupt', `object ${location.objectKey} on ${backend.id} is shorter than ${expected.sizeBytes} bytes.`, DOWNLOAD_CHECK_ACTOR).catch(
-          (markError: unknown) => log().error({ err: markError, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
-        );
+        await markCopyCorrupt(db, location, `object ${location.objectKey} on ${backend.id} is shorter than ${expected.sizeBytes} bytes.`, log());
         continue;
       }
       if (isStorageUnavailable(error)) {
@@ -126,6 +129,12 @@ async function openFirstReadableCopy(
   }
   if (unavailable !== undefined) throw unavailable;
   throw noReadableCopyError(contentAddress);
+}
+
+async function markCopyCorrupt(db: Executor, location: LocationRow, detail: string, log: Logger): Promise<void> {
+  await recordLocationFailure(db, location, 'corrupt', detail, DOWNLOAD_CHECK_ACTOR).catch((error: unknown) =>
+    log.error({ err: error, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
+  );
 }
 
 /** Marks a copy `missing` once stat confirms, under the blob's lock, that its object is gone. */

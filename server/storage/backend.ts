@@ -1,7 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { InvalidObjectKeyError } from './errors';
 
-export { BlobNotFoundError, InvalidObjectKeyError, StorageUnavailableError } from './errors';
+export { BlobNotFoundError, InvalidObjectKeyError, ObjectSizeMismatchError, StorageUnavailableError } from './errors';
 
 /** Byte range with an inclusive end, as in an HTTP Range header: { start: 0, end: 0 } is the first byte. */
 export interface ByteRange {
@@ -41,8 +41,12 @@ export interface Backend {
    * backends that cannot rename omit it.
    */
   adoptFile?(localPath: string, objectKey: string): Promise<{ created: boolean }>;
-  /** Opens the object, or the inclusive range of it; throws BlobNotFoundError when it does not exist. */
-  read(objectKey: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Opens the object, or the inclusive range of it. Throws BlobNotFoundError when it does not exist, and
+   * ObjectSizeMismatchError before any byte is read when `expectedSizeBytes` is given and the object has
+   * another size.
+   */
+  read(objectKey: string, range?: ByteRange, expectedSizeBytes?: number): Promise<Readable>;
   /** Returns null when the object does not exist. */
   stat(objectKey: string): Promise<{ sizeBytes: number; modifiedAt: Date } | null>;
   /** Deletes the object; a missing object is not an error. */

@@ -4,6 +4,7 @@ import { DomainError, ServiceUnavailableError } from '../errors';
 // created, where `instanceof` fails.
 const BLOB_NOT_FOUND_BRAND = Symbol.for('artifact-store.BlobNotFoundError');
 const STORAGE_UNAVAILABLE_BRAND = Symbol.for('artifact-store.StorageUnavailableError');
+const OBJECT_SIZE_MISMATCH_BRAND = Symbol.for('artifact-store.ObjectSizeMismatchError');
 
 function hasBrand(error: unknown, brand: symbol): boolean {
   return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[brand] === true;
@@ -17,6 +18,29 @@ export function isBlobNotFound(error: unknown): error is BlobNotFoundError {
 /** Returns true for a StorageUnavailableError of any bundle. */
 export function isStorageUnavailable(error: unknown): error is StorageUnavailableError {
   return hasBrand(error, STORAGE_UNAVAILABLE_BRAND);
+}
+
+/** Returns true for an ObjectSizeMismatchError of any bundle. */
+export function isObjectSizeMismatch(error: unknown): error is ObjectSizeMismatchError {
+  return hasBrand(error, OBJECT_SIZE_MISMATCH_BRAND);
+}
+
+/**
+ * A stored object whose size differs from the size recorded for its blob, found when it was opened and
+ * before any byte was read: the copy is damaged (truncated or overwritten).
+ */
+export class ObjectSizeMismatchError extends Error {
+  readonly [OBJECT_SIZE_MISMATCH_BRAND] = true;
+
+  constructor(
+    readonly backendId: string,
+    readonly objectKey: string,
+    readonly sizeBytes: number,
+    readonly expectedSizeBytes: number,
+  ) {
+    super(`The stored object ${objectKey} on storage backend "${backendId}" has ${sizeBytes} bytes instead of ${expectedSizeBytes}.`);
+    this.name = 'ObjectSizeMismatchError';
+  }
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   type BlobWriter,
   type ByteRange,
 } from './backend';
-import { BlobNotFoundError, InvalidObjectKeyError, StorageUnavailableError } from './errors';
+import { BlobNotFoundError, InvalidObjectKeyError, ObjectSizeMismatchError, StorageUnavailableError } from './errors';
 import {
   DEFAULT_STALE_TEMPORARY_FILE_MS,
   releaseTemporaryFile,
@@ -188,7 +188,7 @@ export class FilesystemBackend implements Backend {
     }
   }
 
-  async read(objectKey: string, range?: ByteRange): Promise<Readable> {
+  async read(objectKey: string, range?: ByteRange, expectedSizeBytes?: number): Promise<Readable> {
     const filePath = this.pathForKey(objectKey);
     let handle: FileHandle;
     try {
@@ -203,6 +203,9 @@ export class FilesystemBackend implements Backend {
     try {
       const stats = await handle.stat();
       if (!stats.isFile()) throw new BlobNotFoundError(this.id, objectKey);
+      if (expectedSizeBytes !== undefined && stats.size !== expectedSizeBytes) {
+        throw new ObjectSizeMismatchError(this.id, objectKey, stats.size, expectedSizeBytes);
+      }
       if (range) assertRangeWithin(range, stats.size);
       length = range ? range.end - range.start + 1 : stats.size;
     } catch (error) {

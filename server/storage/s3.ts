@@ -17,7 +17,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { assertValidObjectKey, isValidObjectKey, type Backend, type BackendHealth, type BlobWriter, type ByteRange } from './backend';
-import { BlobNotFoundError, InvalidObjectKeyError, StorageUnavailableError } from './errors';
+import { BlobNotFoundError, InvalidObjectKeyError, ObjectSizeMismatchError, StorageUnavailableError } from './errors';
 import { getLogger } from '../logger';
 import { DEFAULT_S3_CONNECT_TIMEOUT_MS, DEFAULT_S3_PART_SIZE_BYTES, DEFAULT_S3_SOCKET_TIMEOUT_MS, MIN_S3_PART_SIZE_BYTES } from './backends-config';
 import { S3BlobWriter } from './s3-writer';
@@ -146,9 +146,10 @@ export class S3Backend implements Backend {
 
   /**
    * Opens the object with GetObject, or the inclusive range of it with a Range header. Throws RangeError
-   * for a range that does not lie within the object, like the filesystem backend.
+   * for a range that does not lie within the object, like the filesystem backend. The object's size comes
+   * from Content-Length, or from Content-Range for a range.
    */
-  async read(objectKey: string, range?: ByteRange): Promise<Readable> {
+  async read(objectKey: string, range?: ByteRange, expectedSizeBytes?: number): Promise<Readable> {
     assertValidObjectKey(objectKey);
     if (range && (!Number.isSafeInteger(range.start) || !Number.isSafeInteger(range.end) || range.start < 0 || range.end < range.start)) {
       throw new RangeError(`Byte range ${range.start}-${range.end} is invalid.`);
@@ -166,10 +167,14 @@ export class S3Backend implements Backend {
     }
 
     const body = response.Body as Readable;
+    // S3 shortens a range whose end lies past the object; Content-Range ("bytes 5-9/10") gives the size.
+    const sizeBytes = range ? Number(/\/(\d+)$/.exec(response.ContentRange ?? '')?.[1]) : response.ContentLength;
+    if (expectedSizeBytes !== undefined && sizeBytes !== undefined && Number.isSafeInteger(sizeBytes) && sizeBytes !== expectedSizeBytes) {
+      body.destroy();
+      throw new ObjectSizeMismatchError(this.id, objectKey, sizeBytes, expectedSizeBytes);
+    }
     if (range) {
-      // S3 shortens a range whose end lies past the object; Content-Range ("bytes 5-9/10") gives the size.
-      const sizeBytes = Number(/\/(\d+)$/.exec(response.ContentRange ?? '')?.[1]);
-      if (!Number.isSafeInteger(sizeBytes) || range.end >= sizeBytes) {
+      if (sizeBytes === undefined || !Number.isSafeInteger(sizeBytes) || range.end >= sizeBytes) {
         body.destroy();
         throw new RangeError(`Byte range ${range.start}-${range.end} is invalid for an object of ${sizeBytes} bytes.`);
       }

@@ -236,6 +236,32 @@ describe('download of a corrupt copy', () => {
   });
 });
 
+describe('download of a truncated copy', () => {
+  it('serves the whole file from the next copy', async () => {
+    const original = crypto.randomBytes(200_000);
+    const { records } = await createPackage({ 'truncated-whole.bin': original });
+    const fileId = records['truncated-whole.bin'].id;
+    fs.truncateSync(blobPath(environment.storageRoot, records['truncated-whole.bin'].content_address), 100);
+
+    const response = await api.get(`/files/${fileId}/download`);
+    expect(response.status).toBe(200);
+    expect(Buffer.from(await response.arrayBuffer()).equals(original)).toBe(true);
+    expect(await locationsOf(fileId)).toEqual({ 'fs-primary': 'corrupt', 'fs-replica': 'ok' });
+  });
+
+  it('serves a range within the remaining bytes from the next copy', async () => {
+    const original = crypto.randomBytes(200_000);
+    const { records } = await createPackage({ 'truncated-prefix.bin': original });
+    const fileId = records['truncated-prefix.bin'].id;
+    fs.truncateSync(blobPath(environment.storageRoot, records['truncated-prefix.bin'].content_address), 100_000);
+
+    const response = await api.get(`/files/${fileId}/download`, { headers: { Range: 'bytes=10-19' } });
+    expect(response.status).toBe(206);
+    expect(Buffer.from(await response.arrayBuffer()).equals(original.subarray(10, 20))).toBe(true);
+    expect(await locationsOf(fileId)).toEqual({ 'fs-primary': 'corrupt', 'fs-replica': 'ok' });
+  });
+});
+
 describe('ranged download of a truncated copy', () => {
   it('serves the range from the next copy', async () => {
     const original = crypto.randomBytes(200_000);

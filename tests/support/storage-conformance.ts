@@ -10,6 +10,7 @@ import { PayloadTooLargeError } from '../../server/errors';
 import {
   BlobNotFoundError,
   InvalidObjectKeyError,
+  ObjectSizeMismatchError,
   objectKeyForBlake3,
   type Backend,
   type ByteRange,
@@ -62,9 +63,9 @@ async function writeObject(backend: Backend, bytes: Buffer): Promise<{ objectKey
   return { objectKey, created };
 }
 
-async function readAll(backend: Backend, objectKey: string, range?: ByteRange): Promise<Buffer> {
+async function readAll(backend: Backend, objectKey: string, range?: ByteRange, expectedSizeBytes?: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of await backend.read(objectKey, range)) chunks.push(chunk as Buffer);
+  for await (const chunk of await backend.read(objectKey, range, expectedSizeBytes)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
@@ -152,6 +153,18 @@ export function runBackendConformance(name: string, makeBackend: () => Promise<B
       const { objectKey } = await writeObject(backend, randomBytes(10));
       await expect(backend.read(objectKey, { start: 5, end: 10 })).rejects.toThrow(RangeError);
       await expect(backend.read(objectKey, { start: 5, end: 4 })).rejects.toThrow(RangeError);
+    });
+
+    it('rejects an object of another size than expected', async () => {
+      const bytes = randomBytes(20_000);
+      const { objectKey } = await writeObject(backend, bytes);
+      for (const range of [undefined, { start: 0, end: 99 }]) {
+        const read = backend.read(objectKey, range, bytes.length + 1);
+        await expect(read).rejects.toBeInstanceOf(ObjectSizeMismatchError);
+        await expect(read).rejects.toMatchObject({ objectKey, backendId: backend.id, sizeBytes: bytes.length, expectedSizeBytes: bytes.length + 1 });
+      }
+      expect((await readAll(backend, objectKey, undefined, bytes.length)).equals(bytes)).toBe(true);
+      expect((await readAll(backend, objectKey, { start: 0, end: 99 }, bytes.length)).equals(bytes.subarray(0, 100))).toBe(true);
     });
 
     it('stats committed and missing objects', async () => {
