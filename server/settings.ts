@@ -11,10 +11,13 @@ import {
   type StorageConfig,
 } from './storage/backends-config';
 
-const booleanFlag = z
-  .enum(['true', 'false', '1', '0', ''])
-  .default('false')
-  .transform((value) => value === 'true' || value === '1');
+/** A boolean setting: `true` or `1` turns it on, `false`, `0` or an empty value turns it off. */
+const booleanSetting = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', ''])
+    .default(fallback ? 'true' : 'false')
+    .transform((value) => value === 'true' || value === '1');
+const booleanFlag = booleanSetting(false);
 
 const positiveInteger = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
@@ -32,6 +35,8 @@ export const SettingsSchema = z.object({
   MAX_FILE_SIZE_BYTES: positiveInteger(1024 ** 4),
   MAX_METADATA_BYTES: positiveInteger(DEFAULT_MAX_METADATA_BYTES),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  // Logs one line at level info for every API request once its response has ended.
+  ACCESS_LOG: booleanSetting(true),
   RETENTION_CLASSES_FILE: z.string().optional(),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(300),
   ORPHAN_SAFETY_WINDOW_SECONDS: z.coerce.number().int().min(0).default(3600),

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { getAppContext, type AppContext } from '../app-context';
+import { getSettings } from '../settings';
 import type { Principal, Scope } from '../registry/tokens';
 import { UnauthorizedError } from '../errors';
 import { observeHttpResponse, routeTemplate } from '../metrics/http';
@@ -30,6 +31,8 @@ export interface RouteOptions {
 type RouteHandler<Params> = (input: RouteInput<Params>) => Promise<Response>;
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+/** Maximum length of the path and query that an access log line contains; the rest is cut off. */
+const MAX_LOGGED_PATH_LENGTH = 2048;
 
 /** Returns the client's X-Request-Id when it is 1 to 128 safe characters, or a new random id. */
 export function requestIdOf(request: Request): string {
@@ -40,8 +43,9 @@ const NOBODY: Principal = { tokenId: null, name: 'anonymous', scopes: new Set(),
 
 /**
  * Wraps a route handler: assigns a request id, authenticates and checks the scope, gives the handler a
- * child logger with the request id and actor, turns any thrown error into problem+json, and counts the
- * request in the HTTP metrics under its route template.
+ * child logger with the request id and actor, turns any thrown error into problem+json, counts the
+ * request in the HTTP metrics under its route template and, with ACCESS_LOG, logs it once its response
+ * has ended.
  */
 export function apiRoute<Params = Record<string, never>>(options: RouteOptions, handler: RouteHandler<Params>) {
   return async (request: Request, context: { params: Promise<Params> }): Promise<Response> => {
@@ -87,7 +91,21 @@ export function apiRoute<Params = Record<string, never>>(options: RouteOptions, 
 
     response.headers.set('X-Request-Id', requestId);
     const params = await Promise.resolve(context.params).catch(() => undefined);
-    return observeHttpResponse(routeTemplate(new URL(request.url).pathname, params), request.method, startedAt, response);
+    const url = new URL(request.url);
+    const accessLog = log && getSettings().ACCESS_LOG ? log : undefined;
+    const status = response.status;
+    return observeHttpResponse(routeTemplate(url.pathname, params), request.method, startedAt, response, (end) =>
+      accessLog?.info(
+        {
+          method: request.method,
+          path: `${url.pathname}${url.search}`.slice(0, MAX_LOGGED_PATH_LENGTH),
+          status,
+          duration_ms: Math.round(end.durationSeconds * 1e4) / 10,
+          complete: end.complete,
+        },
+        'request',
+      ),
+    );
   };
 }
 

@@ -56,32 +56,47 @@ function decodeSegment(segment: string): string {
   }
 }
 
+/** The end of a response, as observeHttpResponse reports it. */
+export interface ResponseEnd {
+  durationSeconds: number;
+  /** False when the body errored or the client went away before its end. */
+  complete: boolean;
+}
+
 /**
  * Counts one API request and its duration once its response has ended: at once for a response without
  * a body, otherwise when the body has been read to its end, errored or been cancelled because the client
- * went away. Returns the response to send, whose body (if any) is a pass-through of the original.
- * `startedAt` is a `performance.now()` reading taken when the request arrived.
+ * went away. Then calls `onEnd`, if given. Returns the response to send, whose body (if any) is a
+ * pass-through of the original. `startedAt` is a `performance.now()` reading taken when the request arrived.
  */
-export function observeHttpResponse(route: string, method: string, startedAt: number, response: Response): Response {
+export function observeHttpResponse(
+  route: string,
+  method: string,
+  startedAt: number,
+  response: Response,
+  onEnd?: (end: ResponseEnd) => void,
+): Response {
   const labels = { route, method, status: String(response.status) };
   let recorded = false;
-  const record = () => {
+  const record = (complete: boolean) => {
     if (recorded) return;
     recorded = true;
+    const durationSeconds = (performance.now() - startedAt) / 1000;
     const { httpRequests, httpRequestDuration } = getMetrics();
     httpRequests.inc(labels);
-    httpRequestDuration.observe(labels, (performance.now() - startedAt) / 1000);
+    httpRequestDuration.observe(labels, durationSeconds);
+    onEnd?.({ durationSeconds, complete });
   };
 
   if (response.body === null) {
-    record();
+    record(true);
     return response;
   }
   // A body with a Node.js stream behind it is recorded when that stream closes: at its end, on an error or
   // when the consumer destroys or cancels it.
   const nodeBody = nodeBodyOf(response);
   if (nodeBody) {
-    nodeBody.once('close', record);
+    nodeBody.once('close', () => record(nodeBody.readableEnded && !nodeBody.errored));
     return response;
   }
   const body = passThrough(response.body, { onChunk: () => undefined, onEnd: record });
@@ -91,8 +106,8 @@ export function observeHttpResponse(route: string, method: string, startedAt: nu
 export interface PassThroughHooks {
   /** Called with each chunk as the consumer reads it. */
   onChunk: (chunk: Uint8Array) => void;
-  /** Called once when the source ends, errors or the consumer cancels. */
-  onEnd: () => void;
+  /** Called once when the source ends (`complete` true), errors or the consumer cancels. */
+  onEnd: (complete: boolean) => void;
 }
 
 /**
@@ -103,10 +118,10 @@ export interface PassThroughHooks {
 export function passThrough(source: ReadableStream<Uint8Array>, hooks: PassThroughHooks): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   let ended = false;
-  const end = () => {
+  const end = (complete: boolean) => {
     if (ended) return;
     ended = true;
-    hooks.onEnd();
+    hooks.onEnd(complete);
   };
 
   return new ReadableStream<Uint8Array>(
@@ -116,12 +131,12 @@ export function passThrough(source: ReadableStream<Uint8Array>, hooks: PassThrou
         try {
           result = await reader.read();
         } catch (error) {
-          end();
+          end(false);
           controller.error(error);
           return;
         }
         if (result.done) {
-          end();
+          end(true);
           controller.close();
           return;
         }
@@ -129,7 +144,7 @@ export function passThrough(source: ReadableStream<Uint8Array>, hooks: PassThrou
         controller.enqueue(result.value);
       },
       async cancel(reason) {
-        end();
+        end(false);
         await reader.cancel(reason);
       },
     },
