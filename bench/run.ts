@@ -49,7 +49,8 @@ const bigFile = path.join(scratch, 'big.bin');
 execFileSync('head', ['-c', String(bigFileBytes), '/dev/urandom'], { stdio: ['ignore', fs.openSync(bigFile, 'w'), 'inherit'] });
 
 buildIfStale();
-const environment = await createTestEnvironment({ LOG_LEVEL: 'warn', SWEEP_INTERVAL_SECONDS: '0' });
+// The server's default log level, so that every request writes its access log line as in a default deployment.
+const environment = await createTestEnvironment({ LOG_LEVEL: 'info', SWEEP_INTERVAL_SECONDS: '0' });
 // --cpu-prof DIR writes V8 CPU profiles of the server (one per thread) to DIR when it stops, for Chrome DevTools.
 const cpuProfileDirectory = options['cpu-prof'] ? path.resolve(options['cpu-prof']) : undefined;
 const server = await startServer(environment, {}, { nodeArgs: cpuProfileDirectory ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDirectory}`] : [] });

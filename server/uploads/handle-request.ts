@@ -86,14 +86,22 @@ async function dispatch(app: AppContext, request: Request, log: Logger, requestI
  * application/offset+octet-stream with 415, as tus 1.0.0 specifies. @tus/server 2.4.5 would respond with
  * 400 "invalid header" to a PATCH of another type and 403 to one without the header, and would store
  * nothing of such a POST's body without saying so. A POST without a body may carry any Content-Type,
- * because some HTTP clients always send one. As in the library, the value must match exactly.
+ * because some HTTP clients always send one.
  */
 function assertTusBodyType(request: Request): void {
   const contentType = request.headers.get('content-type');
-  if (contentType === TUS_BODY_TYPE) return;
+  if (isTusBodyType(contentType)) return;
   if (request.method === 'POST' && !hasBody(request)) return;
   const found = contentType === null ? 'none' : JSON.stringify(contentType);
   throw new UnsupportedMediaTypeError(`A tus ${request.method} with a body must have Content-Type: ${TUS_BODY_TYPE}; this request has ${found}.`);
+}
+
+/**
+ * Returns whether a Content-Type names application/offset+octet-stream. Media types compare without regard
+ * to case (RFC 9110 section 8.3.1), and parameters, which the type does not define, are ignored.
+ */
+function isTusBodyType(contentType: string | null): boolean {
+  return contentType !== null && contentType.split(';')[0].trim().toLowerCase() === TUS_BODY_TYPE;
 }
 
 function hasBody(request: Request): boolean {
@@ -182,7 +190,15 @@ function forwardRequest(request: Request): Request {
   // the id. parseUploadId ignores the query, and so does the library once it is removed here.
   const url = new URL(request.url);
   url.search = '';
-  return new Request(url, { method: request.method, headers: request.headers, body, duplex: 'half' } as RequestInit);
+  // @tus/server compares the Content-Type of a PATCH with its own spelling, so an accepted variant is
+  // passed on in that spelling.
+  let headers = request.headers;
+  const contentType = headers.get('content-type');
+  if (contentType !== null && contentType !== TUS_BODY_TYPE && isTusBodyType(contentType)) {
+    headers = new Headers(headers);
+    headers.set('content-type', TUS_BODY_TYPE);
+  }
+  return new Request(url, { method: request.method, headers, body, duplex: 'half' } as RequestInit);
 }
 
 /** Lists the Upload-Checksum algorithms the store verifies (tus checksum extension). */

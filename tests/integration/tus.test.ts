@@ -518,6 +518,26 @@ describe('tus uploads', () => {
     expect(head.headers.get('upload-offset')).toBe('0');
   });
 
+  // Media types compare without regard to case (RFC 9110 section 8.3.1), but @tus/server compares its own spelling.
+  it('tus body type in another spelling is stored', async () => {
+    const spelling = 'Application/Offset+Octet-Stream; charset=binary';
+    const created = await createUpload(admin, { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'spelling-patch.bin') });
+    expect(created.status).toBe(201);
+    const patch = await patchUpload(admin, created.headers.get('location')!, 0, Buffer.from('0123456789'), { 'Content-Type': spelling });
+    expect(patch.status).toBe(204);
+    expect(patch.headers.get('upload-offset')).toBe('10');
+    expect((await fileAt(admin, packageId, 'spelling-patch.bin'))?.size_bytes).toBe(10);
+
+    const creation = await createUpload(
+      admin,
+      { 'Upload-Length': '10', 'Upload-Metadata': metadataHeader(packageId, 'spelling-post.bin'), 'Content-Type': spelling },
+      Buffer.from('abcdefghij'),
+    );
+    expect(creation.status).toBe(201);
+    expect(creation.headers.get('upload-offset')).toBe('10');
+    expect((await fileAt(admin, packageId, 'spelling-post.bin'))?.size_bytes).toBe(10);
+  });
+
   it('token challenges on tus routes', async () => {
     const readOnly = await admin.post('/tokens', { name: 'tus-reader', scopes: ['read'] });
     const readToken = (await readOnly.json()).token as string;
