@@ -127,6 +127,42 @@ describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
     }
   });
 
+  // A request's query on a connection that no longer passes packets keeps the pool from closing.
+  it('exits on SIGTERM while the database does not respond', { timeout: 60_000 }, async () => {
+    const own = await createTestEnvironment({ SWEEP_INTERVAL_SECONDS: '0', SCRUB_INTERVAL_SECONDS: '0' });
+    const target = new URL(TEST_DATABASE_URL!);
+    const ownProxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+    const proxied = new URL(own.env.DATABASE_URL);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String(ownProxy.port);
+    const ownServer = await startServer(own, { DATABASE_URL: proxied.toString(), SHUTDOWN_GRACE_SECONDS: '1' });
+    const stuck = new AbortController();
+    try {
+      const ownApi = new ApiClient(ownServer.url, own.adminToken);
+      expect((await ownApi.get('/packages?limit=1')).status).toBe(200);
+      ownProxy.freezeOpenConnections();
+      // The token check takes the pooled connection that no longer passes packets and waits on it.
+      const pending = ownApi.get('/packages?limit=1', { signal: stuck.signal }).catch(() => undefined);
+      await sleep(500);
+
+      const exited = new Promise<number | null>((resolve) => ownServer.process.once('exit', (code) => resolve(code)));
+      const startedAt = performance.now();
+      ownServer.process.kill('SIGTERM');
+      expect(await exited).toBe(143);
+      // The grace period of 1 s, at most 5 s for Next.js to close and 5 s for the database.
+      expect(performance.now() - startedAt).toBeLessThan(20_000);
+      expect(ownServer.output()).toContain('closing the database timed out after 5000 ms; exiting without it');
+      expect(ownServer.output()).not.toContain('artifact-store closed the database');
+      stuck.abort();
+      await pending;
+    } finally {
+      stuck.abort();
+      await ownServer.kill();
+      await ownProxy.close();
+      await own.cleanup();
+    }
+  });
+
   it('a silent database gets 503 after the connect timeout', { timeout: 60_000 }, async () => {
     // The proxy now accepts connections and forwards nothing, like a network that drops packets.
     await proxy.blackhole();
