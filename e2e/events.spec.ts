@@ -28,6 +28,21 @@ test('stream rejected with 503 retries', async ({ console: ui, page, tokens, adm
   await expect(page.locator(`[data-testid="event-row"][data-subject-id="${id}"]`)).toBeVisible();
 });
 
+test('proxy page instead of stream retries', async ({ console: ui, page, tokens }) => {
+  let proxying = true;
+  await page.route(STREAM, (route: Route) =>
+    proxying ? route.fulfill({ status: 200, headers: { 'Content-Type': 'text/html' }, body: '<html>Sign in to the proxy</html>' }) : route.continue(),
+  );
+  await ui.signIn(tokens.admin);
+  await page.goto('/events');
+  const stopped = page.getByTestId('event-stream-stopped');
+  await expect(stopped).toContainText('The server sent Content-Type text/html instead of an event stream');
+  await expect(stopped).toContainText('Trying again in 1 s.');
+
+  proxying = false;
+  await expect(page.getByTestId('event-connection')).toHaveText('live');
+});
+
 test('stream beyond the log restarts', async ({ console: ui, page, tokens, adminApi }) => {
   const { id } = await adminApi.createPackage('e2e-stream-restored');
   // The first response shows an event from a log that was longer, as before a restore from an older

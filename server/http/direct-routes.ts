@@ -143,6 +143,12 @@ async function respond(
   }
 
   const webResponse = await handler(webRequest, { params: Promise.resolve(params) });
+  if (clientGone.signal.aborted || response.destroyed) {
+    // The client left while the handler ran, so the body is never read, and an unread body would keep its
+    // file open until garbage collection.
+    await webResponse.body?.cancel().catch(() => undefined);
+    return;
+  }
 
   response.statusCode = webResponse.status;
   for (const [name, value] of webResponse.headers) {
@@ -171,6 +177,11 @@ async function respond(
  */
 function sendBody(body: Readable, response: ServerResponse): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (response.destroyed) {
+      body.destroy();
+      resolve();
+      return;
+    }
     body.once('error', reject);
     response.once('close', () => {
       if (!response.writableFinished) body.destroy();

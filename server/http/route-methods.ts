@@ -1,4 +1,5 @@
-import { observeHttpResponse } from '../metrics/http';
+import { getLogger } from '../logger';
+import { observeApiResponse } from './access-log';
 import { problemResponse } from './problem';
 import { requestIdOf } from './route';
 
@@ -88,9 +89,10 @@ export function methodNotAllowedResponse(method: string, pathname: string, allow
   );
 }
 
-/** Rejects a method that the route does not allow with 405, counted in the HTTP metrics under the route. */
+/** Rejects a method that the route does not allow with 405, counted in the HTTP metrics and the access log under the route. */
 export async function methodNotAllowed(request: Request, route: RouteMethods): Promise<Response> {
   const startedAt = performance.now();
-  const response = methodNotAllowedResponse(request.method, new URL(request.url).pathname, route.allow, { 'X-Request-Id': requestIdOf(request) });
-  return observeHttpResponse(route.template, request.method, startedAt, response);
+  const requestId = requestIdOf(request);
+  const response = methodNotAllowedResponse(request.method, new URL(request.url).pathname, route.allow, { 'X-Request-Id': requestId });
+  return observeApiResponse(request, route.template, startedAt, response, getLogger().child({ request_id: requestId }));
 }

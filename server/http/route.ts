@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { getAppContext, type AppContext } from '../app-context';
-import { getSettings } from '../settings';
 import type { Principal, Scope } from '../registry/tokens';
 import { UnauthorizedError } from '../errors';
-import { observeHttpResponse, routeTemplate } from '../metrics/http';
+import { routeTemplate } from '../metrics/http';
+import { observeApiResponse } from './access-log';
 import { authenticate, requireScope } from './auth';
 import { errorToResponse, problemResponse } from './problem';
 
@@ -31,8 +31,6 @@ export interface RouteOptions {
 type RouteHandler<Params> = (input: RouteInput<Params>) => Promise<Response>;
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
-/** Maximum length of the path and query that an access log line contains; the rest is cut off. */
-const MAX_LOGGED_PATH_LENGTH = 2048;
 
 /** Returns the client's X-Request-Id when it is 1 to 128 safe characters, or a new random id. */
 export function requestIdOf(request: Request): string {
@@ -91,21 +89,7 @@ export function apiRoute<Params = Record<string, never>>(options: RouteOptions, 
 
     response.headers.set('X-Request-Id', requestId);
     const params = await Promise.resolve(context.params).catch(() => undefined);
-    const url = new URL(request.url);
-    const accessLog = log && getSettings().ACCESS_LOG ? log : undefined;
-    const status = response.status;
-    return observeHttpResponse(routeTemplate(url.pathname, params), request.method, startedAt, response, (end) =>
-      accessLog?.info(
-        {
-          method: request.method,
-          path: `${url.pathname}${url.search}`.slice(0, MAX_LOGGED_PATH_LENGTH),
-          status,
-          duration_ms: Math.round(end.durationSeconds * 1e4) / 10,
-          complete: end.complete,
-        },
-        'request',
-      ),
-    );
+    return observeApiResponse(request, routeTemplate(new URL(request.url).pathname, params), startedAt, response, log);
   };
 }
 

@@ -65,33 +65,43 @@ export interface ResponseEnd {
 
 /**
  * Counts one API request and its duration once its response has ended: at once for a response without
- * a body, otherwise when the body has been read to its end, errored or been cancelled because the client
- * went away. Then calls `onEnd`, if given. Returns the response to send, whose body (if any) is a
- * pass-through of the original. `startedAt` is a `performance.now()` reading taken when the request arrived.
+ * a body, otherwise when the body has been read to its end, errored or been cancelled, or when `signal`
+ * (the request's) aborts because the client went away. Then calls `onEnd`, if given. Returns the response
+ * to send, whose body (if any) is a pass-through of the original. `startedAt` is a `performance.now()`
+ * reading taken when the request arrived.
  */
 export function observeHttpResponse(
   route: string,
   method: string,
   startedAt: number,
   response: Response,
+  signal?: AbortSignal,
   onEnd?: (end: ResponseEnd) => void,
 ): Response {
   const labels = { route, method, status: String(response.status) };
   let recorded = false;
+  const clientGone = () => record(false);
   const record = (complete: boolean) => {
     if (recorded) return;
     recorded = true;
+    signal?.removeEventListener('abort', clientGone);
     const durationSeconds = (performance.now() - startedAt) / 1000;
     const { httpRequests, httpRequestDuration } = getMetrics();
     httpRequests.inc(labels);
     httpRequestDuration.observe(labels, durationSeconds);
-    onEnd?.({ durationSeconds, complete });
+    onEnd?.({ durationSeconds, complete: complete && !signal?.aborted });
   };
 
+  // A client that left before the end does not read the body, so the body may never end.
+  if (signal?.aborted) {
+    record(false);
+    return response;
+  }
   if (response.body === null) {
     record(true);
     return response;
   }
+  signal?.addEventListener('abort', clientGone, { once: true });
   // A body with a Node.js stream behind it is recorded when that stream closes: at its end, on an error or
   // when the consumer destroys or cancels it.
   const nodeBody = nodeBodyOf(response);

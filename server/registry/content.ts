@@ -96,7 +96,10 @@ async function openFirstReadableCopy(
     } catch (error) {
       if (isObjectSizeMismatch(error)) {
         log().error({ err: error, backend_id: location.backendId }, 'a stored copy has the wrong size; marking it corrupt and trying the next copy');
-        await markCopyCorrupt(db, location, error.message, log());
+        // A scrub may have rewritten the copy since this download read its row, so the size is checked
+        // again under the blob's lock.
+        const stillWrong = async () => (await backend.stat(location.objectKey))?.sizeBytes !== expected.sizeBytes;
+        await markCopyCorrupt(db, location, error.message, log(), stillWrong);
         continue;
       }
       if (error instanceof RangeError) {
@@ -131,8 +134,8 @@ async function openFirstReadableCopy(
   throw noReadableCopyError(contentAddress);
 }
 
-async function markCopyCorrupt(db: Executor, location: LocationRow, detail: string, log: Logger): Promise<void> {
-  await recordLocationFailure(db, location, 'corrupt', detail, DOWNLOAD_CHECK_ACTOR).catch((error: unknown) =>
+async function markCopyCorrupt(db: Executor, location: LocationRow, detail: string, log: Logger, confirm?: () => Promise<boolean>): Promise<void> {
+  await recordLocationFailure(db, location, 'corrupt', detail, DOWNLOAD_CHECK_ACTOR, confirm).catch((error: unknown) =>
     log.error({ err: error, backend_id: location.backendId }, 'failed to mark a corrupt stored copy'),
   );
 }

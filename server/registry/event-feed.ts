@@ -33,7 +33,7 @@ export const EventStreamQuery = z
       .min(1)
       .max(MAX_TAIL_EVENTS)
       .optional()
-      .meta({ description: 'Start with the last `tail` events that match the filters instead of after `since`.' }),
+      .meta({ description: 'Start with the last `tail` events that match the filters. Cannot be combined with `since` (400).' }),
     ...EventFilters,
   })
   .strict()

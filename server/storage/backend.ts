@@ -44,7 +44,7 @@ export interface Backend {
   /**
    * Opens the object, or the inclusive range of it. Throws BlobNotFoundError when it does not exist, and
    * ObjectSizeMismatchError before any byte is read when `expectedSizeBytes` is given and the object has
-   * another size.
+   * another size. The S3 backend cannot check a whole read whose response has no Content-Length.
    */
   read(objectKey: string, range?: ByteRange, expectedSizeBytes?: number): Promise<Readable>;
   /** Returns null when the object does not exist. */

@@ -147,7 +147,8 @@ export class S3Backend implements Backend {
   /**
    * Opens the object with GetObject, or the inclusive range of it with a Range header. Throws RangeError
    * for a range that does not lie within the object, like the filesystem backend. The object's size comes
-   * from Content-Length, or from Content-Range for a range.
+   * from Content-Length, or from Content-Range for a range. A whole read without Content-Length is not
+   * checked against `expectedSizeBytes`.
    */
   async read(objectKey: string, range?: ByteRange, expectedSizeBytes?: number): Promise<Readable> {
     assertValidObjectKey(objectKey);
@@ -169,15 +170,19 @@ export class S3Backend implements Backend {
     const body = response.Body as Readable;
     // S3 shortens a range whose end lies past the object; Content-Range ("bytes 5-9/10") gives the size.
     const sizeBytes = range ? Number(/\/(\d+)$/.exec(response.ContentRange ?? '')?.[1]) : response.ContentLength;
-    if (expectedSizeBytes !== undefined && sizeBytes !== undefined && Number.isSafeInteger(sizeBytes) && sizeBytes !== expectedSizeBytes) {
+    if (range && !Number.isSafeInteger(sizeBytes)) {
+      // Without the size, a shortened range cannot be distinguished from a whole one. The fault is the
+      // service's, not the copy's, so this is not a RangeError, which would mark the copy corrupt.
+      body.destroy();
+      throw new Error(`The S3 response to a range request for ${objectKey} has no object size in Content-Range (${JSON.stringify(response.ContentRange ?? null)}).`);
+    }
+    if (expectedSizeBytes !== undefined && sizeBytes !== undefined && sizeBytes !== expectedSizeBytes) {
       body.destroy();
       throw new ObjectSizeMismatchError(this.id, objectKey, sizeBytes, expectedSizeBytes);
     }
-    if (range) {
-      if (sizeBytes === undefined || !Number.isSafeInteger(sizeBytes) || range.end >= sizeBytes) {
-        body.destroy();
-        throw new RangeError(`Byte range ${range.start}-${range.end} is invalid for an object of ${sizeBytes} bytes.`);
-      }
+    if (range && range.end >= sizeBytes!) {
+      body.destroy();
+      throw new RangeError(`Byte range ${range.start}-${range.end} is invalid for an object of ${sizeBytes} bytes.`);
     }
     return body;
   }

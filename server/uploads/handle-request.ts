@@ -6,7 +6,7 @@ import { requestIdOf } from '../http/route';
 import { requestBodyStream, webStreamOf } from '../http/node-bodies';
 import { methodNotAllowedResponse } from '../http/route-methods';
 import { errorToResponse, problemResponse } from '../http/problem';
-import { observeHttpResponse } from '../metrics/http';
+import { observeApiResponse } from '../http/access-log';
 import { parsePackageId } from '../registry/packages';
 import { parseUploadMetadata } from './metadata';
 import { CHECKSUM_ALGORITHMS, uploadRequestStorage, type ChecksumAlgorithm, type ExpectedChecksum, type UploadRequestContext } from './request-context';
@@ -38,18 +38,21 @@ const STATUS_TITLES: Record<number, string> = {
  * Handles one tus request under /api/v1/uploads: validates the upload id, authenticates (every method but
  * OPTIONS needs the `write` scope), parses Upload-Metadata and Upload-Checksum, passes the request to
  * @tus/server and turns every error response, its own and the library's, into problem+json. Counts the
- * request in the HTTP metrics.
+ * request in the HTTP metrics and the access log.
  */
 export async function handleUploadRequest(request: Request): Promise<Response> {
   const startedAt = performance.now();
   const requestId = requestIdOf(request);
   let log: Logger | undefined;
+  // The logger of the access log line, which gains the actor once dispatch has authenticated the caller.
+  const access: { log?: Logger } = {};
   let response: Response;
 
   try {
     const app = await getAppContext();
     log = app.log.child({ request_id: requestId });
-    response = await dispatch(app, request, log, requestId);
+    access.log = log;
+    response = await dispatch(app, request, log, requestId, access);
   } catch (error) {
     response = log
       ? errorToResponse(error, log, requestId)
@@ -57,10 +60,10 @@ export async function handleUploadRequest(request: Request): Promise<Response> {
     response.headers.set('Tus-Resumable', '1.0.0');
   }
   response.headers.set('X-Request-Id', requestId);
-  return observeHttpResponse(UPLOADS_ROUTE_TEMPLATE, request.method, startedAt, response);
+  return observeApiResponse(request, UPLOADS_ROUTE_TEMPLATE, startedAt, response, access.log);
 }
 
-async function dispatch(app: AppContext, request: Request, log: Logger, requestId: string): Promise<Response> {
+async function dispatch(app: AppContext, request: Request, log: Logger, requestId: string, access: { log?: Logger }): Promise<Response> {
   const uploadId = parseUploadId(request.url);
   const method = request.method;
   // POST creates uploads on the collection URL; the other methods act on one upload's URL.
@@ -71,6 +74,7 @@ async function dispatch(app: AppContext, request: Request, log: Logger, requestI
   if (method === 'OPTIONS') return withChecksumAlgorithms(await service.server.handleWeb(request));
 
   const principal = requireScope(await authenticate(app.db, request, app.settings.ANON_READ), 'write');
+  access.log = log.child({ actor: principal.name });
   if (method === 'PATCH' || method === 'POST') assertTusBodyType(request);
   const context: UploadRequestContext = { principal, log: log.child({ actor: principal.name, upload_id: uploadId ?? undefined }), requestId };
   if (method === 'POST') context.creation = parseCreationTarget(request, app.settings.MAX_FILE_SIZE_BYTES);

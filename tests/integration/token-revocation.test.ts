@@ -85,6 +85,19 @@ describe('token revocation', () => {
     expect((await new ApiClient(first.url, token).get('/events/stream')).status).toBe(401);
   });
 
+  // The stream checks its credentials at most once a second, and it starts with a check, so this revoke
+  // falls within a second of the last one. The heartbeat would end the stream only after 15 s.
+  it('revoke right after the stream opens ends it', { timeout: 30_000 }, async () => {
+    const token = await createApiToken('revoked-right-away');
+    const readToEnd = await openEventStream(first, token);
+
+    expect((await admin.request('DELETE', '/tokens/revoked-right-away')).status).toBe(204);
+
+    const ended = await Promise.race([readToEnd(), new Promise<null>((resolve) => setTimeout(() => resolve(null), 8_000))]);
+    expect(ended, 'the stream was still open 8 s after the revoke').not.toBeNull();
+    expect(ended).toContain(': the credentials of this stream were revoked or expired');
+  });
+
   it('unknown token stays 401 beside a valid one', async () => {
     const token = await createApiToken('valid-neighbour');
     expect(await listStatus(first, token)).toBe(200);

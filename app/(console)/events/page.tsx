@@ -22,8 +22,8 @@ type Connection =
   | { state: 'connecting' | 'live' | 'reconnecting' }
   | { state: 'stopped'; reason: string; retryInSeconds: number | null };
 
-/** Seconds before a stopped stream is opened again when the server gives no Retry-After. */
-const DEFAULT_RETRY_SECONDS = 5;
+/** Maximum wait before a stopped stream is opened again, also when Retry-After requests a longer one. */
+const MAX_RETRY_SECONDS = 60;
 
 function EventTail() {
   const router = useRouter();
@@ -47,6 +47,7 @@ function EventTail() {
     let source: EventSource | undefined;
     let lastSequence: number | undefined;
     let retry: ReturnType<typeof setTimeout> | undefined;
+    let failures = 0;
     let closed = false;
 
     const streamUrl = () => {
@@ -62,7 +63,10 @@ function EventTail() {
       // While the stream is open, EventSource reconnects by itself after a network failure and sends
       // Last-Event-ID, so no event is lost or repeated.
       source = new EventSource(url);
-      source.onopen = () => setConnection({ state: 'live' });
+      source.onopen = () => {
+        failures = 0;
+        setConnection({ state: 'live' });
+      };
       source.onmessage = (message: MessageEvent<string>) => {
         const event = JSON.parse(message.data) as EventRecord;
         lastSequence = event.sequence;
@@ -80,7 +84,11 @@ function EventTail() {
       };
     };
 
-    const retryIn = (seconds: number, reason: string) => {
+    // Each failure in a row doubles the wait, from 1 s up to MAX_RETRY_SECONDS, and a longer Retry-After wins.
+    const retryLater = (reason: string, retryAfter: number | null = null) => {
+      failures += 1;
+      const backoff = Math.min(MAX_RETRY_SECONDS, 2 ** (failures - 1));
+      const seconds = Math.min(MAX_RETRY_SECONDS, Math.max(backoff, retryAfter ?? 0));
       setConnection({ state: 'stopped', reason, retryInSeconds: seconds });
       retry = setTimeout(open, seconds * 1000);
     };
@@ -94,15 +102,19 @@ function EventTail() {
       try {
         response = await fetch(url, { headers, credentials: 'same-origin', signal: request.signal });
       } catch (error) {
-        if (!closed) retryIn(DEFAULT_RETRY_SECONDS, `The server cannot be reached (${errorMessage(error)}).`);
+        if (!closed) retryLater(`The server cannot be reached (${errorMessage(error)}).`);
         return;
       }
       if (closed) return request.abort();
 
       if (response.ok) {
-        // The stream works again: this response is dropped and EventSource opens its own.
+        // This response is dropped either way, and EventSource opens its own.
         request.abort();
-        return retryIn(1, 'The event stream was interrupted.');
+        const contentType = response.headers.get('content-type') ?? 'none';
+        if (!contentType.toLowerCase().startsWith('text/event-stream')) {
+          return retryLater(`The server sent Content-Type ${contentType} instead of an event stream; a proxy may be answering in its place.`);
+        }
+        return retryLater('The event stream was interrupted.');
       }
 
       const problem = await toApiError(response);
@@ -127,7 +139,7 @@ function EventTail() {
       }
 
       if (response.status >= 500 || response.status === 429) {
-        return retryIn(retryAfterSeconds(response) ?? DEFAULT_RETRY_SECONDS, errorMessage(problem));
+        return retryLater(errorMessage(problem), retryAfterSeconds(response));
       }
       // Any other rejection (an invalid filter, a token without the read scope) needs the operator to act.
       setConnection({ state: 'stopped', reason: errorMessage(problem), retryInSeconds: null });

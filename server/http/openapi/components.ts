@@ -102,7 +102,7 @@ export const REQUEST_HEADERS: Record<string, HeaderObject> = {
   'If-None-Match': { description: 'Answer 304 when one of these ETags matches (weak comparison, RFC 9110 §13.1.2).', schema: text },
   'If-Range': { description: 'Apply Range only when this ETag or date still matches; otherwise send the whole representation.', schema: text },
   'If-Unmodified-Since': { description: 'Serve only when the representation has not changed since this HTTP date; 412 otherwise.', schema: text },
-  'Last-Event-ID': { description: 'The last sequence received; EventSource sends it on reconnect and it takes precedence over `since`.', schema: { type: 'string', pattern: '^\\s*\\d+\\s*$' } },
+  'Last-Event-ID': { description: 'The last sequence received; EventSource sends it on reconnect and it takes precedence over `since` and `tail`.', schema: { type: 'string', pattern: '^\\s*\\d+\\s*$' } },
   Range: { description: 'Byte ranges (RFC 9110 §14.2): a single range, a suffix range or several ranges (answered as multipart/byteranges).', schema: { type: 'string', examples: ['bytes=0-1023', 'bytes=-512', 'bytes=0-9,20-29'] } },
   'Tus-Resumable': { description: 'The tus protocol version; must be 1.0.0 on every request but OPTIONS.', schema: { type: 'string', const: '1.0.0' } },
   'Upload-Checksum': { description: 'tus checksum extension: `<algorithm> <base64 digest>` of this request body; a mismatch is 460.', schema: text },

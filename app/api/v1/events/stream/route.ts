@@ -12,10 +12,12 @@ const BATCH_SIZE = 200;
 /** Tells EventSource how long to wait before reconnecting after the stream drops. */
 const RETRY_MS = 2_000;
 /**
- * Minimum time between two checks of an open stream's credentials. The stream checks them when an event
- * commits (a revocation commits one) and at each heartbeat.
+ * Minimum time between two checks of an open stream's credentials. The stream checks them after an event
+ * commits (a revocation commits one), after each heartbeat and during a backlog.
  */
 const CREDENTIALS_CHECK_MS = 1_000;
+/** Bytes of events that a stream queues for a client before it waits for the client to read. */
+const QUEUE_BYTES = 256 * 1024;
 
 /** Reads Last-Event-ID, which EventSource sends on reconnect; it takes precedence over `since` and `tail`. */
 function lastEventId(request: Request): number | undefined {
@@ -73,57 +75,94 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
   const stop = () => closed.abort();
   signal.addEventListener('abort', stop, { once: true });
 
-  const stream = new ReadableStream<Uint8Array>({
-    async start(controller) {
-      let cursor = startAfter;
-      let lastWrite = Date.now();
-      let credentialsCheckedAt = Date.now();
-      const write = (text: string) => {
-        controller.enqueue(encoder.encode(text));
-        lastWrite = Date.now();
-      };
+  // The loop runs beside start(), because a stream calls pull() only once start() has returned.
+  let demanded: (() => void) | undefined;
+  const signalDemand = () => {
+    demanded?.();
+    demanded = undefined;
+  };
+  closed.signal.addEventListener('abort', signalDemand, { once: true });
 
-      try {
-        write(`retry: ${RETRY_MS}\n: stream starts after sequence ${cursor}\n\n`);
-        while (!closed.signal.aborted) {
-          const events = await listEvents(app.db, { since: cursor, limit: BATCH_SIZE, ...filters });
-          for (const event of events) {
-            write(formatEvent(event));
-            cursor = event.sequence;
-          }
-          if (events.length === BATCH_SIZE) continue;
+  const run = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    let cursor = startAfter;
+    let lastWrite = Date.now();
+    let credentialsCheckedAt = Date.now();
+    // True once an event, a heartbeat or a full batch came after the last check of the credentials.
+    let checkOwed = false;
+    const write = (text: string) => {
+      controller.enqueue(encoder.encode(text));
+      lastWrite = Date.now();
+    };
+    // A client that reads slowly gets at most QUEUE_BYTES ahead of it, not the whole log.
+    const waitForDemand = async () => {
+      while (!closed.signal.aborted && (controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (demanded = resolve));
+    };
 
-          const untilHeartbeat = Math.max(0, HEARTBEAT_MS - (Date.now() - lastWrite));
-          const woken = await waiter.next(untilHeartbeat, closed.signal);
-          if (!woken && !closed.signal.aborted && Date.now() - lastWrite >= HEARTBEAT_MS) write(': heartbeat\n\n');
-
-          // A stream outlives the check at its start, so a revoked token or an expired session ends it here.
-          // EventSource then reconnects and gets 401.
-          if (!closed.signal.aborted && Date.now() - credentialsCheckedAt >= CREDENTIALS_CHECK_MS) {
-            credentialsCheckedAt = Date.now();
-            if (!(await credentialsValid())) {
-              log.info({ cursor }, 'ending an event stream because its token was revoked or its session expired');
-              write(': the credentials of this stream were revoked or expired\n\n');
-              break;
-            }
+    try {
+      write(`retry: ${RETRY_MS}\n: stream starts after sequence ${cursor}\n\n`);
+      while (!closed.signal.aborted) {
+        // A stream outlives the check at its start, so a revoked token or an expired session ends it here.
+        // EventSource then reconnects and gets 401.
+        if (checkOwed && Date.now() - credentialsCheckedAt >= CREDENTIALS_CHECK_MS) {
+          credentialsCheckedAt = Date.now();
+          checkOwed = false;
+          if (!(await credentialsValid())) {
+            log.info({ cursor }, 'ending an event stream because its token was revoked or its session expired');
+            write(': the credentials of this stream were revoked or expired\n\n');
+            break;
           }
         }
-      } catch (error) {
-        if (!closed.signal.aborted) log.error({ err: error, cursor }, 'event stream failed');
-      } finally {
-        waiter.close();
-        signal.removeEventListener('abort', stop);
-        try {
-          controller.close();
-        } catch {
-          // The client already went away and the stream is closed.
+
+        const events = await listEvents(app.db, { since: cursor, limit: BATCH_SIZE, ...filters });
+        for (const event of events) {
+          write(formatEvent(event));
+          cursor = event.sequence;
+        }
+        await waitForDemand();
+        if (events.length === BATCH_SIZE) {
+          checkOwed = true;
+          continue;
+        }
+
+        const untilHeartbeat = Math.max(0, HEARTBEAT_MS - (Date.now() - lastWrite));
+        // While a check is owed, the wait ends when the check is due, so that a revocation within a second
+        // of the last check still ends the stream a second later, not at the next heartbeat.
+        const untilCheck = Math.max(0, CREDENTIALS_CHECK_MS - (Date.now() - credentialsCheckedAt));
+        const woken = await waiter.next(checkOwed ? Math.min(untilHeartbeat, untilCheck) : untilHeartbeat, closed.signal);
+        if (woken) {
+          checkOwed = true;
+        } else if (!closed.signal.aborted && Date.now() - lastWrite >= HEARTBEAT_MS) {
+          write(': heartbeat\n\n');
+          checkOwed = true;
         }
       }
+    } catch (error) {
+      if (!closed.signal.aborted) log.error({ err: error, cursor }, 'event stream failed');
+    } finally {
+      waiter.close();
+      signal.removeEventListener('abort', stop);
+      try {
+        controller.close();
+      } catch {
+        // The client already went away and the stream is closed.
+      }
+    }
+  };
+
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        void run(controller);
+      },
+      pull() {
+        signalDemand();
+      },
+      cancel() {
+        closed.abort();
+      },
     },
-    cancel() {
-      closed.abort();
-    },
-  });
+    new ByteLengthQueuingStrategy({ highWaterMark: QUEUE_BYTES }),
+  );
 
   return new Response(stream, {
     status: 200,
