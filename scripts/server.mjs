@@ -81,6 +81,8 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     if (stopping) return;
     stopping = true;
     console.log(`artifact-store received ${signal}; stopping after open requests finish, at most ${shutdownGraceSeconds} s`);
+    // Long polls and event streams would otherwise hold the shutdown for the whole grace period.
+    globalThis[Symbol.for('artifact-store.stopEventWaiters')]?.();
     const forced = setTimeout(() => {
       console.log(`artifact-store is closing the connections still open after ${shutdownGraceSeconds} s`);
       server.closeAllConnections();

@@ -80,6 +80,11 @@ async function createAppContext(): Promise<AppContext> {
   };
 }
 
+/** Ends the waits of long polls and SSE streams, when a context was started; see EventHub.stop. */
+export function stopEventWaiters(): void {
+  globalForApp.artifactStoreApp?.then((app) => app.eventHub.stop()).catch(() => undefined);
+}
+
 /** Closes the database; used by tests and command-line tools that create a context. */
 export async function closeAppContext(): Promise<void> {
   const pending = globalForApp.artifactStoreApp;

@@ -45,13 +45,24 @@ export const EventStreamQuery = z
 /**
  * Returns the events after `since`, waiting up to `waitSeconds` for the first one to commit when there
  * are none yet. The waiter is registered before the first query, so an event that commits between the
- * query and the wait still wakes it; with filters, unrelated events only cause another query.
+ * query and the wait still wakes it; with filters, unrelated events only cause another query. The wait
+ * also ends when `requestSignal` aborts or the process begins to shut down.
  */
 export async function pollEvents(
   app: AppContext,
   options: ListEventsOptions & { waitSeconds: number },
-  signal?: AbortSignal,
+  requestSignal?: AbortSignal,
 ): Promise<EventRecord[]> {
+  // One controller for both signals. AbortSignal.any would tie each poll's signal to the hub's signal,
+  // which lives as long as the process.
+  const ended = new AbortController();
+  const end = () => ended.abort();
+  const stopping = app.eventHub.stopSignal;
+  for (const source of [requestSignal, stopping]) {
+    if (source?.aborted) end();
+    else source?.addEventListener('abort', end, { once: true });
+  }
+  const signal = ended.signal;
   const deadline = Date.now() + options.waitSeconds * 1000;
   const waiter = app.eventHub.createWaiter('long_poll');
   try {
@@ -60,12 +71,14 @@ export async function pollEvents(
       // A page with events shows that `since` lies within the log, so only an empty first page needs the head.
       if (first && events.length === 0) await assertCursorWithinLog(app.db, options.since, 'since');
       const remaining = deadline - Date.now();
-      if (events.length > 0 || remaining <= 0 || signal?.aborted) return events;
+      if (events.length > 0 || remaining <= 0 || signal.aborted) return events;
       const woken = await waiter.next(remaining, signal);
       if (!woken) return listEvents(app.db, options);
     }
   } finally {
     waiter.close();
+    requestSignal?.removeEventListener('abort', end);
+    stopping.removeEventListener('abort', end);
   }
 }
 

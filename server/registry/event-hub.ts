@@ -19,6 +19,7 @@ export type EventWaiterKind = 'long_poll' | 'sse';
 export class EventHub {
   private readonly emitter = new EventEmitter();
   private readonly openWaiters: Record<EventWaiterKind, number> = { long_poll: 0, sse: 0 };
+  private readonly stopping = new AbortController();
 
   private constructor(private readonly log: Logger) {
     this.emitter.setMaxListeners(0);
@@ -90,6 +91,20 @@ export class EventHub {
         this.openWaiters[kind] -= 1;
       },
     };
+  }
+
+  /**
+   * Aborts when the process begins to shut down. Long polls then return what they have and SSE streams
+   * end, so that their clients reconnect to another instance at once instead of being cut off when the
+   * shutdown's grace period runs out.
+   */
+  get stopSignal(): AbortSignal {
+    return this.stopping.signal;
+  }
+
+  /** Aborts stopSignal; called once on SIGTERM or SIGINT, before the HTTP server stops accepting requests. */
+  stop(): void {
+    this.stopping.abort();
   }
 
   /** Subscribes to every committed sequence number; returns the function that unsubscribes. */

@@ -101,26 +101,62 @@ describe('a start-up failure', () => {
 });
 
 describe('stopping the server', () => {
-  it('ends an open event stream after the grace period', { timeout: 120_000 }, async () => {
+  it('cuts a stalled upload after the grace period', { timeout: 120_000 }, async () => {
     const own = await createTestEnvironment();
     const ownServer = await startServer(own, { SHUTDOWN_GRACE_SECONDS: '1' });
     try {
-      const stream = await new ApiClient(ownServer.url, own.adminToken).get('/events/stream?since=0');
-      expect(stream.status).toBe(200);
-      const reader = stream.body!.getReader();
-      await reader.read();
+      const pkg = await new ApiClient(ownServer.url, own.adminToken).createPackage();
+      // A PUT that sends 10 of its 1,000 bytes and then nothing, well within the body idle timeout.
+      const socket = net.connect(ownServer.port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(
+        `PUT /api/v1/packages/${pkg.id}/files/stalled.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${own.adminToken}\r\n` +
+          'Content-Length: 1000\r\n\r\n0123456789',
+      );
+      const socketClosed = new Promise((resolve) => socket.once('close', resolve));
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 500));
 
       const exited = new Promise<number | null>((resolve) => ownServer.process.once('exit', (code) => resolve(code)));
       ownServer.process.kill('SIGTERM');
-      // The stream sends heartbeats and never ends by itself: it ends (or fails) only when the server closes it.
-      await (async () => {
-        for (;;) if ((await reader.read()).done) return;
-      })().catch(() => undefined);
+      await socketClosed;
       expect(await exited).toBe(143);
       expect(ownServer.output()).toContain('is closing the connections still open after 1 s');
       // The database is closed before exit, so PGlite's lock is given back and the next process need not take over a stale one.
       expect(ownServer.output()).toContain('artifact-store closed the database');
       expect(fs.existsSync(path.join(own.env.DATA_DIR, 'pglite', 'artifact-store.lock'))).toBe(false);
+    } finally {
+      await ownServer.kill();
+      await own.cleanup();
+    }
+  });
+
+  // Waiting requests would otherwise hold the shutdown for the whole grace period, here 60 s.
+  it('ends event streams and long polls at once', { timeout: 120_000 }, async () => {
+    const own = await createTestEnvironment();
+    const ownServer = await startServer(own, { SHUTDOWN_GRACE_SECONDS: '60' });
+    try {
+      const api = new ApiClient(ownServer.url, own.adminToken);
+      const head = await api.lastEventSequence();
+      const stream = await api.get('/events/stream?tail=1');
+      expect(stream.status).toBe(200);
+      const reader = stream.body!.getReader();
+      await reader.read();
+      const poll = api.get(`/events?since=${head}&wait_seconds=30`, { headers: { accept: 'application/json' } });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+
+      const exited = new Promise<number | null>((resolve) => ownServer.process.once('exit', (code) => resolve(code)));
+      const startedAt = performance.now();
+      ownServer.process.kill('SIGTERM');
+
+      const polled = await poll;
+      expect(polled.status).toBe(200);
+      expect((await polled.json()).events).toEqual([]);
+      // The stream ends as a stream does, not with an error, so EventSource reconnects after its retry time.
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read());
+      expect(await exited).toBe(143);
+      expect(performance.now() - startedAt).toBeLessThan(30_000);
+      expect(ownServer.output()).not.toContain('is closing the connections still open');
     } finally {
       await ownServer.kill();
       await own.cleanup();

@@ -74,6 +74,10 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
   const closed = new AbortController();
   const stop = () => closed.abort();
   signal.addEventListener('abort', stop, { once: true });
+  // At shutdown the stream ends, and EventSource reconnects (to another instance) after RETRY_MS.
+  const stopping = app.eventHub.stopSignal;
+  if (stopping.aborted) closed.abort();
+  else stopping.addEventListener('abort', stop, { once: true });
 
   // The loop runs beside start(), because a stream calls pull() only once start() has returned.
   let demanded: (() => void) | undefined;
@@ -141,6 +145,7 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
     } finally {
       waiter.close();
       signal.removeEventListener('abort', stop);
+      stopping.removeEventListener('abort', stop);
       try {
         controller.close();
       } catch {
