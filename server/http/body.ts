@@ -96,6 +96,12 @@ export function parseQuery<Schema extends z.ZodType>(request: Request, schema: S
         { field: key, rule: 'no_control_characters', message: 'control characters, including NUL, are not allowed' },
       ]);
     }
+    // No parameter of this API takes a list, and keeping the first or the last value would hide a mistake.
+    if (Object.hasOwn(values, key)) {
+      throw new ValidationError(`Query parameter ${JSON.stringify(key)} is given more than once.`, [
+        { field: key, rule: 'unique_keys', message: 'give each query parameter at most once' },
+      ]);
+    }
     values[key] = value;
   }
   return parseWithSchema(schema, values, 'The query parameters are invalid.');

@@ -263,6 +263,17 @@ describe('input validation', () => {
     expect(wrongType.status).toBe(415);
   });
 
+  it.each([
+    ['/packages?limit=5&limit=1000', 'limit'],
+    ['/events/stream?tail=1000&tail=5', 'tail'],
+    ['/events?since=0&producer=a&since=1', 'since'],
+  ])('rejects the repeated query parameter in %s', async (target, field) => {
+    const response = await api.get(target);
+    expect(response.status).toBe(400);
+    const problem = await problemOf(response);
+    expect(problem.errors).toEqual([{ field, rule: 'unique_keys', message: 'give each query parameter at most once' }]);
+  });
+
   it('rejects metadata that cannot be canonicalized with 400, not 500', async () => {
     for (const body of ['{"a":"\\ud800"}', '{"a":1e999}', '{"a":"nul\\u0000"}']) {
       const response = await api.request('POST', '/packages', {
