@@ -85,7 +85,7 @@ async function readTextWithLimit(request: Request, maxBytes: number): Promise<st
   }
 }
 
-/** Parses a query parameter set with a zod schema; repeated parameters keep their last value. */
+/** Parses the query parameters with a zod schema. A repeated parameter is a 400 `unique_keys`. */
 export function parseQuery<Schema extends z.ZodType>(request: Request, schema: Schema): z.infer<Schema> {
   const url = new URL(request.url);
   const values: Record<string, string> = {};

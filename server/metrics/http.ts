@@ -92,9 +92,11 @@ export function observeHttpResponse(
     onEnd?.({ durationSeconds, complete: complete && !signal?.aborted });
   };
 
-  // A client that left before the end does not read the body, so the body may never end.
+  // A client that left before the response never reads the body, and a stream behind it would run on.
+  // So the body is cancelled here.
   if (signal?.aborted) {
     record(false);
+    response.body?.cancel().catch(() => undefined);
     return response;
   }
   if (response.body === null) {

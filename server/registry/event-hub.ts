@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { DatabaseConnection } from '@/db/client';
 import { EVENTS_CHANNEL } from './events';
@@ -23,6 +23,8 @@ export class EventHub {
 
   private constructor(private readonly log: Logger) {
     this.emitter.setMaxListeners(0);
+    // Every waiting long poll and stream listens on the stop signal, so Node.js's warning past 10 listeners does not apply.
+    setMaxListeners(0, this.stopping.signal);
   }
 
   static async start(connection: DatabaseConnection, log: Logger): Promise<EventHub> {
@@ -71,6 +73,11 @@ export class EventHub {
             resolve(true);
             return;
           }
+          // A signal that has already aborted fires no more abort events.
+          if (signal?.aborted) {
+            resolve(false);
+            return;
+          }
           const finish = (result: boolean) => {
             clearTimeout(timer);
             wake = undefined;
@@ -102,7 +109,7 @@ export class EventHub {
     return this.stopping.signal;
   }
 
-  /** Aborts stopSignal; called once on SIGTERM or SIGINT, before the HTTP server stops accepting requests. */
+  /** Aborts stopSignal; called once on SIGTERM or SIGINT, as the HTTP server stops accepting connections. */
   stop(): void {
     this.stopping.abort();
   }

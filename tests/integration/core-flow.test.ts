@@ -369,6 +369,17 @@ describe('events', () => {
     expect(sequences).toEqual(sequences.map((_, index) => since + index + 1));
   });
 
+  // Each waiting poll listens on the event hub's stop signal, where Node.js warns past 10 listeners.
+  it('eleven waiting long polls print no leak warning', async () => {
+    const head = await api.lastEventSequence();
+    const polls = await Promise.all(Array.from({ length: 11 }, () => api.get(`/events?since=${head}&wait_seconds=1`)));
+    for (const poll of polls) {
+      expect(poll.status).toBe(200);
+      await poll.arrayBuffer();
+    }
+    expect(server.output()).not.toContain('MaxListenersExceededWarning');
+  });
+
   // The poll may wait 30 s, twice the test's time limit, so only a wake-up by the commit lets it pass.
   it('wakes a waiting long poll when an event commits', { timeout: 15_000 }, async () => {
     const { next_cursor } = await api.events(0);

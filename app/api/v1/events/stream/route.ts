@@ -18,6 +18,8 @@ const RETRY_MS = 2_000;
 const CREDENTIALS_CHECK_MS = 1_000;
 /** Bytes of events that a stream queues for a client before it waits for the client to read. */
 const QUEUE_BYTES = 256 * 1024;
+/** Assumed size of an event before the stream has written one. At 16 KiB, the first query reads at most 16 events. */
+const INITIAL_EVENT_BYTES_ESTIMATE = 16 * 1024;
 
 /** Reads Last-Event-ID, which EventSource sends on reconnect; it takes precedence over `since` and `tail`. */
 function lastEventId(request: Request): number | undefined {
@@ -73,7 +75,9 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
   const waiter = app.eventHub.createWaiter('sse');
   const closed = new AbortController();
   const stop = () => closed.abort();
-  signal.addEventListener('abort', stop, { once: true });
+  // The client may have left while the queries above ran, and an aborted signal fires no more events.
+  if (signal.aborted) closed.abort();
+  else signal.addEventListener('abort', stop, { once: true });
   // At shutdown the stream ends, and EventSource reconnects (to another instance) after RETRY_MS.
   const stopping = app.eventHub.stopSignal;
   if (stopping.aborted) closed.abort();
@@ -97,7 +101,26 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
       controller.enqueue(encoder.encode(text));
       lastWrite = Date.now();
     };
-    // A client that reads slowly gets at most QUEUE_BYTES ahead of it, not the whole log.
+    // Average size of the events written so far, which sizes the next query to the free room in the queue.
+    // It starts high, so that a log of large events overshoots the queue by little on the first query.
+    let averageEventBytes = INITIAL_EVENT_BYTES_ESTIMATE;
+    // Writes about as many events as fit in the queue and returns whether more may follow. The events are
+    // read in a function of their own, so that they are garbage while the loop waits for demand.
+    const writeBatch = async (): Promise<boolean> => {
+      const room = Math.max(0, controller.desiredSize ?? QUEUE_BYTES);
+      const limit = Math.max(1, Math.min(BATCH_SIZE, Math.floor(room / averageEventBytes)));
+      const events = await listEvents(app.db, { since: cursor, limit, ...filters });
+      let bytes = 0;
+      for (const event of events) {
+        const text = formatEvent(event);
+        bytes += Buffer.byteLength(text);
+        write(text);
+        cursor = event.sequence;
+      }
+      if (events.length > 0) averageEventBytes = Math.max(1, bytes / events.length);
+      return events.length === limit;
+    };
+    // A client that reads slowly gets about QUEUE_BYTES ahead of it (one event more at most), not the whole log.
     const waitForDemand = async () => {
       while (!closed.signal.aborted && (controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (demanded = resolve));
     };
@@ -117,13 +140,9 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
           }
         }
 
-        const events = await listEvents(app.db, { since: cursor, limit: BATCH_SIZE, ...filters });
-        for (const event of events) {
-          write(formatEvent(event));
-          cursor = event.sequence;
-        }
+        const more = await writeBatch();
         await waitForDemand();
-        if (events.length === BATCH_SIZE) {
+        if (more) {
           checkOwed = true;
           continue;
         }
