@@ -96,9 +96,8 @@ async function openFirstReadableCopy(
     } catch (error) {
       if (isObjectSizeMismatch(error)) {
         log().error({ err: error, backend_id: location.backendId }, 'a stored copy has the wrong size; marking it corrupt and trying the next copy');
-        // A scrub may have rewritten the copy since this download read its row, so the size is checked
-        // again under the blob's lock.
-        // A copy that is gone by then is left for the next read, which marks it missing.
+        // A scrub may have rewritten the copy since this download read its row, so the size is checked again
+        // under the blob's lock. A copy that is gone by then is left to the next read, which marks it missing.
         const stillWrong = async () => {
           const stats = await backend.stat(location.objectKey);
           return stats !== null && stats.sizeBytes !== expected.sizeBytes;

@@ -74,9 +74,10 @@ async function dispatch(app: AppContext, request: Request, log: Logger, requestI
   if (method === 'OPTIONS') return withChecksumAlgorithms(await service.server.handleWeb(request));
 
   const principal = requireScope(await authenticate(app.db, request, app.settings.ANON_READ), 'write');
-  access.log = log.child({ actor: principal.name });
+  const callerLog = log.child({ actor: principal.name });
+  access.log = callerLog;
   if (method === 'PATCH' || method === 'POST') assertTusBodyType(request);
-  const context: UploadRequestContext = { principal, log: log.child({ actor: principal.name, upload_id: uploadId ?? undefined }), requestId };
+  const context: UploadRequestContext = { principal, log: uploadId === null ? callerLog : callerLog.child({ upload_id: uploadId }), requestId };
   if (method === 'POST') context.creation = parseCreationTarget(request, app.settings.MAX_FILE_SIZE_BYTES);
   if (method === 'POST' || method === 'PATCH') context.checksum = parseUploadChecksum(request.headers.get('upload-checksum'));
   if (method === 'HEAD') context.completeStagedUpload = true;

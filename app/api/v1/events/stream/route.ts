@@ -120,7 +120,9 @@ export const GET = apiRoute({ scope: 'read' }, async ({ request, app, log }) => 
       if (events.length > 0) averageEventBytes = Math.max(1, bytes / events.length);
       return events.length === limit;
     };
-    // A client that reads slowly gets about QUEUE_BYTES ahead of it (one event more at most), not the whole log.
+    // A client that reads slowly gets about QUEUE_BYTES ahead of it, not the whole log.
+    // NOTE: the bound is approximate. A query is sized from the average event so far, so events much
+    // larger than that average overshoot the queue by up to one query.
     const waitForDemand = async () => {
       while (!closed.signal.aborted && (controller.desiredSize ?? 1) <= 0) await new Promise<void>((resolve) => (demanded = resolve));
     };
