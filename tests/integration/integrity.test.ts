@@ -176,9 +176,23 @@ describe('fixity scrub', () => {
     expect(degraded.body.status).toBe('degraded');
     expect(degraded.body.failed_storage_locations).toBe(2);
 
+    const outputBefore = server.output().length;
     const download = await api.get(`/files/${records['both.bin'].id}/download`);
     expect(download.status).toBe(500);
     await download.arrayBuffer();
+    // The log names the error's class as written, not as a minifier renamed it. pino writes the line
+    // asynchronously, so it may come after the response.
+    const loggedErrors = () =>
+      server
+        .output()
+        .slice(outputBefore)
+        .split('\n')
+        .filter((line) => line.includes('request failed with a server-side error'))
+        .map((line) => JSON.parse(line).err)
+        .map((err) => [err.type, err.message]);
+    await expect
+      .poll(loggedErrors, { timeout: 10_000 })
+      .toEqual([['DomainError', `No readable copy of ${address} is available; an operator must check storage health.`]]);
 
     // An operator restores one copy by hand; the next scrub accepts it and rewrites the other from it.
     fs.writeFileSync(blobPath(environment.storageRoot, address), original);
