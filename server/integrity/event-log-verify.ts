@@ -4,6 +4,7 @@ import { eventLogHead, events } from '@/db/schema';
 import { ChainFailureReason, EventChainVerifier, GENESIS_CHAIN_DIGEST_HEX } from './event-chain';
 import { chainLinkOf } from './event-chain-store';
 import { z } from 'zod';
+import { queryInteger } from '../http/body';
 
 const PAGE_SIZE = 1000;
 
@@ -19,8 +20,8 @@ export interface EventLogVerifyOptions {
 /** GET /events/verify query: the sequence range to check. */
 export const EventLogVerifyQuery = z
   .object({
-    from: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
-    to: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    from: queryInteger(1, Number.MAX_SAFE_INTEGER),
+    to: queryInteger(0, Number.MAX_SAFE_INTEGER),
   })
   .strict();
 

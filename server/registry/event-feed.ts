@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Executor } from '@/db/client';
 import type { AppContext } from '../app-context';
 import { ConflictError } from '../errors';
+import { queryInteger } from '../http/body';
 import { headSequence, listEvents, type EventRecord, type ListEventsOptions } from './events';
 
 const EventFilters = {
@@ -13,9 +14,9 @@ const EventFilters = {
 /** GET /events query. */
 export const EventsQuery = z
   .object({
-    since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
-    limit: z.coerce.number().int().min(1).max(500).default(100),
-    wait_seconds: z.coerce.number().int().min(0).max(30).default(0),
+    since: queryInteger(0, Number.MAX_SAFE_INTEGER, 0),
+    limit: queryInteger(1, 500, 100),
+    wait_seconds: queryInteger(0, 30, 0),
     ...EventFilters,
   })
   .strict();
@@ -26,14 +27,8 @@ export const MAX_TAIL_EVENTS = 500;
 /** GET /events/stream query; Last-Event-ID, when sent, takes precedence over `since` and `tail`. */
 export const EventStreamQuery = z
   .object({
-    since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-    tail: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(MAX_TAIL_EVENTS)
-      .optional()
-      .meta({ description: 'Start with the last `tail` events that match the filters. Cannot be combined with `since` (400).' }),
+    since: queryInteger(0, Number.MAX_SAFE_INTEGER),
+    tail: queryInteger(1, MAX_TAIL_EVENTS).meta({ description: 'Start with the last `tail` events that match the filters. Cannot be combined with `since` (400).' }),
     ...EventFilters,
   })
   .strict()

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { queryInteger } from '../http/body';
 import { rowsOf, type Database, type Executor } from '@/db/client';
 import { PreparedSql } from '@/db/prepared';
 import { blobs, files, packages, storageLocations } from '@/db/schema';
@@ -373,7 +374,7 @@ export async function getFile(db: Executor, id: string): Promise<FileRecord & { 
 
 export const ListFilesQuery = z
   .object({
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    limit: queryInteger(1, 1000, 100),
     cursor: z.string().max(2048).optional(),
   })
   .strict();

@@ -1,5 +1,6 @@
 import { asc, eq, gt } from 'drizzle-orm';
 import { z } from 'zod';
+import { queryInteger } from '../http/body';
 import type { Executor } from '@/db/client';
 import { metadataSchemas } from '@/db/schema';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
@@ -40,7 +41,7 @@ export const MetadataSchemaPage = z.object({ metadata_schemas: z.array(MetadataS
 export type MetadataSchemaPage = z.infer<typeof MetadataSchemaPage>;
 
 export const ListMetadataSchemasQuery = z
-  .object({ limit: z.coerce.number().int().min(1).max(500).default(100), cursor: z.string().max(256).optional() })
+  .object({ limit: queryInteger(1, 500, 100), cursor: z.string().max(256).optional() })
   .strict();
 
 const validators = new Map<string, MetadataValidator>();

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { and, eq, getTableColumns, lt, or, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
+import { queryInteger } from '../http/body';
 import type { Executor } from '@/db/client';
 import { events, files, holds, packages, retentionClasses, uploads } from '@/db/schema';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
@@ -190,7 +191,7 @@ export const ListPackagesQuery = z
     name: z.string().min(1).max(256).optional(),
     metadata_key: z.string().min(1).max(256).optional(),
     metadata_value: z.string().max(4096).optional(),
-    limit: z.coerce.number().int().min(1).max(500).default(50),
+    limit: queryInteger(1, 500, 50),
     cursor: z.string().max(512).optional(),
   })
   .strict()

@@ -274,6 +274,29 @@ describe('input validation', () => {
     expect(problem.errors).toEqual([{ field, rule: 'unique_keys', message: 'give each query parameter at most once' }]);
   });
 
+  it.each([
+    ['/packages?limit=1e2', 'limit'],
+    ['/packages/00000000-0000-4000-8000-000000000000/files?limit=0x10', 'limit'],
+    ['/metadata-schemas?limit=5.0', 'limit'],
+    ['/events?since=', 'since'],
+    ['/events?wait_seconds=%201', 'wait_seconds'],
+    ['/events/stream?tail=-1', 'tail'],
+    ['/events/verify?from=1e0', 'from'],
+  ])('rejects a non-digit integer in %s', async (target, field) => {
+    const response = await api.get(target);
+    expect(response.status).toBe(400);
+    const problem = await problemOf(response);
+    expect(problem.errors.map((issue: { field: string; rule: string }) => `${issue.field} ${issue.rule}`)).toEqual([`${field} integer`]);
+  });
+
+  it('rejects a non-digit Last-Event-ID', async () => {
+    for (const value of ['1e0', '0x1', '1.0', '-1']) {
+      const response = await api.get('/events/stream', { headers: { 'last-event-id': value } });
+      expect(response.status, value).toBe(400);
+      expect((await problemOf(response)).errors, value).toEqual([{ field: 'Last-Event-ID', rule: 'integer', message: `got ${JSON.stringify(value)}` }]);
+    }
+  });
+
   it('rejects metadata that cannot be canonicalized with 400, not 500', async () => {
     for (const body of ['{"a":"\\ud800"}', '{"a":1e999}', '{"a":"nul\\u0000"}']) {
       const response = await api.request('POST', '/packages', {

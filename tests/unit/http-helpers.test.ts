@@ -1,7 +1,9 @@
 import { Readable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
-import { RangeNotSatisfiableError } from '../../server/errors';
+import { z } from 'zod';
+import { RangeNotSatisfiableError, ValidationError, type ValidationIssue } from '../../server/errors';
+import { parseQuery, queryInteger } from '../../server/http/body';
 import { buildByteResponse, readableToWebStream, type ByteResponseOptions } from '../../server/http/byte-response';
 import {
   etagMatches,
@@ -584,5 +586,37 @@ describe('readableToWebStream', () => {
   it('rejects string chunks', async () => {
     const source = Readable.from(['text']);
     await expect(new Response(readableToWebStream(source)).arrayBuffer()).rejects.toThrow(/must yield bytes/);
+  });
+});
+
+describe('parseQuery with queryInteger', () => {
+  const Query = z.object({ limit: queryInteger(1, 500, 100), since: queryInteger(0, Number.MAX_SAFE_INTEGER) }).strict();
+  const parse = (query: string) => parseQuery(new Request(`http://localhost/x?${query}`), Query);
+  /** Returns the issues of the ValidationError that parsing the query throws. */
+  const issuesOf = (query: string): ValidationIssue[] => {
+    try {
+      parse(query);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ValidationError);
+      return (error as ValidationError).fields.errors as ValidationIssue[];
+    }
+    throw new Error(`the query ${query} was accepted`);
+  };
+
+  it('reads digits and applies defaults', () => {
+    expect(parse('')).toEqual({ limit: 100 });
+    expect(parse('limit=7&since=0')).toEqual({ limit: 7, since: 0 });
+    expect(parse('limit=007')).toEqual({ limit: 7 });
+    expect(parse(`since=${Number.MAX_SAFE_INTEGER}`)).toEqual({ limit: 100, since: Number.MAX_SAFE_INTEGER });
+  });
+
+  it.each(['1e2', '0x10', '5.0', '%205', '5%20', '+5', '-1', '', 'abc', '1_000'])('rejects limit=%s', (value) => {
+    expect(issuesOf(`limit=${value}`)).toEqual([{ field: 'limit', rule: 'integer', message: 'must be a whole number written in decimal digits, from 1 to 500' }]);
+  });
+
+  it('rejects an out-of-bounds value', () => {
+    expect(issuesOf('limit=501').map((issue) => issue.rule)).toEqual(['too_big']);
+    expect(issuesOf('limit=0').map((issue) => issue.rule)).toEqual(['too_small']);
+    expect(issuesOf(`since=${Number.MAX_SAFE_INTEGER + 1}`).map((issue) => issue.field + ' ' + issue.rule)).toEqual(['since too_big']);
   });
 });

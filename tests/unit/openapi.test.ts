@@ -97,6 +97,12 @@ describe('OpenAPI document', () => {
     expect(Object.keys(document.paths)).toEqual([...Object.keys(document.paths)].sort());
   });
 
+  it('documents query integer bounds and defaults', () => {
+    const parameters = (document.paths['/events'].get.parameters ?? []) as { name: string; schema: unknown }[];
+    expect(parameters.find((parameter) => parameter.name === 'limit')?.schema).toEqual({ type: 'integer', minimum: 1, maximum: 500, default: 100 });
+    expect(parameters.find((parameter) => parameter.name === 'since')?.schema).toEqual({ type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 });
+  });
+
   it('lists the problem statuses of a scoped JSON operation', () => {
     const statuses = Object.keys(document.paths['/packages'].post.responses as object);
     expect(statuses).toEqual(['201', '400', '401', '403', '413', '415', '500', '503']);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { QUERY_INTEGERS } from '../body';
 import { PROBLEM_CONTENT_TYPE } from '../problem';
 import { REQUEST_HEADERS, REQUEST_SCHEMAS, RESPONSE_HEADERS, RESPONSE_SCHEMAS, SECURITY_SCHEMES } from './components';
 import { ADMIN_OPERATIONS } from './operations-admin';
@@ -42,8 +43,20 @@ function convertNamedSchemas(named: Record<string, z.ZodType>, io: 'input' | 'ou
 }
 
 function convertStandalone(schema: z.ZodType, io: 'input' | 'output'): JsonObject {
-  const { $schema: _schema, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io }) as JsonObject;
+  const { $schema: _schema, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io, override: showQueryIntegerDefault }) as JsonObject;
   return rest;
+}
+
+/**
+ * Restores the default of a query integer. In input mode zod drops the default of a schema that
+ * transforms, because the default is the parsed number, not the string a client sends. The document
+ * shows the parameter as an integer, so the number is the right default there.
+ */
+function showQueryIntegerDefault({ zodSchema, jsonSchema }: { zodSchema: unknown; jsonSchema: JsonObject }): void {
+  const def = (zodSchema as z.ZodType)._zod.def;
+  if (def.type === 'default' && QUERY_INTEGERS.has((def as z.core.$ZodDefaultDef).innerType as z.ZodType)) {
+    jsonSchema.default = (def as z.core.$ZodDefaultDef).defaultValue;
+  }
 }
 
 /** Compares by UTF-16 code units, as Array.prototype.sort does by default, so the order never depends on the locale. */

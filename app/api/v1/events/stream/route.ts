@@ -1,4 +1,4 @@
-import { parseQuery } from '@/server/http/body';
+import { DECIMAL_DIGITS, parseQuery } from '@/server/http/body';
 import { apiRoute } from '@/server/http/route';
 import { assertCursorWithinLog, EventStreamQuery } from '@/server/registry/event-feed';
 import { cursorBeforeLast, listEvents, type EventRecord } from '@/server/registry/events';
@@ -25,8 +25,8 @@ const INITIAL_EVENT_BYTES_ESTIMATE = 16 * 1024;
 function lastEventId(request: Request): number | undefined {
   const header = request.headers.get('last-event-id');
   if (header === null || header.trim() === '') return undefined;
-  const value = Number(header.trim());
-  if (!Number.isSafeInteger(value) || value < 0) {
+  const value = DECIMAL_DIGITS.test(header.trim()) ? Number(header.trim()) : NaN;
+  if (!Number.isSafeInteger(value)) {
     throw new ValidationError('The Last-Event-ID header must be a non-negative integer event sequence.', [
       { field: 'Last-Event-ID', rule: 'integer', message: `got ${JSON.stringify(header)}` },
     ]);
