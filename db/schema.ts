@@ -68,6 +68,9 @@ export const packages = pgTable(
     index('packages_subject_idx').on(table.subject, table.createdAt.desc(), table.id.desc()),
     index('packages_status_idx').on(table.status, table.expiresAt),
     index('packages_metadata_idx').using('gin', sql`${table.metadata} jsonb_path_ops`),
+    // The sweep's check that no package still names a blob as its manifest.
+    index('packages_manifest_cbor_idx').on(table.manifestCborAddress).where(sql`${table.manifestCborAddress} IS NOT NULL`),
+    index('packages_manifest_json_idx').on(table.manifestJsonAddress).where(sql`${table.manifestJsonAddress} IS NOT NULL`),
     check('packages_status_check', sql`${table.status} in ('open', 'finalized', 'deleted')`),
   ],
 );

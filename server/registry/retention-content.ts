@@ -27,15 +27,24 @@ const ORPHAN_BATCH_SIZE = 500;
 
 /**
  * True when no file of a package that is not deleted and no package manifest (of any package, deleted
- * ones included, since a tombstone keeps its manifest) references the content address.
+ * ones included, since a tombstone keeps its manifest) references the content address. Each manifest
+ * column has its own NOT EXISTS because PostgreSQL cannot hash a join on `cbor = x OR json = x`. With
+ * one NOT EXISTS and no index, the sweep's query compared every storage location with every package.
  */
 function isUnreferenced(contentAddress: SQL | string): SQL {
   return sql`NOT EXISTS (
       SELECT 1 FROM files f JOIN packages p ON p.id = f.package_id
       WHERE f.content_address = ${contentAddress} AND p.status <> 'deleted')
-    AND NOT EXISTS (
-      SELECT 1 FROM packages p
-      WHERE p.manifest_cbor_address = ${contentAddress} OR p.manifest_json_address = ${contentAddress})`;
+    AND NOT EXISTS (SELECT 1 FROM packages p WHERE p.manifest_cbor_address = ${contentAddress})
+    AND NOT EXISTS (SELECT 1 FROM packages p WHERE p.manifest_json_address = ${contentAddress})`;
+}
+
+/** Returns the query of the content addresses that have a storage location but no live reference. */
+export function unreferencedBlobsQuery(): SQL {
+  return sql`
+    SELECT DISTINCT sl.content_address FROM storage_locations sl
+    WHERE ${isUnreferenced(sql`sl.content_address`)}
+    ORDER BY sl.content_address`;
 }
 
 /**
@@ -51,14 +60,7 @@ function isUnreferenced(contentAddress: SQL | string): SQL {
  * rows remain and point at missing objects until the next sweep removes them.
  */
 export async function removeUnreferencedBlobs(app: SweepContext, actor: string): Promise<BlobRemoval[]> {
-  // NOTE: the manifest columns are not indexed, so each candidate scans packages; fine for thousands of
-  // packages, worth an index beyond that.
-  const candidates = rowsOf<{ content_address: string }>(
-    await app.db.execute(sql`
-      SELECT DISTINCT sl.content_address FROM storage_locations sl
-      WHERE ${isUnreferenced(sql`sl.content_address`)}
-      ORDER BY sl.content_address`),
-  );
+  const candidates = rowsOf<{ content_address: string }>(await app.db.execute(unreferencedBlobsQuery()));
 
   const removed: BlobRemoval[] = [];
   for (const { content_address: contentAddress } of candidates) {
