@@ -1,5 +1,5 @@
-import { count, ne } from 'drizzle-orm';
-import type { DatabaseConnection } from '@/db/client';
+import { sql, type SQL } from 'drizzle-orm';
+import { rowsOf, type DatabaseConnection } from '@/db/client';
 import { storageLocations } from '@/db/schema';
 import type { Backend } from '../storage/backend';
 import { z } from 'zod';
@@ -91,13 +91,18 @@ export async function reportBackends(set: BackendSet): Promise<BackendReport[]> 
   );
 }
 
+/** Returns the query that counts the storage locations marked corrupt or missing, which a partial index contains. */
+export function failedLocationsQuery(): SQL {
+  return sql`SELECT count(*) AS failed FROM ${storageLocations} WHERE ${storageLocations.status} <> 'ok'`;
+}
+
 /** Checks the database and every backend; degraded when any is unavailable or a stored copy failed a check. */
 export async function checkHealth(connection: DatabaseConnection, backends: BackendSet): Promise<HealthReport> {
   let databaseOk = true;
   let failed = 0;
   try {
     await withTimeout(connection.ping(), 'database ping');
-    const [row] = await connection.db.select({ failed: count() }).from(storageLocations).where(ne(storageLocations.status, 'ok'));
+    const [row] = rowsOf<{ failed: string | number }>(await connection.db.execute(failedLocationsQuery()));
     failed = Number(row.failed);
   } catch {
     databaseOk = false;

@@ -1,2 +1,0 @@
-CREATE INDEX "packages_manifest_cbor_idx" ON "packages" USING btree ("manifest_cbor_address") WHERE "packages"."manifest_cbor_address" IS NOT NULL;--> statement-breakpoint
-CREATE INDEX "packages_manifest_json_idx" ON "packages" USING btree ("manifest_json_address") WHERE "packages"."manifest_json_address" IS NOT NULL;
