@@ -106,10 +106,8 @@ const ITEM_TARGET: PathTarget = {
 /**
  * Locks the package row FOR SHARE, then the advisory locks of every blob in the batch, then tries each
  * path's locks: the locks getPackageWithPathObstacles takes for one path. Returns the package's status
- * and each file's obstacles. The blob locks are taken in the order of their keys, so two batches cannot
- * wait for each other's blob locks in a cycle.
- * NOTE: finalize takes the locks of a package's two manifest blobs unsorted. A batch of another package
- * that contains both manifests' bytes could deadlock with it; PostgreSQL then fails one of the two.
+ * and each file's obstacles. The blob locks are taken in the order of their keys, as lockBlobs takes
+ * them for finalize, so no two of these transactions can wait for each other's blob locks in a cycle.
  */
 const checkBatchStatement = new PreparedSql('file_batch_check', () => {
   const packageId = sql`pkg.id`;

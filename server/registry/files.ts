@@ -280,6 +280,21 @@ export async function lockBlob(tx: Executor, contentAddress: string): Promise<vo
   await lockBlobStatement.execute(tx, { content_address: contentAddress });
 }
 
+const lockBlobsStatement = new PreparedSql(
+  'lock_blobs',
+  () => sql`SELECT count(pg_advisory_xact_lock(lock_key)) AS taken
+    FROM (SELECT DISTINCT hashtextextended(address, 0) AS lock_key FROM unnest(${sql.placeholder('content_addresses')}::text[]) AS address
+          ORDER BY lock_key) AS keys`,
+);
+
+/**
+ * Takes the locks of several blobs (see lockBlob) in the order of their keys, the order in which a batch
+ * of files takes them, so two transactions that lock several blobs cannot wait for each other in a cycle.
+ */
+export async function lockBlobs(tx: Executor, contentAddresses: string[]): Promise<void> {
+  await lockBlobsStatement.execute(tx, { content_addresses: contentAddresses });
+}
+
 export function isUniqueViolation(error: unknown): boolean {
   for (let current = error; current; current = (current as { cause?: unknown }).cause) {
     if ((current as { code?: string }).code === '23505') return true;
