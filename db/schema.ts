@@ -169,7 +169,12 @@ export const events = pgTable(
     // database upgraded from before the chain existed, until the backfill at start fills it in.
     chainDigestHex: text('chain_digest_hex'),
   },
-  (table) => [index('events_subject_idx').on(table.subjectKind, table.subjectId, table.sequence)],
+  (table) => [
+    // Event filters: subject_id alone (the console's package filter) or with subject_kind, and an
+    // event_type prefix. A LIKE prefix can use a btree index only in the C collation.
+    index('events_subject_id_idx').on(table.subjectId, table.sequence),
+    index('events_type_idx').on(sql`${table.eventType} COLLATE "C"`, table.sequence),
+  ],
 );
 
 export const apiTokens = pgTable('api_tokens', {

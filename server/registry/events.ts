@@ -188,14 +188,19 @@ function filterConditions(filters: EventFilters): SQL[] {
   return conditions;
 }
 
-/** Returns events with a sequence greater than `since`, oldest first. */
-export async function listEvents(db: Executor, options: ListEventsOptions): Promise<EventRecord[]> {
-  const rows = await db
+/** Returns the query of the events with a sequence greater than `since`, oldest first. */
+export function listEventsQuery(db: Executor, options: ListEventsOptions) {
+  return db
     .select()
     .from(events)
     .where(and(gt(events.sequence, options.since), ...filterConditions(options)))
     .orderBy(asc(events.sequence))
     .limit(options.limit);
+}
+
+/** Returns events with a sequence greater than `since`, oldest first. */
+export async function listEvents(db: Executor, options: ListEventsOptions): Promise<EventRecord[]> {
+  const rows = await listEventsQuery(db, options);
   return rows.map(toEventRecord);
 }
 
@@ -204,15 +209,20 @@ export async function listEvents(db: Executor, options: ListEventsOptions): Prom
  * sequence just before the `count`-th newest match, or 0 when fewer events match.
  */
 export async function cursorBeforeLast(db: Executor, count: number, filters: EventFilters): Promise<number> {
+  const rows = await cursorBeforeLastQuery(db, count, filters);
+  return rows.length === 0 ? 0 : Number(rows[0].sequence) - 1;
+}
+
+/** Returns the query of the `count`-th newest event that matches `filters` (see cursorBeforeLast). */
+export function cursorBeforeLastQuery(db: Executor, count: number, filters: EventFilters) {
   const conditions = filterConditions(filters);
-  const rows = await db
+  return db
     .select({ sequence: events.sequence })
     .from(events)
     .where(conditions.length > 0 ? and(...conditions) : undefined)
     .orderBy(desc(events.sequence))
     .limit(1)
     .offset(count - 1);
-  return rows.length === 0 ? 0 : Number(rows[0].sequence) - 1;
 }
 
 export async function headSequence(db: Executor): Promise<number> {

@@ -5,8 +5,12 @@ import { sql, type SQL } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase, rowsOf, type DatabaseConnection } from '@/db/client';
 import { failedLocationsQuery } from '@/server/registry/health';
+import { cursorBeforeLastQuery, listEventsQuery } from '@/server/registry/events';
 import { unreferencedBlobsQuery } from '@/server/registry/retention-content';
 import { createTestDatabase, ON_POSTGRES } from '../support/database';
+
+/** Number of events seeded: 1,000 subjects, and one event in 1,000 of a rare type. */
+const EVENT_COUNT = 20_000;
 
 /** Number of finalized packages seeded. Each has a file and two manifests, so three stored blobs. */
 const PACKAGE_COUNT = 3_000;
@@ -42,6 +46,10 @@ beforeAll(async () => {
   await db.execute(sql`
     INSERT INTO files (id, package_id, relative_path, media_type, size_bytes, digest_primary_hex, digest_sha256_hex, content_address)
     SELECT gen_random_uuid(), id, 'file', 'application/octet-stream', 1, 'x', 'x', 'blake3:f' || substr(name, 2) FROM packages`);
+  await db.execute(sql`
+    INSERT INTO events (sequence, event_type, subject_kind, subject_id, actor, payload, payload_digest_hex)
+    SELECT i, CASE WHEN i % 1000 = 0 THEN 'retention.hold_applied' ELSE 'package.created' END, 'package', 'subject-' || (i % 1000), 'test', decode('00', 'hex'), 'x'
+    FROM generate_series(1, ${EVENT_COUNT}) AS i`);
   await db.execute(sql`ANALYZE`);
 }, 120_000);
 
@@ -86,6 +94,26 @@ describe('retention sweep query', () => {
   // for more than ten minutes.
   it('compares a bounded number of rows per location', async () => {
     expect(await rowsDroppedByFilters(unreferencedBlobsQuery())).toBeLessThan(10 * LOCATION_COUNT);
+  });
+});
+
+// The console filters the event log by a package's id alone, and by an event type prefix.
+describe('event queries', () => {
+  it('find the events of one subject', async () => {
+    const rows = await listEventsQuery(connection.db, { since: 0, limit: 100, subjectId: 'subject-7' });
+    expect(rows.map((row) => row.sequence)).toEqual(Array.from({ length: EVENT_COUNT / 1000 }, (_, index) => 7 + 1000 * index));
+  });
+
+  it('read only the subject\'s events', async () => {
+    expect(await rowsDroppedByFilters(listEventsQuery(connection.db, { since: 0, limit: 100, subjectId: 'subject-7' }).getSQL())).toBeLessThan(100);
+    expect(await rowsDroppedByFilters(cursorBeforeLastQuery(connection.db, 5, { subjectId: 'subject-7' }).getSQL())).toBeLessThan(100);
+  });
+
+  it('read only the events of a type prefix', async () => {
+    const rows = await listEventsQuery(connection.db, { since: 0, limit: 100, eventTypePrefix: 'retention.' });
+    expect(rows).toHaveLength(EVENT_COUNT / 1000);
+    expect(await rowsDroppedByFilters(listEventsQuery(connection.db, { since: 0, limit: 100, eventTypePrefix: 'retention.' }).getSQL())).toBeLessThan(100);
+    expect(await rowsDroppedByFilters(cursorBeforeLastQuery(connection.db, 5, { eventTypePrefix: 'retention.' }).getSQL())).toBeLessThan(100);
   });
 });
 
