@@ -4,6 +4,7 @@
  * `server/metrics/scrape.ts`. Every name starts with `artifact_store_` and uses base units.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { droppedLogLineCount } from '../logger';
 
 export const METRIC_PREFIX = 'artifact_store_';
 
@@ -119,6 +120,16 @@ function createMetrics() {
       help: 'What retention sweeps removed, by kind: package (deleted to a tombstone), blob (content no longer referenced) or orphan_object (stored object without a row).',
       labelNames: ['kind'] as const,
       registers,
+    }),
+
+    logLinesDropped: new Counter({
+      name: `${METRIC_PREFIX}log_lines_dropped_total`,
+      help: 'Log lines dropped because stdout did not accept them while 16 MiB of lines waited in memory.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(droppedLogLineCount());
+      },
     }),
   };
 }

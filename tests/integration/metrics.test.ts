@@ -116,6 +116,7 @@ describe('metrics endpoint', () => {
     expect(families.get('artifact_store_download_bytes_sent_total')?.type).toBe('COUNTER');
     expect(families.get('artifact_store_event_log_head_sequence')?.type).toBe('GAUGE');
     expect(valueOf(families, 'artifact_store_database_up')).toBe(1);
+    expect(valueOf(families, 'artifact_store_log_lines_dropped_total')).toBe(0);
   });
 
   it('rejects a request without a token with 401', async () => {
