@@ -17,9 +17,6 @@ const nextConfig: NextConfig = {
   ],
   // The build type-checks the application only; `npm run typecheck` covers tests, scripts and benchmarks too.
   typescript: { tsconfigPath: 'tsconfig.build.json' },
-  // Server code keeps its names, so logged errors carry their class (`"type":"DomainError"`) and stack
-  // traces name real functions. The client bundle is still minified.
-  experimental: { turbopackMinify: { server: false, client: true } },
   poweredByHeader: false,
   reactStrictMode: true,
 };

@@ -14,6 +14,7 @@ export type ProblemFields = Record<string, unknown>;
 const DOMAIN_ERROR_BRAND = Symbol.for('artifact-store.DomainError');
 
 export class DomainError extends Error {
+  override name = 'DomainError';
   readonly [DOMAIN_ERROR_BRAND] = true;
   readonly status: number;
   readonly title: string;
@@ -29,7 +30,6 @@ export class DomainError extends Error {
     options?: { cause?: unknown },
   ) {
     super(detail, options);
-    this.name = new.target.name;
     this.status = status;
     this.title = title;
     this.fields = fields;
@@ -47,42 +47,49 @@ export function isDomainError(error: unknown): error is DomainError {
 }
 
 export class ValidationError extends DomainError {
+  override name = 'ValidationError';
   constructor(detail: string, errors: ValidationIssue[], fields: ProblemFields = {}) {
     super(400, 'Invalid request', detail, { ...fields, errors });
   }
 }
 
 export class NotFoundError extends DomainError {
+  override name = 'NotFoundError';
   constructor(what: string, id: string) {
     super(404, 'Not found', `${what} ${JSON.stringify(id)} does not exist.`);
   }
 }
 
 export class ConflictError extends DomainError {
+  override name = 'ConflictError';
   constructor(detail: string, fields: ProblemFields = {}) {
     super(409, 'Conflict', detail, fields);
   }
 }
 
 export class GoneError extends DomainError {
+  override name = 'GoneError';
   constructor(detail: string, fields: ProblemFields = {}) {
     super(410, 'Gone', detail, fields);
   }
 }
 
 export class PayloadTooLargeError extends DomainError {
+  override name = 'PayloadTooLargeError';
   constructor(detail: string, fields: ProblemFields = {}) {
     super(413, 'Payload too large', detail, fields);
   }
 }
 
 export class UnsupportedMediaTypeError extends DomainError {
+  override name = 'UnsupportedMediaTypeError';
   constructor(detail: string) {
     super(415, 'Unsupported media type', detail);
   }
 }
 
 export class RangeNotSatisfiableError extends DomainError {
+  override name = 'RangeNotSatisfiableError';
   constructor(size: number) {
     super(416, 'Range not satisfiable', `The requested range is outside the ${size} bytes of this file.`, {}, {
       'Content-Range': `bytes */${size}`,
@@ -91,6 +98,7 @@ export class RangeNotSatisfiableError extends DomainError {
 }
 
 export class ServiceUnavailableError extends DomainError {
+  override name = 'ServiceUnavailableError';
   constructor(detail: string, options?: { cause?: unknown; title?: string; fields?: ProblemFields; headers?: Record<string, string> }) {
     super(503, options?.title ?? 'Service unavailable', detail, options?.fields ?? {}, options?.headers ?? {}, options);
   }
@@ -100,6 +108,7 @@ const REALM = 'Bearer realm="artifact-store"';
 
 /** 401 as RFC 6750 section 3 describes: a bare challenge without a token, `invalid_token` with a bad one. */
 export class UnauthorizedError extends DomainError {
+  override name = 'UnauthorizedError';
   constructor(detail: string, invalidToken: boolean) {
     super(401, 'Unauthorized', detail, {}, {
       'WWW-Authenticate': invalidToken
@@ -110,6 +119,7 @@ export class UnauthorizedError extends DomainError {
 }
 
 export class ForbiddenError extends DomainError {
+  override name = 'ForbiddenError';
   constructor(scope: string) {
     super(403, 'Forbidden', `This request needs a token with the "${scope}" scope.`, { required_scope: scope }, {
       'WWW-Authenticate': `${REALM}, error="insufficient_scope", scope="${scope}"`,

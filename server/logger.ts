@@ -7,7 +7,7 @@ import { getSettings } from './settings';
  * process until it runs out of memory.
  */
 export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
-/** How long after the first dropped line the count of dropped lines is logged. */
+/** How long after a dropped line the count of dropped lines is logged. */
 const DROPPED_LINES_REPORT_MS = 5000;
 
 const globalForLogger = globalThis as typeof globalThis & {
@@ -22,6 +22,21 @@ export function getLogger(): Logger {
   return globalForLogger.artifactStoreLogger;
 }
 
+const ERROR_CLASS_NAME = /^[A-Z][A-Za-z0-9]*Error$/;
+
+/**
+ * Serializes an error as pino does, but takes `type` from the error's `name` when that looks like a
+ * class name. pino reports `constructor.name`, which the production build minifies to a letter, so this
+ * project's error classes set `name` explicitly. node-postgres sets `name` to `error`, which is not a
+ * class name, so its errors keep their constructor's name.
+ */
+function serializeError(error: unknown): unknown {
+  const serialized = pino.stdSerializers.err(error as Error);
+  const name = (error as { name?: unknown } | null)?.name;
+  if (serialized && typeof serialized === 'object' && typeof name === 'string' && ERROR_CLASS_NAME.test(name)) serialized.type = name;
+  return serialized;
+}
+
 /** Returns how many log lines the process dropped because its output was blocked. */
 export function droppedLogLineCount(): number {
   return globalForLogger.artifactStoreDroppedLogLines ?? 0;
@@ -29,31 +44,48 @@ export function droppedLogLineCount(): number {
 
 /**
  * Creates a logger that writes to `fd` asynchronously and keeps at most `maxBufferedBytes` of lines
- * that the fd has not accepted yet. Each dropped line is counted. Five seconds after a drop the logger
- * reports how many lines it dropped, and while the fd stays blocked that report is dropped too.
+ * that the fd has not accepted yet. Each dropped line is counted. `reportDelayMs` after a drop the
+ * logger reports how many lines it dropped. While the fd stays blocked, that report is dropped as well,
+ * uncounted, and tried again after the same delay, so the count reaches the log once the fd recovers.
  */
-export function createLogger(level: string, fd: number, maxBufferedBytes: number): Logger {
+export function createLogger(level: string, fd: number, maxBufferedBytes: number, reportDelayMs = DROPPED_LINES_REPORT_MS): Logger {
   const destination = pino.destination({ dest: fd, sync: false, maxLength: maxBufferedBytes });
   const logger = pino(
     {
       level,
       base: { service: 'artifact-store' },
       redact: { paths: ['token', 'authorization', 'headers.authorization', 'cookie'], censor: '[redacted]' },
+      serializers: { err: serializeError },
     },
     destination as DestinationStream,
   );
 
   let unreported = 0;
   let report: NodeJS.Timeout | undefined;
+  let reporting = false;
+  let reportDropped = false;
+  const scheduleReport = () => {
+    report ??= setTimeout(reportDroppedLines, reportDelayMs).unref();
+  };
+  // pino writes a line to the destination synchronously, so a dropped report emits 'drop' within warn().
+  const reportDroppedLines = () => {
+    report = undefined;
+    reporting = true;
+    reportDropped = false;
+    logger.warn({ dropped_lines: unreported, max_buffered_bytes: maxBufferedBytes }, 'log lines were dropped because the log output did not accept them');
+    reporting = false;
+    // The output is still blocked, so the count is kept for the next report.
+    if (reportDropped) scheduleReport();
+    else unreported = 0;
+  };
   destination.on('drop', () => {
+    if (reporting) {
+      reportDropped = true;
+      return;
+    }
     globalForLogger.artifactStoreDroppedLogLines = droppedLogLineCount() + 1;
     unreported += 1;
-    report ??= setTimeout(() => {
-      report = undefined;
-      const dropped = unreported;
-      unreported = 0;
-      logger.warn({ dropped_lines: dropped, max_buffered_bytes: maxBufferedBytes }, 'log lines were dropped because the log output did not accept them');
-    }, DROPPED_LINES_REPORT_MS).unref();
+    scheduleReport();
   });
   return logger;
 }

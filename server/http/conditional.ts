@@ -6,6 +6,7 @@ import { DomainError } from '../errors';
 
 /** 412: an If-Match or If-Unmodified-Since condition is false (RFC 9110 §13.1.1, §13.1.4). */
 export class PreconditionFailedError extends DomainError {
+  override name = 'PreconditionFailedError';
   constructor(header: 'If-Match' | 'If-Unmodified-Since') {
     super(412, 'Precondition failed', `The ${header} condition does not hold for the current representation.`);
   }

@@ -80,7 +80,9 @@ export interface ExpectedContent {
 }
 
 /** Raised when bytes read back from a store do not match the blob's digests. */
-export class CopyMismatchError extends Error {}
+export class CopyMismatchError extends Error {
+  override name = 'CopyMismatchError';
+}
 
 /**
  * Streams the object at `objectKey` from `source` into a new writer on `target`, checking size and both

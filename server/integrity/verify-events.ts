@@ -32,7 +32,9 @@ export interface EventExportVerifyReport {
 }
 
 /** Raised for an export whose bytes cannot be decoded into event records. */
-export class EventExportFormatError extends Error {}
+export class EventExportFormatError extends Error {
+  override name = 'EventExportFormatError';
+}
 
 async function* readCborSequence(chunks: AsyncIterable<Buffer>, first: Buffer): AsyncGenerator<unknown> {
   let buffered = first;

@@ -45,7 +45,9 @@ export interface PackageVerifyReport {
 }
 
 /** Raised when the manifest cannot be read or parsed; a mismatch is a report, never this error. */
-export class ManifestFormatError extends Error {}
+export class ManifestFormatError extends Error {
+  override name = 'ManifestFormatError';
+}
 
 /** Parses a manifest file's bytes as JSON when they start with `{`, otherwise as CBOR; returns its files and digest. */
 export function parseManifest(bytes: Uint8Array): { files: ManifestFileEntry[]; digest: string } {

@@ -7,7 +7,9 @@ export interface ExpectedDigest {
 }
 
 /** Raised when streamed bytes end with a size or BLAKE3 digest other than the expected one. */
-export class ContentMismatchError extends Error {}
+export class ContentMismatchError extends Error {
+  override name = 'ContentMismatchError';
+}
 
 /**
  * Pass-through stream that hashes every byte and holds back the latest chunk until the next one arrives.

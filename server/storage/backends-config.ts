@@ -130,7 +130,9 @@ export const SHORT_FORM_VARIABLES = [
 ] as const;
 
 /** Raised with every problem of a backends file, one line each, so a bad file stops the server at start. */
-export class BackendsConfigError extends Error {}
+export class BackendsConfigError extends Error {
+  override name = 'BackendsConfigError';
+}
 
 /**
  * Validates a parsed backends file and resolves it into a StorageConfig: relative fs roots are resolved

@@ -30,6 +30,7 @@ export function isObjectSizeMismatch(error: unknown): error is ObjectSizeMismatc
  * before any byte was read: the copy is damaged (truncated or overwritten).
  */
 export class ObjectSizeMismatchError extends Error {
+  override name = 'ObjectSizeMismatchError';
   readonly [OBJECT_SIZE_MISMATCH_BRAND] = true;
 
   constructor(
@@ -39,7 +40,6 @@ export class ObjectSizeMismatchError extends Error {
     readonly expectedSizeBytes: number,
   ) {
     super(`The stored object ${objectKey} on storage backend "${backendId}" has ${sizeBytes} bytes instead of ${expectedSizeBytes}.`);
-    this.name = 'ObjectSizeMismatchError';
   }
 }
 
@@ -48,6 +48,7 @@ export class ObjectSizeMismatchError extends Error {
  * wrong, so this is a server-side fault (500), not a 404.
  */
 export class BlobNotFoundError extends DomainError {
+  override name = 'BlobNotFoundError';
   readonly [BLOB_NOT_FOUND_BRAND] = true;
   readonly backendId: string;
   readonly objectKey: string;
@@ -71,6 +72,7 @@ export class BlobNotFoundError extends DomainError {
  * The detail names the backend and the error code but never a file path; the cause carries the rest.
  */
 export class StorageUnavailableError extends ServiceUnavailableError {
+  override name = 'StorageUnavailableError';
   readonly [STORAGE_UNAVAILABLE_BRAND] = true;
   readonly backendId: string;
 
@@ -89,11 +91,11 @@ export class StorageUnavailableError extends ServiceUnavailableError {
  * request, so this is a programming error and deliberately not a DomainError: it becomes a bare 500.
  */
 export class InvalidObjectKeyError extends Error {
+  override name = 'InvalidObjectKeyError';
   readonly objectKey: string;
 
   constructor(objectKey: string, reason: string) {
     super(`Invalid object key ${JSON.stringify(objectKey)}: ${reason}`);
-    this.name = 'InvalidObjectKeyError';
     this.objectKey = objectKey;
   }
 }
