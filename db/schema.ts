@@ -170,9 +170,10 @@ export const events = pgTable(
     chainDigestHex: text('chain_digest_hex'),
   },
   (table) => [
-    // Event filters: subject_id alone (the console's package filter) or with subject_kind, and an
-    // event_type prefix. A LIKE prefix can use a btree index only in the C collation.
+    // Event filters: subject_id alone (the console's package filter) or with subject_kind, subject_kind
+    // alone, and an event_type prefix. A LIKE prefix can use a btree index only in the C collation.
     index('events_subject_id_idx').on(table.subjectId, table.sequence),
+    index('events_subject_kind_idx').on(table.subjectKind, table.sequence),
     index('events_type_idx').on(sql`${table.eventType} COLLATE "C"`, table.sequence),
   ],
 );

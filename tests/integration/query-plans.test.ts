@@ -9,7 +9,7 @@ import { cursorBeforeLastQuery, listEventsQuery } from '@/server/registry/events
 import { unreferencedBlobsQuery } from '@/server/registry/retention-content';
 import { createTestDatabase, ON_POSTGRES } from '../support/database';
 
-/** Number of events seeded: 1,000 subjects, and one event in 1,000 of a rare type. */
+/** Number of events seeded: 1,000 subjects, and one event in 1,000 each of a rare type and a rare subject kind. */
 const EVENT_COUNT = 20_000;
 
 /** Number of finalized packages seeded. Each has a file and two manifests, so three stored blobs. */
@@ -48,7 +48,8 @@ beforeAll(async () => {
     SELECT gen_random_uuid(), id, 'file', 'application/octet-stream', 1, 'x', 'x', 'blake3:f' || substr(name, 2) FROM packages`);
   await db.execute(sql`
     INSERT INTO events (sequence, event_type, subject_kind, subject_id, actor, payload, payload_digest_hex)
-    SELECT i, CASE WHEN i % 1000 = 0 THEN 'retention.hold_applied' ELSE 'package.created' END, 'package', 'subject-' || (i % 1000), 'test', decode('00', 'hex'), 'x'
+    SELECT i, CASE WHEN i % 1000 = 0 THEN 'retention.hold_applied' ELSE 'package.created' END,
+           CASE WHEN i % 1000 = 500 THEN 'token' ELSE 'package' END, 'subject-' || (i % 1000), 'test', decode('00', 'hex'), 'x'
     FROM generate_series(1, ${EVENT_COUNT}) AS i`);
   await db.execute(sql`ANALYZE`);
 }, 120_000);
@@ -97,7 +98,8 @@ describe('retention sweep query', () => {
   });
 });
 
-// The console filters the event log by a package's id alone, and by an event type prefix.
+// The console filters the event log by a package's id alone and by an event type prefix; API clients
+// may also filter by subject kind alone.
 describe('event queries', () => {
   it('find the events of one subject', async () => {
     const rows = await listEventsQuery(connection.db, { since: 0, limit: 100, subjectId: 'subject-7' });
@@ -107,6 +109,13 @@ describe('event queries', () => {
   it('read only the subject\'s events', async () => {
     expect(await rowsDroppedByFilters(listEventsQuery(connection.db, { since: 0, limit: 100, subjectId: 'subject-7' }).getSQL())).toBeLessThan(100);
     expect(await rowsDroppedByFilters(cursorBeforeLastQuery(connection.db, 5, { subjectId: 'subject-7' }).getSQL())).toBeLessThan(100);
+  });
+
+  it('read only the events of a subject kind', async () => {
+    const rows = await listEventsQuery(connection.db, { since: 0, limit: 100, subjectKind: 'token' });
+    expect(rows).toHaveLength(EVENT_COUNT / 1000);
+    expect(await rowsDroppedByFilters(listEventsQuery(connection.db, { since: 0, limit: 100, subjectKind: 'token' }).getSQL())).toBeLessThan(100);
+    expect(await rowsDroppedByFilters(cursorBeforeLastQuery(connection.db, 5, { subjectKind: 'token' }).getSQL())).toBeLessThan(100);
   });
 
   it('read only the events of a type prefix', async () => {
