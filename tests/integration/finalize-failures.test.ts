@@ -1,0 +1,106 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDatabase, rowsOf, type DatabaseConnection } from '@/db/client';
+import { blobs, packages } from '@/db/schema';
+import { finalizePackage } from '@/server/registry/finalize';
+import { CreatePackage, createPackage } from '@/server/registry/packages';
+import type { Backend, BlobWriter } from '@/server/storage/backend';
+import { FilesystemBackend } from '@/server/storage/filesystem';
+import { createTestDatabase, ON_POSTGRES } from '../support/database';
+
+// Finalize stages both manifests before it places either. A failure at any step must leave no staged
+// temporary file behind, no blob row, and the package open, so that a retry succeeds.
+
+let directory: string;
+let connection: DatabaseConnection;
+let backend: FilesystemBackend;
+let dropDatabase: (() => Promise<void>) | undefined;
+
+beforeAll(async () => {
+  directory = fs.mkdtempSync(path.join(os.tmpdir(), 'finalize-failures-'));
+  if (ON_POSTGRES) {
+    const database = await createTestDatabase();
+    dropDatabase = database.drop;
+    connection = await connectDatabase({ databaseUrl: database.url, pgliteDir: '' });
+  } else {
+    connection = await connectDatabase({ pgliteDir: path.join(directory, 'pglite') });
+  }
+  await connection.db.execute(sql`INSERT INTO retention_classes (class_id, deletion_strategy) VALUES ('test', 'delete') ON CONFLICT DO NOTHING`);
+  backend = new FilesystemBackend({ id: 'fs', root: path.join(directory, 'store') });
+}, 60_000);
+
+afterAll(async () => {
+  await connection?.close();
+  await dropDatabase?.();
+  fs.rmSync(directory, { recursive: true, force: true });
+});
+
+type Failure = 'create' | 'commit';
+
+/** Returns the backend wrapped so that the `failAt`-th call (1-based) of createWriter or of commit throws. */
+function failingBackend(failure: Failure, failAt: number): Backend {
+  let calls = 0;
+  const fail = () => {
+    calls += 1;
+    if (calls === failAt) throw new Error(`injected ${failure} failure ${failAt}`);
+  };
+  return Object.assign(Object.create(Object.getPrototypeOf(backend)) as Backend, backend, {
+    id: backend.id,
+    kind: backend.kind,
+    retrievalTier: backend.retrievalTier,
+    createWriter: async (): Promise<BlobWriter> => {
+      if (failure === 'create') fail();
+      const writer = await backend.createWriter();
+      if (failure !== 'commit') return writer;
+      return {
+        stream: writer.stream,
+        commit: async (objectKey: string) => {
+          try {
+            fail();
+          } catch (error) {
+            await writer.cancel();
+            throw error;
+          }
+          return writer.commit(objectKey);
+        },
+        cancel: () => writer.cancel(),
+      };
+    },
+  });
+}
+
+async function blobCount(): Promise<number> {
+  return Number(rowsOf<{ count: string | number }>(await connection.db.execute(sql`SELECT count(*) AS count FROM ${blobs}`))[0].count);
+}
+
+function temporaryFiles(): string[] {
+  const temporary = path.join(backend.root, 'tmp');
+  return fs.existsSync(temporary) ? fs.readdirSync(temporary) : [];
+}
+
+describe('finalize failure paths', () => {
+  it.each<[Failure, number]>([
+    ['create', 1],
+    ['create', 2],
+    ['commit', 1],
+    ['commit', 2],
+  ])('leaves no staged file when %s call %i fails', async (failure, failAt) => {
+    const input = CreatePackage.parse({ name: `fail-${failure}-${failAt}`, producer: 'test', subject: 'test', retention_class: 'test' });
+    const pkg = await createPackage(connection.db, input, 'test', 65536);
+    const blobsBefore = await blobCount();
+
+    await expect(finalizePackage(connection.db, failingBackend(failure, failAt), pkg.id, 'test')).rejects.toThrow(/injected/);
+
+    expect(temporaryFiles()).toEqual([]);
+    const [row] = await connection.db.select({ status: packages.status }).from(packages).where(eq(packages.id, pkg.id));
+    expect(row.status).toBe('open');
+    expect(await blobCount()).toBe(blobsBefore);
+
+    const finalized = await finalizePackage(connection.db, backend, pkg.id, 'test');
+    expect(finalized.status).toBe('finalized');
+    expect(temporaryFiles()).toEqual([]);
+  });
+});
