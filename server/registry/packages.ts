@@ -229,6 +229,16 @@ function decodeCursor(cursor: string): PackageCursor {
  * (so `42` matches both "42" and 42); without a value it matches packages that have the key.
  */
 export async function listPackages(db: Executor, query: ListPackagesQuery): Promise<PackagePage> {
+  const rows = await listPackagesQuery(db, query);
+  const page = rows.slice(0, query.limit);
+  return {
+    packages: page.map(toPackageRecord),
+    next_cursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]) : null,
+  };
+}
+
+/** Returns the query of one page of packages and the first package of the next, newest first. */
+export function listPackagesQuery(db: Executor, query: ListPackagesQuery) {
   const conditions: SQL[] = [];
   if (query.producer !== undefined) conditions.push(eq(packages.producer, query.producer));
   if (query.subject !== undefined) conditions.push(eq(packages.subject, query.subject));
@@ -243,20 +253,17 @@ export async function listPackages(db: Executor, query: ListPackagesQuery): Prom
     );
   }
 
-  const rows = await db
-    .select(packageColumnsWithLastEvent)
-    .from(packages)
-    .where(conditions.length > 0 ? and(...conditions) : undefined)
-    // NULLS LAST matches the order of packages_created_idx and the per-producer and per-subject indexes
-    // (drizzle creates them DESC NULLS LAST). Plain DESC means NULLS FIRST in PostgreSQL, which no index
-    // serves, so every filter would sort all its matches. Both columns are NOT NULL, so the order is the same.
-    .orderBy(sql`${packages.createdAt} DESC NULLS LAST`, sql`${packages.id} DESC NULLS LAST`)
-    .limit(query.limit + 1);
-  const page = rows.slice(0, query.limit);
-  return {
-    packages: page.map(toPackageRecord),
-    next_cursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]) : null,
-  };
+  return (
+    db
+      .select(packageColumnsWithLastEvent)
+      .from(packages)
+      .where(conditions.length > 0 ? and(...conditions) : undefined)
+      // NULLS LAST matches the order of packages_created_idx and the per-producer and per-subject indexes
+      // (drizzle creates them DESC NULLS LAST). Plain DESC means NULLS FIRST in PostgreSQL, which no index
+      // serves, so every filter would sort all its matches. Both columns are NOT NULL, so the order is the same.
+      .orderBy(sql`${packages.createdAt} DESC NULLS LAST`, sql`${packages.id} DESC NULLS LAST`)
+      .limit(query.limit + 1)
+  );
 }
 
 function metadataCondition(key: string, value: string | undefined): SQL {
