@@ -6,10 +6,15 @@ import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import { migrate as migrateNodePg } from 'drizzle-orm/node-postgres/migrator';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
-import type { ExtractTablesWithRelations } from 'drizzle-orm';
+import { DrizzleQueryError, type ExtractTablesWithRelations } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import { lockPgliteDirectory } from './pglite-lock';
 import * as schema from './schema';
+
+// drizzle-orm 0.45 sets no `name` on DrizzleQueryError, and the production build minifies class names, so
+// a failed query would be logged with a one-letter type. Naming the prototype of this copy of drizzle-orm,
+// the one that runs this module's queries, covers every error they throw.
+DrizzleQueryError.prototype.name = 'DrizzleQueryError';
 
 export type Schema = typeof schema;
 export type Database = PgDatabase<PgQueryResultHKT, Schema, ExtractTablesWithRelations<Schema>>;

@@ -57,17 +57,22 @@ describe('createLogger', () => {
     // The reader does not read until every line was logged, so the pipe fills and the writer blocks.
     const { reader, writer } = openFifo();
     const droppedBefore = droppedLogLineCount();
-    const logger = createLogger('info', writer, MAX_BUFFERED_BYTES);
+    // The short report delay lets this test wait for its report, so that no timer of this logger
+    // fires after the FIFO is closed, when a later test may have opened a file under the same fd.
+    const logger = createLogger('info', writer, MAX_BUFFERED_BYTES, REPORT_DELAY_MS);
     await logLines(logger, LINE_COUNT);
     const dropped = droppedLogLineCount() - droppedBefore;
     expect(dropped).toBeGreaterThan(0);
 
     let received = '';
-    for (let waited = 0; received.split('\n').length - 1 < LINE_COUNT - dropped && waited < 10_000; waited += 10) {
+    const isReport = (line: string) => line.includes('"dropped_lines"');
+    const loggedLines = () => received.split('\n').filter((line) => line !== '' && !isReport(line));
+    for (let waited = 0; (loggedLines().length < LINE_COUNT - dropped || !received.includes('"dropped_lines"')) && waited < 10_000; waited += 10) {
       received += readAvailable(reader);
       await sleep(10);
     }
-    const lines = received.split('\n').filter((line) => line !== '');
+    const lines = loggedLines();
+    expect(received.split('\n').filter(isReport)).toHaveLength(1);
     expect(lines.length + dropped).toBe(LINE_COUNT);
     // What arrived is what was buffered, what the pipe held (64 KiB by default on Linux) and the write in
     // flight when the pipe filled (sonic-boom writes at most 16 KiB at once).
