@@ -4,6 +4,7 @@ import { and, count, eq, isNull, sum } from 'drizzle-orm';
 import type { Database, Executor } from '@/db/client';
 import { blobs, files, packages, retentionClasses, storageLocations, uploads } from '@/db/schema';
 import { ConflictError } from '../errors';
+import { getLogger } from '../logger';
 import { createDigestTransform, type DigestResult } from '../digest';
 import { objectKeyForBlake3, type Backend, type BlobWriter } from '../storage/backend';
 import { appendEvent } from './events';
@@ -54,7 +55,12 @@ export async function finalizePackage(db: Database, backend: Backend, id: string
       await lockBlobs(tx, staged.map((blob) => blob.contentAddress));
       for (const blob of staged) await placeStagedBlob(tx, backend, blob);
     } finally {
-      for (const blob of staged) if (!blob.placed) await blob.writer.cancel();
+      // A failed discard is logged, so the caller gets the error that stopped finalize.
+      for (const blob of staged.filter((staging) => !staging.placed)) {
+        await blob.writer.cancel().catch((error: unknown) =>
+          getLogger().error({ err: error, package_id: row.id, content_address: blob.contentAddress }, 'finalize failed to discard a staged manifest'),
+        );
+      }
     }
     const [cbor, json] = staged.map((blob) => blob.content);
     const manifestDigest = `blake3:${cbor.blake3Hex}`;

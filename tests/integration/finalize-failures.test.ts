@@ -82,6 +82,32 @@ function temporaryFiles(): string[] {
 }
 
 describe('finalize failure paths', () => {
+  it('reports the failure, not a failed discard', async () => {
+    const input = CreatePackage.parse({ name: 'fail-discard', producer: 'test', subject: 'test', retention_class: 'test' });
+    const pkg = await createPackage(connection.db, input, 'test', 65536);
+    // The second createWriter fails, and the discard of the first, staged manifest fails after it removed the file.
+    let writers = 0;
+    const failing = Object.assign(Object.create(Object.getPrototypeOf(backend)) as Backend, backend, {
+      createWriter: async (): Promise<BlobWriter> => {
+        writers += 1;
+        if (writers === 2) throw new Error('injected create failure 2');
+        const writer = await backend.createWriter();
+        return {
+          stream: writer.stream,
+          commit: (objectKey: string) => writer.commit(objectKey),
+          cancel: async () => {
+            await writer.cancel();
+            throw new Error('injected cancel failure');
+          },
+        };
+      },
+    });
+
+    await expect(finalizePackage(connection.db, failing, pkg.id, 'test')).rejects.toThrow('injected create failure 2');
+    expect(temporaryFiles()).toEqual([]);
+    expect((await finalizePackage(connection.db, backend, pkg.id, 'test')).status).toBe('finalized');
+  });
+
   it.each<[Failure, number]>([
     ['create', 1],
     ['create', 2],
