@@ -47,7 +47,7 @@ export function parseWithSchema<Schema extends z.ZodType>(schema: Schema, value:
 export function zodIssues(error: z.ZodError): ValidationIssue[] {
   return error.issues.map((issue) => ({
     field: formatPath(issue.path),
-    // A refinement names its rule in its params; zod reports every refinement as `custom`.
+    // zod reports every refinement as `custom`, so a refinement names its rule in its params.
     rule: issue.code === 'custom' && typeof issue.params?.rule === 'string' ? issue.params.rule : issue.code,
     message: issue.message,
   }));
@@ -107,7 +107,7 @@ export function queryInteger(minimum: number, maximum: number, fallback?: number
       params: { rule: 'integer' },
     })
     .transform(Number)
-    // Digits make an integer; the bounds keep it a safe one.
+    // Digits make an integer, and the bounds keep it a safe one.
     .pipe(z.number().min(minimum).max(maximum))
     .meta({ type: 'integer', minimum, maximum });
   QUERY_INTEGERS.add(digits);

@@ -56,6 +56,7 @@ describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
     const poll = api.events(head, 30);
     await sleep(300);
 
+    const outputBeforeCut = server.output().length;
     await proxy.cut();
     // Health reports the outage whether the caller sends a token or not, because it looks up no token.
     for (const client of [api.withToken(undefined), api]) {
@@ -70,6 +71,14 @@ describe.skipIf(!ON_POSTGRES)('PostgreSQL outage', () => {
     const problem = await problemOf(listing);
     expect(problem.title).toBe('Database unavailable');
     expect(problem.request_id).toBe(listing.headers.get('x-request-id'));
+    // drizzle wraps the driver's error in a class that the production build minifies, so the logged type
+    // must come from the error's name, not from a one-letter class name.
+    const loggedTypes = () =>
+      errorLines(server.output().slice(outputBeforeCut))
+        .filter((line) => line.includes('request failed because the database is unavailable'))
+        .map((line) => JSON.parse(line).err.type as string);
+    await expect.poll(() => loggedTypes().length, { timeout: 10_000 }).toBeGreaterThan(0);
+    for (const type of loggedTypes()) expect(type).toMatch(/^[A-Z][A-Za-z0-9]*Error$/);
     const upload = await api.request('POST', '/uploads', {
       headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': '1', 'Upload-Metadata': `package_id ${Buffer.from(before.id).toString('base64')}` },
     });
