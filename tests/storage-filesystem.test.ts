@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -181,6 +181,32 @@ describe('FilesystemBackend', () => {
     }
 
     expect(await openDescriptors()).toBeLessThanOrEqual(before);
+  });
+
+  it('closes the temporary file at stream end', async () => {
+    // The fsync runs before the close, so a caller that holds locks only during commit does not wait for it there.
+    const temporaryDescriptors = async () => {
+      const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+      return targets.filter((target) => target.startsWith(path.join(root, 'tmp') + path.sep));
+    };
+    const bytes = randomBytes(10_000);
+    const writer = await backend.createWriter();
+    expect(await temporaryDescriptors()).toHaveLength(1);
+    await pipeline(Readable.from([bytes]), writer.stream);
+    expect(await temporaryDescriptors()).toEqual([]);
+    expect(await temporaryFileNames(root)).toHaveLength(1);
+
+    const objectKey = objectKeyForBlake3(blake3(bytes).toString('hex'));
+    expect(await writer.commit(objectKey)).toEqual({ created: true });
+    expect((await readFile(backend.pathForKey(objectKey))).equals(bytes)).toBe(true);
+    expect(await temporaryFileNames(root)).toEqual([]);
+  });
+
+  it('removes an ended writer on cancel', async () => {
+    const writer = await backend.createWriter();
+    await pipeline(Readable.from([randomBytes(1000)]), writer.stream);
+    await writer.cancel();
+    expect(await temporaryFileNames(root)).toEqual([]);
   });
 
   it('reports health failure for an unusable root', async () => {

@@ -15,8 +15,9 @@ import { assertNoObstacles, obstaclesOf, pathLocksUnlessBlocked, pathObstacleCol
  * transaction of five statements, instead of one transaction of five statements each. While a batch is
  * being recorded, the next files of its package wait and form the next batch, so a file that arrives
  * alone is recorded at once, as before. Each request gets its own response: a path that is taken fails
- * only its own request. What fails the transaction (a database error) fails every file of the batch, and
- * their placed blobs are left to the orphan sweep, as after any failed recording.
+ * only its own request. What fails the transaction (a database error, or a blob that could not be
+ * placed) fails every file of the batch, and their placed blobs are left to the orphan sweep, as after any
+ * failed recording.
  */
 
 /** Files per transaction at most. */
@@ -217,7 +218,11 @@ function takeBatch(queue: PackageQueue): PendingFile[] {
 
 type LocationJson = { backend_id: string; object_key: string; retrieval_tier: string; status: 'ok' | 'corrupt' | 'missing' };
 
-/** Records one batch and settles every file's promise; never throws. */
+/**
+ * Records one batch and settles every file's promise, and never throws. The blobs are placed while the
+ * insert and the events run, and the COMMIT waits for both, because the batch's locks are held meanwhile
+ * and each file system round trip of a placement would otherwise delay every file of the batch.
+ */
 async function recordBatch(db: Database, packageId: string, batch: PendingFile[]): Promise<void> {
   const unsettled = new Set(batch);
   const settle = (file: PendingFile, outcome: { record: FileRecord } | { error: unknown }) => {
@@ -229,20 +234,13 @@ async function recordBatch(db: Database, packageId: string, batch: PendingFile[]
   const recorded: { file: PendingFile; record: FileRecord }[] = [];
   try {
     await db.transaction(async (tx) => {
-      const placed = await checkAndPlace(tx, packageId, [...unsettled], settle);
-      if (placed.length === 0) return;
-      const backend = placed[0].input.backend;
-      const rows = rowsOf<InsertedRow>(
-        await insertBatchStatement.execute(tx, { ...batchValues(placed), package_id: packageId, backend_id: backend.id, retrieval_tier: backend.retrievalTier }),
-      );
-      const inserted: { file: PendingFile; locations: LocationJson[] }[] = [];
-      rows.forEach((row, index) => {
-        const file = placed[index];
-        if (row.inserted) inserted.push({ file, locations: row.locations });
-        else settle(file, { error: obstacleError(file, row) });
-      });
-      if (inserted.length === 0) return;
-      await appendEventsAt(tx, rows[0], inserted.map(({ file }) => fileAddedEvent(file)));
+      const allowed = await checkBatch(tx, packageId, [...unsettled], settle);
+      if (allowed.length === 0) return;
+      const placements = Promise.allSettled(allowed.map((file) => file.input.placeBlob(objectKeyForBlake3(file.input.content.blake3Hex))));
+      // The transaction ends, and its locks go, only once every placement has settled.
+      const inserted = await insertBatch(tx, packageId, allowed, settle).finally(() => placements);
+      const failed = (await placements).find((placement) => placement.status === 'rejected');
+      if (failed) throw failed.reason;
       for (const { file, locations } of inserted) recorded.push({ file, record: toFileRecordOf(file, locations) });
     });
   } catch (error) {
@@ -256,11 +254,10 @@ type InsertedRow = ObstacleRow & EventHead & { id: string; inserted: boolean; lo
 type CheckedRow = ObstacleRow & { package_id: string; status: 'open' | 'finalized' | 'deleted'; id: string; path_locked: boolean };
 
 /**
- * Runs the batch's check, rejects the files that may not be added, and places the blobs of the others in
- * parallel. Returns the placed files, in batch order. A file whose blob could not be placed fails alone.
+ * Runs the batch's check and rejects the files that may not be added. Returns the others, in batch order.
  * An unknown package fails the whole batch with 404.
  */
-async function checkAndPlace(
+async function checkBatch(
   tx: Executor,
   packageId: string,
   batch: PendingFile[],
@@ -280,13 +277,31 @@ async function checkAndPlace(
       settle(file, { error });
     }
   });
-  const placements = await Promise.allSettled(allowed.map((file) => file.input.placeBlob(objectKeyForBlake3(file.input.content.blake3Hex))));
-  const placed: PendingFile[] = [];
-  placements.forEach((placement, index) => {
-    if (placement.status === 'fulfilled') placed.push(allowed[index]);
-    else settle(allowed[index], { error: placement.reason });
+  return allowed;
+}
+
+/**
+ * Inserts the rows of the allowed files and appends a `file.added` event for each file inserted. Rejects
+ * the files whose path was taken since the check, and returns the others with their blob's locations.
+ */
+async function insertBatch(
+  tx: Executor,
+  packageId: string,
+  allowed: PendingFile[],
+  settle: (file: PendingFile, outcome: { error: unknown }) => void,
+): Promise<{ file: PendingFile; locations: LocationJson[] }[]> {
+  const backend = allowed[0].input.backend;
+  const rows = rowsOf<InsertedRow>(
+    await insertBatchStatement.execute(tx, { ...batchValues(allowed), package_id: packageId, backend_id: backend.id, retrieval_tier: backend.retrievalTier }),
+  );
+  const inserted: { file: PendingFile; locations: LocationJson[] }[] = [];
+  rows.forEach((row, index) => {
+    const file = allowed[index];
+    if (row.inserted) inserted.push({ file, locations: row.locations });
+    else settle(file, { error: obstacleError(file, row) });
   });
-  return placed;
+  if (inserted.length > 0) await appendEventsAt(tx, rows[0], inserted.map(({ file }) => fileAddedEvent(file)));
+  return inserted;
 }
 
 /** Returns the 409 for a file whose path was taken between the check and the insert (see insertFileRows). */

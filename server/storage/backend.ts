@@ -21,7 +21,9 @@ export interface BlobWriter {
   readonly stream: Writable;
   /**
    * Waits for the stream to finish, makes the bytes durable (fsync) and atomically places them at
-   * objectKey (in the filesystem backend by link or rename, then fsync of the directory). If an object already exists at objectKey, the new
+   * objectKey (in the filesystem backend by link or rename, then fsync of the directory). The filesystem
+   * backend fsyncs when the stream ends, so a caller that awaits the end before it takes a lock keeps the
+   * fsync out of the lock. If an object already exists at objectKey, the new
    * bytes are discarded (identical content is stored once) and `created` is false. The caller must end
    * the stream; commit does not end it. On failure the written bytes are discarded.
    */

@@ -11,15 +11,27 @@ function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
 
-/** Writes every byte of each chunk to the temporary file, retrying short writes. */
+/**
+ * Writes every byte of each chunk to the temporary file, retrying short writes, and runs `finish` (fsync and
+ * close) before it emits 'finish'.
+ */
 class TemporaryFileStream extends Writable {
   readonly #handle: FileHandle;
   readonly #translateError: (error: unknown) => unknown;
+  readonly #finish: () => Promise<void>;
 
-  constructor(handle: FileHandle, translateError: (error: unknown) => unknown) {
+  constructor(handle: FileHandle, translateError: (error: unknown) => unknown, finish: () => Promise<void>) {
     super({ highWaterMark: WRITE_HIGH_WATER_MARK });
     this.#handle = handle;
     this.#translateError = translateError;
+    this.#finish = finish;
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#finish().then(
+      () => callback(),
+      (error: unknown) => callback(this.#translateError(error) as Error),
+    );
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -67,6 +79,10 @@ export interface WriterContext {
   translateError(error: unknown, operation: string): unknown;
 }
 
+/**
+ * The end of the stream makes the bytes durable (fsync) and closes the file, so a caller that ends the
+ * stream before it takes its locks waits for the fsync without them. commit then links the file into place.
+ */
 export class FilesystemBlobWriter extends BlobWriterLifecycle {
   readonly stream: Writable;
   readonly #handle: FileHandle;
@@ -79,15 +95,17 @@ export class FilesystemBlobWriter extends BlobWriterLifecycle {
     this.#handle = handle;
     this.#temporaryPath = temporaryPath;
     this.#context = context;
-    this.stream = new TemporaryFileStream(handle, (error) => context.translateError(error, 'write'));
+    this.stream = new TemporaryFileStream(handle, (error) => context.translateError(error, 'write'), async () => {
+      await handle.sync();
+      await this.#closeHandle();
+    });
   }
 
   protected override async commitBytes(objectKey: string): Promise<{ created: boolean }> {
     try {
       const target = this.#context.pathForKey(objectKey);
+      // The stream's end ran the fsync and the close.
       await finished(this.stream);
-      await this.#handle.sync();
-      await this.#closeHandle();
       const result = await this.#context.placeFile(this.#temporaryPath, target);
       this.state = 'committed';
       releaseTemporaryFile(this.#temporaryPath);

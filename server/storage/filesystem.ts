@@ -312,28 +312,44 @@ export class FilesystemBackend implements Backend {
    * On file systems without hard links this falls back to a check followed by rename, where two racing
    * commits may both report created (the content is identical either way).
    */
+  /**
+   * Links `source` to `target`, fsyncs the target's directory and removes `source`. The directory is opened
+   * while the link is made, and the unlink runs alongside the fsync, so a placement takes three thread-pool
+   * round trips one after another instead of five. A file's batch holds its locks while its blobs are
+   * placed, so each of these round trips on a busy machine delays every file of the batch.
+   */
   async #placeFile(source: string, target: string): Promise<{ created: boolean }> {
     const directory = path.dirname(target);
     await this.#ensureObjectDirectory(directory);
 
-    let created: boolean;
+    let linked: { created: boolean; directoryHandle: FileHandle };
     try {
-      created = await this.#linkUnlessExists(source, target);
+      linked = await this.#linkAndOpenDirectory(source, target, directory);
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw error;
       // The directory may have been removed by another process since it was cached; create it again.
       this.#forgetDirectories(directory);
       await this.#ensureObjectDirectory(directory);
-      created = await this.#linkUnlessExists(source, target);
+      linked = await this.#linkAndOpenDirectory(source, target, directory);
     }
 
-    await fsyncDirectory(directory);
-    try {
-      await fs.unlink(source);
-    } catch (error) {
+    const { directoryHandle } = linked;
+    const synced = directoryHandle.sync().finally(() => directoryHandle.close());
+    const removed = fs.unlink(source).catch((error: unknown) => {
       if (errorCode(error) !== 'ENOENT') throw error;
-    }
-    return { created };
+    });
+    const [sync, unlink] = await Promise.allSettled([synced, removed]);
+    if (sync.status === 'rejected') throw sync.reason;
+    if (unlink.status === 'rejected') throw unlink.reason;
+    return { created: linked.created };
+  }
+
+  /** Links `source` to `target` and opens `directory` at the same time; closes the directory again if either fails. */
+  async #linkAndOpenDirectory(source: string, target: string, directory: string): Promise<{ created: boolean; directoryHandle: FileHandle }> {
+    const [link, open] = await Promise.allSettled([this.#linkUnlessExists(source, target), fs.open(directory, 'r')]);
+    if (link.status === 'fulfilled' && open.status === 'fulfilled') return { created: link.value, directoryHandle: open.value };
+    if (open.status === 'fulfilled') await open.value.close().catch(() => undefined);
+    throw link.status === 'rejected' ? link.reason : (open as PromiseRejectedResult).reason;
   }
 
   /** Wraps fs errors that mean the storage cannot serve requests in StorageUnavailableError; returns others unchanged. */

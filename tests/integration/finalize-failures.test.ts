@@ -3,38 +3,32 @@ import os from 'node:os';
 import path from 'node:path';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectDatabase, rowsOf, type DatabaseConnection } from '@/db/client';
+import { rowsOf, type DatabaseConnection } from '@/db/client';
 import { blobs, packages } from '@/db/schema';
 import { finalizePackage } from '@/server/registry/finalize';
 import { CreatePackage, createPackage } from '@/server/registry/packages';
 import type { Backend, BlobWriter } from '@/server/storage/backend';
 import { FilesystemBackend } from '@/server/storage/filesystem';
-import { createTestDatabase, ON_POSTGRES } from '../support/database';
+import { connectScratchDatabase, type ScratchDatabase } from '../support/database';
 
 // Finalize stages both manifests before it places either. A failure at any step must leave no staged
 // temporary file behind, no blob row, and the package open, so that a retry succeeds.
 
 let directory: string;
+let database: ScratchDatabase;
 let connection: DatabaseConnection;
 let backend: FilesystemBackend;
-let dropDatabase: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   directory = fs.mkdtempSync(path.join(os.tmpdir(), 'finalize-failures-'));
-  if (ON_POSTGRES) {
-    const database = await createTestDatabase();
-    dropDatabase = database.drop;
-    connection = await connectDatabase({ databaseUrl: database.url, pgliteDir: '' });
-  } else {
-    connection = await connectDatabase({ pgliteDir: path.join(directory, 'pglite') });
-  }
+  database = await connectScratchDatabase(directory);
+  connection = database.connection;
   await connection.db.execute(sql`INSERT INTO retention_classes (class_id, deletion_strategy) VALUES ('test', 'delete') ON CONFLICT DO NOTHING`);
   backend = new FilesystemBackend({ id: 'fs', root: path.join(directory, 'store') });
 }, 60_000);
 
 afterAll(async () => {
-  await connection?.close();
-  await dropDatabase?.();
+  await database?.close();
   fs.rmSync(directory, { recursive: true, force: true });
 });
 

@@ -1,5 +1,7 @@
 import crypto from 'node:crypto';
+import path from 'node:path';
 import pg from 'pg';
+import { connectDatabase, type DatabaseConnection } from '@/db/client';
 
 /**
  * The PostgreSQL server the integration tests use, as a URL to its maintenance database, from
@@ -26,6 +28,33 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
       await client.connect();
       await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await client.end();
+    },
+  };
+}
+
+/** A migrated database of one test file, on PostgreSQL with TEST_DATABASE_URL and on PGlite without it. */
+export interface ScratchDatabase {
+  connection: DatabaseConnection;
+  /** The PostgreSQL URL, for a second connection; undefined on PGlite, which allows only one. */
+  url: string | undefined;
+  /** Closes the connection and drops the database. */
+  close(): Promise<void>;
+}
+
+/** Creates and connects a new database: a PostgreSQL database, or PGlite in `directory`. */
+export async function connectScratchDatabase(directory: string): Promise<ScratchDatabase> {
+  if (!ON_POSTGRES) {
+    const connection = await connectDatabase({ pgliteDir: path.join(directory, 'pglite') });
+    return { connection, url: undefined, close: () => connection.close() };
+  }
+  const database = await createTestDatabase();
+  const connection = await connectDatabase({ databaseUrl: database.url, pgliteDir: '' });
+  return {
+    connection,
+    url: database.url,
+    async close() {
+      await connection.close();
+      await database.drop();
     },
   };
 }

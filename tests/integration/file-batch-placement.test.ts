@@ -1,0 +1,142 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDatabase, rowsOf, type DatabaseConnection } from '@/db/client';
+import { blobs, events, files } from '@/db/schema';
+import { recordFileInBatch, type BatchedFileInput } from '@/server/registry/file-batches';
+import type { FileRecord } from '@/server/registry/files';
+import { CreatePackage, createPackage } from '@/server/registry/packages';
+import { FilesystemBackend } from '@/server/storage/filesystem';
+import { connectScratchDatabase, type ScratchDatabase } from '../support/database';
+
+// A batch of small files places its blobs while its insert runs, and commits only when every blob is in
+// place. A blob that cannot be placed fails the whole batch, and the transaction, with its locks, ends
+// only after every placement has settled.
+
+let directory: string;
+let database: ScratchDatabase;
+let connection: DatabaseConnection;
+let backend: FilesystemBackend;
+
+beforeAll(async () => {
+  directory = fs.mkdtempSync(path.join(os.tmpdir(), 'file-batch-placement-'));
+  database = await connectScratchDatabase(directory);
+  connection = database.connection;
+  await connection.db.execute(sql`INSERT INTO retention_classes (class_id, deletion_strategy) VALUES ('test', 'delete') ON CONFLICT DO NOTHING`);
+  backend = new FilesystemBackend({ id: 'fs', root: path.join(directory, 'store') });
+}, 60_000);
+
+afterAll(async () => {
+  await database?.close();
+  fs.rmSync(directory, { recursive: true, force: true });
+});
+
+/** A promise and the function that resolves it. */
+function gate(): { opened: Promise<void>; open(): void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
+}
+
+async function newPackage(name: string): Promise<string> {
+  const input = CreatePackage.parse({ name, producer: 'test', subject: 'test', retention_class: 'test' });
+  return (await createPackage(connection.db, input, 'test', 65536)).id;
+}
+
+/** Returns a file of the package with random digests, placed by `placeBlob`. */
+function fileInput(packageId: string, relativePath: string, placeBlob: BatchedFileInput['placeBlob']): BatchedFileInput {
+  return {
+    packageId,
+    relativePath,
+    mediaType: 'application/octet-stream',
+    content: { blake3Hex: crypto.randomBytes(32).toString('hex'), sha256Hex: crypto.randomBytes(32).toString('hex'), sizeBytes: 4 },
+    backend,
+    actor: 'test',
+    placeBlob,
+  };
+}
+
+/** Returns whether the promise has settled so far, and its record or error once it has. */
+function outcomeOf(promise: Promise<FileRecord>): { settled: boolean; result: Promise<FileRecord | Error> } {
+  const outcome = { settled: false, result: Promise.resolve<FileRecord | Error>(new Error('unset')) };
+  outcome.result = promise.then(
+    (record) => ((outcome.settled = true), record),
+    (error: Error) => ((outcome.settled = true), error),
+  );
+  return outcome;
+}
+
+async function stored(packageId: string): Promise<{ files: number; events: number }> {
+  const fileRows = await connection.db.select({ id: files.id }).from(files).where(eq(files.packageId, packageId));
+  const eventRows = await connection.db
+    .select({ sequence: events.sequence })
+    .from(events)
+    .where(sql`${events.subjectId} = ${packageId} AND ${events.eventType} = 'file.added'`);
+  return { files: fileRows.length, events: eventRows.length };
+}
+
+describe('placing the blobs of a batch', () => {
+  it('fails the batch on a failed placement', async () => {
+    const packageId = await newPackage('placement-failure');
+    // The first file's batch waits in its placement, so the next three queue up and form one batch.
+    const firstPlaced = gate();
+    const first = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'first.bin', () => firstPlaced.opened)));
+    const placedKeys: string[] = [];
+    const place = (objectKey: string) => {
+      placedKeys.push(objectKey);
+      return Promise.resolve();
+    };
+    const rest = [
+      outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'a.bin', place))),
+      outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'b.bin', () => Promise.reject(new Error('injected placement failure'))))),
+      outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'c.bin', place))),
+    ];
+    firstPlaced.open();
+
+    expect(await first.result).toMatchObject({ relative_path: 'first.bin' });
+    for (const outcome of rest) expect(await outcome.result).toEqual(new Error('injected placement failure'));
+    expect(placedKeys).toHaveLength(2);
+    expect(await stored(packageId)).toEqual({ files: 1, events: 1 });
+    const blobRows = rowsOf<{ count: string | number }>(await connection.db.execute(sql`SELECT count(*) AS count FROM ${blobs}`));
+    expect(Number(blobRows[0].count)).toBe(1);
+  });
+
+  it('holds locks until placements settle', async () => {
+    const packageId = await newPackage('placement-pending');
+    const firstPlaced = gate();
+    const first = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'first.bin', () => firstPlaced.opened)));
+    const slowStarted = gate();
+    const slowPlaced = gate();
+    const slowInput = fileInput(packageId, 'slow.bin', async () => {
+      slowStarted.open();
+      await slowPlaced.opened;
+    });
+    const failing = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'failing.bin', () => Promise.reject(new Error('injected placement failure')))));
+    const slow = outcomeOf(recordFileInBatch(connection.db, slowInput));
+    firstPlaced.open();
+    await first.result;
+    await slowStarted.opened;
+
+    // The failed placement is known at once, but the batch still holds the slow blob's lock.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(failing.settled).toBe(false);
+    if (database.url !== undefined) {
+      const other = await connectDatabase({ databaseUrl: database.url, pgliteDir: '' });
+      try {
+        const lockKey = sql`hashtextextended(${`blake3:${slowInput.content.blake3Hex}`}, 0)`;
+        const [{ locked }] = rowsOf<{ locked: boolean }>(await other.db.execute(sql`SELECT pg_try_advisory_lock(${lockKey}) AS locked`));
+        expect(locked).toBe(false);
+      } finally {
+        await other.close();
+      }
+    }
+
+    slowPlaced.open();
+    expect(await failing.result).toEqual(new Error('injected placement failure'));
+    expect(await slow.result).toEqual(new Error('injected placement failure'));
+    expect(await stored(packageId)).toEqual({ files: 1, events: 1 });
+  });
+});
