@@ -14,6 +14,9 @@ import { recordLocationFailure } from '../integrity/location-status';
 import { verifyWhileStreaming } from '../integrity/verifying-stream';
 import { getLogger } from '../logger';
 
+/** The file id schema, built once: building it on every download took about 3 µs of CPU in a profile of 4 KiB ranges. */
+const FILE_ID = z.uuid();
+
 /** The actor recorded when a download finds a stored copy whose bytes do not match their digest. */
 export const DOWNLOAD_CHECK_ACTOR = 'system:download-check';
 
@@ -195,7 +198,7 @@ function fileContentStatement(db: Executor, name: string) {
  * query reads the file, its package's status, its blob's size and the blob's good copies.
  */
 export async function openFileContent(db: Executor, backends: Map<string, Backend>, fileId: string): Promise<ContentHandle> {
-  const id = z.uuid().safeParse(fileId);
+  const id = FILE_ID.safeParse(fileId);
   if (!id.success) throw new NotFoundError('File', fileId);
   const rows = await preparedStatement(db, 'file_content', fileContentStatement).execute({ id: id.data.toLowerCase() });
   if (rows.length === 0) throw new NotFoundError('File', fileId);

@@ -19,6 +19,9 @@ import { assertOpen, getPackageRow, parsePackageId } from './packages';
 import { assertNoObstacles, getPackageWithPathObstacles, obstaclesOf, pathCheckValues, pathObstacleColumns, pathTakenError, type ObstacleRow } from './path-checks';
 import { normalizeRelativePath } from './relative-path';
 
+/** The file id schema, built once rather than on every request. */
+const FILE_ID = z.uuid();
+
 export const DEFAULT_MEDIA_TYPE = 'application/octet-stream';
 
 // RFC 6838 type/subtype names, with optional parameters; no CR, LF or other controls.
@@ -375,7 +378,7 @@ export async function addFileFromStream(db: Database, backend: Backend, input: A
 }
 
 export async function getFile(db: Executor, id: string): Promise<FileRecord & { package_status: string }> {
-  const fileId = z.uuid().safeParse(id);
+  const fileId = FILE_ID.safeParse(id);
   if (!fileId.success) throw new NotFoundError('File', id);
   const rows = await db
     .select({ file: files, packageStatus: packages.status })

@@ -8,6 +8,9 @@ import { appendEvent } from './events';
 import { getPackageRow, lockPackage } from './packages';
 import { RetentionReason } from './retention-extensions';
 
+/** The hold id schema, built once rather than on every request. */
+const HOLD_ID = z.uuid();
+
 export const HoldRequest = z.object({ reason: RetentionReason }).strict();
 export type HoldRequest = z.infer<typeof HoldRequest>;
 
@@ -119,7 +122,7 @@ export async function listHolds(db: Executor, packageId: string): Promise<HoldRe
 }
 
 async function findHold(tx: Executor, packageId: string, holdId: string): Promise<HoldRow> {
-  const parsed = z.uuid().safeParse(holdId);
+  const parsed = HOLD_ID.safeParse(holdId);
   if (!parsed.success) throw new NotFoundError(`Hold of package ${packageId}`, holdId);
   const rows = await tx
     .select()
