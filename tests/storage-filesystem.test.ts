@@ -1,14 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, readlink, rm, stat, symlink, utimes, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { blake3 } from '@napi-rs/blake-hash';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { objectKeyForBlake3, type Backend } from '../server/storage/backend';
 import { FilesystemBackend } from '../server/storage/filesystem';
 import { storeLocalFile } from '../server/storage/store-blob';
@@ -200,6 +200,33 @@ describe('FilesystemBackend', () => {
     expect(await writer.commit(objectKey)).toEqual({ created: true });
     expect((await readFile(backend.pathForKey(objectKey))).equals(bytes)).toBe(true);
     expect(await temporaryFileNames(root)).toEqual([]);
+  });
+
+  it('fsyncs the file and then its directory', async () => {
+    // Records the path of each descriptor passed to fsync, so the test can check which file each fsync made durable.
+    const probe = await open(root, 'r');
+    const fileHandlePrototype = Object.getPrototypeOf(probe) as FileHandle;
+    await probe.close();
+    const originalSync = fileHandlePrototype.sync;
+    const syncedPaths: string[] = [];
+    const spy = vi.spyOn(fileHandlePrototype, 'sync').mockImplementation(async function (this: FileHandle) {
+      syncedPaths.push(await readlink(`/proc/self/fd/${this.fd}`));
+      return originalSync.call(this);
+    });
+    try {
+      const bytes = randomBytes(10_000);
+      const writer = await backend.createWriter();
+      await pipeline(Readable.from([bytes]), writer.stream);
+      expect(syncedPaths).toHaveLength(1);
+      expect(path.dirname(syncedPaths[0])).toBe(path.join(root, 'tmp'));
+
+      const objectKey = objectKeyForBlake3(blake3(bytes).toString('hex'));
+      syncedPaths.length = 0;
+      await writer.commit(objectKey);
+      expect(syncedPaths).toContain(path.dirname(backend.pathForKey(objectKey)));
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('removes an ended writer on cancel', async () => {

@@ -221,7 +221,8 @@ type LocationJson = { backend_id: string; object_key: string; retrieval_tier: st
 /**
  * Records one batch and settles every file's promise, and never throws. The blobs are placed while the
  * insert and the events run, and the COMMIT waits for both, because the batch's locks are held meanwhile
- * and each file system round trip of a placement would otherwise delay every file of the batch.
+ * and each file system round trip of a placement would otherwise delay every file of the batch. A failed
+ * placement fails the batch while its locks are still held.
  */
 async function recordBatch(db: Database, packageId: string, batch: PendingFile[]): Promise<void> {
   const unsettled = new Set(batch);
@@ -236,8 +237,12 @@ async function recordBatch(db: Database, packageId: string, batch: PendingFile[]
     await db.transaction(async (tx) => {
       const allowed = await checkBatch(tx, packageId, [...unsettled], settle);
       if (allowed.length === 0) return;
-      const placements = Promise.allSettled(allowed.map((file) => file.input.placeBlob(objectKeyForBlake3(file.input.content.blake3Hex))));
-      // The transaction ends, and its locks go, only once every placement has settled.
+      const objectKeys = allowed.map((file) => objectKeyForBlake3(file.input.content.blake3Hex));
+      const placements = Promise.allSettled(allowed.map((file, index) => file.input.placeBlob(objectKeys[index])));
+      // The batch ends only once every placement has settled. On PostgreSQL a failed statement releases the
+      // transaction's locks at once, so after a failed insert a placement may finish without its blob lock.
+      // That only adds a file under its own content key that no row references, which the orphan sweep
+      // removes after its safety window, as after any failed recording.
       const inserted = await insertBatch(tx, packageId, allowed, settle).finally(() => placements);
       const failed = (await placements).find((placement) => placement.status === 'rejected');
       if (failed) throw failed.reason;

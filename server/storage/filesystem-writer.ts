@@ -13,7 +13,7 @@ function errorCode(error: unknown): string | undefined {
 
 /**
  * Writes every byte of each chunk to the temporary file, retrying short writes, and runs `finish` (fsync and
- * close) before it emits 'finish'.
+ * close, which translates its own errors) before it emits 'finish'.
  */
 class TemporaryFileStream extends Writable {
   readonly #handle: FileHandle;
@@ -30,7 +30,7 @@ class TemporaryFileStream extends Writable {
   override _final(callback: (error?: Error | null) => void): void {
     this.#finish().then(
       () => callback(),
-      (error: unknown) => callback(this.#translateError(error) as Error),
+      (error: unknown) => callback(error as Error),
     );
   }
 
@@ -96,8 +96,12 @@ export class FilesystemBlobWriter extends BlobWriterLifecycle {
     this.#temporaryPath = temporaryPath;
     this.#context = context;
     this.stream = new TemporaryFileStream(handle, (error) => context.translateError(error, 'write'), async () => {
-      await handle.sync();
-      await this.#closeHandle();
+      try {
+        await handle.sync();
+        await this.#closeHandle();
+      } catch (error) {
+        throw context.translateError(error, 'fsync and close a temporary file');
+      }
     });
   }
 

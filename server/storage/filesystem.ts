@@ -310,13 +310,9 @@ export class FilesystemBackend implements Backend {
    * and removes `source`. A hard link is used because link(2), unlike rename(2), fails with EEXIST
    * instead of replacing the target, so exactly one of several concurrent commits reports created.
    * On file systems without hard links this falls back to a check followed by rename, where two racing
-   * commits may both report created (the content is identical either way).
-   */
-  /**
-   * Links `source` to `target`, fsyncs the target's directory and removes `source`. The directory is opened
-   * while the link is made, and the unlink runs alongside the fsync, so a placement takes three thread-pool
-   * round trips one after another instead of five. A file's batch holds its locks while its blobs are
-   * placed, so each of these round trips on a busy machine delays every file of the batch.
+   * commits may both report created (the content is identical either way). A batch of files holds its
+   * locks while its blobs are placed. So the directory is opened while the link is made, and the unlink runs
+   * alongside the fsync: three thread-pool round trips one after another instead of five.
    */
   async #placeFile(source: string, target: string): Promise<{ created: boolean }> {
     const directory = path.dirname(target);

@@ -13,8 +13,8 @@ import { FilesystemBackend } from '@/server/storage/filesystem';
 import { connectScratchDatabase, type ScratchDatabase } from '../support/database';
 
 // A batch of small files places its blobs while its insert runs, and commits only when every blob is in
-// place. A blob that cannot be placed fails the whole batch, and the transaction, with its locks, ends
-// only after every placement has settled.
+// place. A blob that cannot be placed fails the whole batch, and the batch keeps its locks until every
+// other placement has settled.
 
 let directory: string;
 let database: ScratchDatabase;
@@ -139,4 +139,60 @@ describe('placing the blobs of a batch', () => {
     expect(await slow.result).toEqual(new Error('injected placement failure'));
     expect(await stored(packageId)).toEqual({ files: 1, events: 1 });
   });
+
+  it('waits for placements after a failed insert', async () => {
+    const packageId = await newPackage('insert-failure');
+    // A trigger makes the batch's insert fail while the slow file's placement is still running.
+    await connection.db.execute(
+      sql.raw(`CREATE FUNCTION reject_injected_path() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.relative_path = 'insert-failure.bin' THEN RAISE EXCEPTION 'injected insert failure'; END IF;
+          RETURN NEW;
+        END $$`),
+    );
+    await connection.db.execute(sql.raw('CREATE TRIGGER reject_injected_path BEFORE INSERT ON files FOR EACH ROW EXECUTE FUNCTION reject_injected_path()'));
+    const firstPlaced = gate();
+    const slowStarted = gate();
+    const slowPlaced = gate();
+    try {
+      const first = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'first.bin', () => firstPlaced.opened)));
+      const slow = outcomeOf(
+        recordFileInBatch(
+          connection.db,
+          fileInput(packageId, 'slow.bin', async () => {
+            slowStarted.open();
+            await slowPlaced.opened;
+          }),
+        ),
+      );
+      const failing = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'insert-failure.bin', () => Promise.resolve())));
+      firstPlaced.open();
+      await first.result;
+      await slowStarted.opened;
+
+      // The insert has failed by now, and with it the database has released the batch's locks, but the batch still waits
+      // for the slow placement, so nothing that it started runs after its requests got their responses.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(slow.settled).toBe(false);
+      expect(failing.settled).toBe(false);
+
+      slowPlaced.open();
+      expect(messagesOf(await slow.result)).toContain('injected insert failure');
+      expect(messagesOf(await failing.result)).toContain('injected insert failure');
+      expect(await stored(packageId)).toEqual({ files: 1, events: 1 });
+    } finally {
+      // A failed check above must not leave the batch waiting for its placements when the database closes.
+      firstPlaced.open();
+      slowPlaced.open();
+      await connection.db.execute(sql.raw('DROP TRIGGER IF EXISTS reject_injected_path ON files'));
+      await connection.db.execute(sql.raw('DROP FUNCTION IF EXISTS reject_injected_path()'));
+    }
+  });
 });
+
+/** Returns the messages of an error and of its causes, one a line. */
+function messagesOf(error: unknown): string {
+  const messages: string[] = [];
+  for (let current = error; current instanceof Error; current = current.cause) messages.push(current.message);
+  return messages.join('\n');
+}
