@@ -369,7 +369,7 @@ export async function addFileFromStream(db: Database, backend: Backend, input: A
         return writer.commit(objectKey);
       },
     };
-    // A large file's fsync would hold up the small files of its batch, and a replica copy even more.
+    // A large file's commit (a server-side copy on S3) would hold up the small files of its batch, and a replica copy even more.
     return content.sizeBytes <= BATCHED_FILE_MAX_BYTES && !copiesNewBlobs() ? await recordFileInBatch(db, recording) : await recordFile(db, recording);
   } finally {
     finishTracking();
