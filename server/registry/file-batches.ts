@@ -12,7 +12,7 @@ import { assertNoObstacles, obstaclesOf, pathLocksUnlessBlocked, pathObstacleCol
 
 /**
  * Group commit of small files: the files that concurrent requests add to one package are recorded in one
- * transaction of five statements, instead of one transaction of five statements each. While a batch is
+ * transaction of six statements, instead of one transaction of five statements each. While a batch is
  * being recorded, the next files of its package wait and form the next batch, so a file that arrives
  * alone is recorded at once, as before. Each request gets its own response: a path that is taken fails
  * only its own request. What fails the transaction (a database error, or a blob that could not be
@@ -131,10 +131,11 @@ const checkBatchStatement = new PreparedSql('file_batch_check', () => {
 });
 
 /**
- * Inserts the blobs, their locations on the backend and the file rows whose paths are still free, and
- * advances the event log's head by the number of files inserted. The obstacles are checked again in
- * this statement's snapshot (see insertFileRows in files.ts). Returns one row per file: whether it was
- * inserted, its obstacles, every location of its blob as JSON, and the head.
+ * Inserts the blobs, their locations on the backend and the file rows whose paths are still free. The
+ * obstacles are checked again in this statement's snapshot (see insertFileRows in files.ts). Returns one
+ * row per file: whether it was inserted, its obstacles, and every location of its blob as JSON. It does
+ * not touch the event log's head, because it runs while the blobs are placed, and the head's row lock
+ * would make every other writer of events wait for that.
  */
 const insertBatchStatement = new PreparedSql('file_batch_insert', () => {
   const packageId = sql`${sql.placeholder('package_id')}::uuid`;
@@ -164,21 +165,25 @@ const insertBatchStatement = new PreparedSql('file_batch_insert', () => {
              items.sha256_hex, ${contentAddress}, items.created_at
       FROM free_items AS items
       RETURNING id
-    ), head AS (
-      UPDATE event_log_head SET sequence = sequence + (SELECT count(*) FROM new_files) WHERE id = 1
-      RETURNING sequence, chain_digest_hex AS previous_chain_digest_hex
     ), locations AS (
       SELECT content_address, backend_id, object_key, retrieval_tier, status FROM new_locations
       UNION ALL
       SELECT content_address, backend_id, object_key, retrieval_tier, status FROM ${storageLocations}
       WHERE content_address IN (SELECT ${contentAddress} FROM items)
     )
-    SELECT obstacles.*, obstacles.id IN (SELECT id FROM new_files) AS inserted, head.sequence, head.previous_chain_digest_hex,
+    SELECT obstacles.*, obstacles.id IN (SELECT id FROM new_files) AS inserted,
            (SELECT coalesce(json_agg(json_build_object('backend_id', backend_id, 'object_key', object_key, 'retrieval_tier', retrieval_tier, 'status', status)), '[]')
             FROM locations WHERE locations.content_address = ${contentAddress}) AS locations
-    FROM items JOIN obstacles ON obstacles.id = items.id CROSS JOIN head
+    FROM items JOIN obstacles ON obstacles.id = items.id
     ORDER BY items.position`;
 });
+
+/** Advances the event log's head by the number of events about to be appended; see appendEventsAt. */
+const advanceHeadStatement = new PreparedSql(
+  'file_batch_advance_head',
+  () => sql`UPDATE event_log_head SET sequence = sequence + ${sql.placeholder('count')}::bigint WHERE id = 1
+    RETURNING sequence, chain_digest_hex AS previous_chain_digest_hex`,
+);
 
 function batchValues(batch: PendingFile[]): Record<string, unknown> {
   return {
@@ -220,9 +225,9 @@ type LocationJson = { backend_id: string; object_key: string; retrieval_tier: st
 
 /**
  * Records one batch and settles every file's promise, and never throws. The blobs are placed while the
- * insert and the events run, and the COMMIT waits for both, because the batch's locks are held meanwhile
- * and each file system round trip of a placement would otherwise delay every file of the batch. A failed
- * placement fails the batch while its locks are still held.
+ * file rows are inserted, because the batch's locks are held meanwhile and each file system round trip of
+ * a placement would otherwise delay every file of the batch. A failed placement fails the batch while its
+ * locks are still held. Only then does the batch advance the event log's head and append its events.
  */
 async function recordBatch(db: Database, packageId: string, batch: PendingFile[]): Promise<void> {
   const unsettled = new Set(batch);
@@ -246,6 +251,10 @@ async function recordBatch(db: Database, packageId: string, batch: PendingFile[]
       const inserted = await insertBatch(tx, packageId, allowed, settle).finally(() => placements);
       const failed = (await placements).find((placement) => placement.status === 'rejected');
       if (failed) throw failed.reason;
+      if (inserted.length === 0) return;
+      // The head's row lock is held from here to the COMMIT, so no file system work runs while it is held.
+      const head = rowsOf<EventHead>(await advanceHeadStatement.execute(tx, { count: inserted.length }))[0];
+      await appendEventsAt(tx, head, inserted.map(({ file }) => fileAddedEvent(file)));
       for (const { file, locations } of inserted) recorded.push({ file, record: toFileRecordOf(file, locations) });
     });
   } catch (error) {
@@ -255,7 +264,7 @@ async function recordBatch(db: Database, packageId: string, batch: PendingFile[]
   for (const { file, record } of recorded) settle(file, { record });
 }
 
-type InsertedRow = ObstacleRow & EventHead & { id: string; inserted: boolean; locations: LocationJson[] };
+type InsertedRow = ObstacleRow & { id: string; inserted: boolean; locations: LocationJson[] };
 type CheckedRow = ObstacleRow & { package_id: string; status: 'open' | 'finalized' | 'deleted'; id: string; path_locked: boolean };
 
 /**
@@ -286,8 +295,8 @@ async function checkBatch(
 }
 
 /**
- * Inserts the rows of the allowed files and appends a `file.added` event for each file inserted. Rejects
- * the files whose path was taken since the check, and returns the others with their blob's locations.
+ * Inserts the rows of the allowed files. Rejects the files whose path was taken since the check, and
+ * returns the others with their blob's locations.
  */
 async function insertBatch(
   tx: Executor,
@@ -305,7 +314,6 @@ async function insertBatch(
     if (row.inserted) inserted.push({ file, locations: row.locations });
     else settle(file, { error: obstacleError(file, row) });
   });
-  if (inserted.length > 0) await appendEventsAt(tx, rows[0], inserted.map(({ file }) => fileAddedEvent(file)));
   return inserted;
 }
 

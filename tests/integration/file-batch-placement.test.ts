@@ -10,7 +10,7 @@ import { recordFileInBatch, type BatchedFileInput } from '@/server/registry/file
 import type { FileRecord } from '@/server/registry/files';
 import { CreatePackage, createPackage } from '@/server/registry/packages';
 import { FilesystemBackend } from '@/server/storage/filesystem';
-import { connectScratchDatabase, type ScratchDatabase } from '../support/database';
+import { connectScratchDatabase, ON_POSTGRES, type ScratchDatabase } from '../support/database';
 
 // A batch of small files places its blobs while its insert runs, and commits only when every blob is in
 // place. A blob that cannot be placed fails the whole batch, and the batch keeps its locks until every
@@ -138,6 +138,39 @@ describe('placing the blobs of a batch', () => {
     expect(await failing.result).toEqual(new Error('injected placement failure'));
     expect(await slow.result).toEqual(new Error('injected placement failure'));
     expect(await stored(packageId)).toEqual({ files: 1, events: 1 });
+  });
+
+  // PGlite has one connection, so there a transaction of another package waits for the batch in any case.
+  it.skipIf(!ON_POSTGRES)('lets other packages record during a placement', async () => {
+    const slowPackage = await newPackage('slow-placement');
+    const otherPackage = await newPackage('other-package');
+    const slowPlaced = gate();
+    const slowStarted = gate();
+    const slow = outcomeOf(
+      recordFileInBatch(
+        connection.db,
+        fileInput(slowPackage, 'slow.bin', async () => {
+          slowStarted.open();
+          await slowPlaced.opened;
+        }),
+      ),
+    );
+    try {
+      await slowStarted.opened;
+      // Wait until the slow batch has inserted its rows, which it does while the placement is pending.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+
+      // The other package's file appends an event, so it needs the event log's head.
+      const other = outcomeOf(recordFileInBatch(connection.db, fileInput(otherPackage, 'other.bin', () => Promise.resolve())));
+      const timedOut = new Promise<'timed out'>((resolve) => setTimeout(() => resolve('timed out'), 5000));
+      const result = await Promise.race([other.result, timedOut]);
+      expect(result).toMatchObject({ relative_path: 'other.bin' });
+      expect(slow.settled).toBe(false);
+    } finally {
+      slowPlaced.open();
+    }
+    expect(await slow.result).toMatchObject({ relative_path: 'slow.bin' });
+    expect(await stored(slowPackage)).toEqual({ files: 1, events: 1 });
   });
 
   it('waits for placements after a failed insert', async () => {
