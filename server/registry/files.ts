@@ -104,7 +104,10 @@ export interface RecordFileInput {
   content: StoredContent;
   backend: Backend;
   actor: string;
-  /** Moves the bytes to their object key; called under the blob's lock, inside the transaction. */
+  /**
+   * Moves the bytes to their object key; called under the blob's lock, inside the transaction. In a batch,
+   * a failed statement can release that lock before the placement ends (see file-batches.ts).
+   */
   placeBlob: (objectKey: string) => Promise<unknown>;
   /** Extra fields for the `file.added` event (the tus upload id, for example). */
   eventDetails?: Record<string, unknown>;
