@@ -34,7 +34,7 @@ afterAll(async () => {
   fs.rmSync(directory, { recursive: true, force: true });
 });
 
-/** A promise and the function that resolves it. */
+/** Returns a promise and the function that resolves it. */
 function gate(): { opened: Promise<void>; open(): void } {
   let open!: () => void;
   const opened = new Promise<void>((resolve) => (open = resolve));
@@ -61,14 +61,40 @@ function fileInput(packageId: string, relativePath: string, placeBlob: BatchedFi
 
 /** Returns whether the promise has settled so far, and its record or error once it has. */
 function outcomeOf(promise: Promise<FileRecord>): { settled: boolean; result: Promise<FileRecord | Error> } {
-  const outcome = { settled: false, result: Promise.resolve<FileRecord | Error>(new Error('unset')) };
-  outcome.result = promise.then(
-    (record) => ((outcome.settled = true), record),
-    (error: Error) => ((outcome.settled = true), error),
+  let settled = false;
+  const result = promise.then(
+    (record) => {
+      settled = true;
+      return record;
+    },
+    (error: Error) => {
+      settled = true;
+      return error;
+    },
   );
-  return outcome;
+  return {
+    get settled() {
+      return settled;
+    },
+    result,
+  };
 }
 
+/** Returns a placement that waits for `release`, with a promise that resolves once it has started. */
+function slowPlacement(): { started: Promise<void>; release(): void; placeBlob: BatchedFileInput['placeBlob'] } {
+  const started = gate();
+  const released = gate();
+  return {
+    started: started.opened,
+    release: released.open,
+    placeBlob: async () => {
+      started.open();
+      await released.opened;
+    },
+  };
+}
+
+/** Counts the package's file rows and its `file.added` events. */
 async function stored(packageId: string): Promise<{ files: number; events: number }> {
   const fileRows = await connection.db.select({ id: files.id }).from(files).where(eq(files.packageId, packageId));
   const eventRows = await connection.db
@@ -108,17 +134,13 @@ describe('placing the blobs of a batch', () => {
     const packageId = await newPackage('placement-pending');
     const firstPlaced = gate();
     const first = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'first.bin', () => firstPlaced.opened)));
-    const slowStarted = gate();
-    const slowPlaced = gate();
-    const slowInput = fileInput(packageId, 'slow.bin', async () => {
-      slowStarted.open();
-      await slowPlaced.opened;
-    });
+    const slowPlace = slowPlacement();
+    const slowInput = fileInput(packageId, 'slow.bin', slowPlace.placeBlob);
     const failing = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'failing.bin', () => Promise.reject(new Error('injected placement failure')))));
     const slow = outcomeOf(recordFileInBatch(connection.db, slowInput));
     firstPlaced.open();
     await first.result;
-    await slowStarted.opened;
+    await slowPlace.started;
 
     // The failed placement is known at once, but the batch still holds the slow blob's lock.
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -134,7 +156,7 @@ describe('placing the blobs of a batch', () => {
       }
     }
 
-    slowPlaced.open();
+    slowPlace.release();
     expect(await failing.result).toEqual(new Error('injected placement failure'));
     expect(await slow.result).toEqual(new Error('injected placement failure'));
     expect(await stored(packageId)).toEqual({ files: 1, events: 1 });
@@ -144,19 +166,10 @@ describe('placing the blobs of a batch', () => {
   it.skipIf(!ON_POSTGRES)('lets other packages record during a placement', async () => {
     const slowPackage = await newPackage('slow-placement');
     const otherPackage = await newPackage('other-package');
-    const slowPlaced = gate();
-    const slowStarted = gate();
-    const slow = outcomeOf(
-      recordFileInBatch(
-        connection.db,
-        fileInput(slowPackage, 'slow.bin', async () => {
-          slowStarted.open();
-          await slowPlaced.opened;
-        }),
-      ),
-    );
+    const slowPlace = slowPlacement();
+    const slow = outcomeOf(recordFileInBatch(connection.db, fileInput(slowPackage, 'slow.bin', slowPlace.placeBlob)));
     try {
-      await slowStarted.opened;
+      await slowPlace.started;
       // Wait until the slow batch has inserted its rows, which it does while the placement is pending.
       await new Promise((resolve) => setTimeout(resolve, 200));
 
@@ -167,7 +180,7 @@ describe('placing the blobs of a batch', () => {
       expect(result).toMatchObject({ relative_path: 'other.bin' });
       expect(slow.settled).toBe(false);
     } finally {
-      slowPlaced.open();
+      slowPlace.release();
     }
     expect(await slow.result).toMatchObject({ relative_path: 'slow.bin' });
     expect(await stored(slowPackage)).toEqual({ files: 1, events: 1 });
@@ -185,38 +198,29 @@ describe('placing the blobs of a batch', () => {
     );
     await connection.db.execute(sql.raw('CREATE TRIGGER reject_injected_path BEFORE INSERT ON files FOR EACH ROW EXECUTE FUNCTION reject_injected_path()'));
     const firstPlaced = gate();
-    const slowStarted = gate();
-    const slowPlaced = gate();
+    const slowPlace = slowPlacement();
     try {
       const first = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'first.bin', () => firstPlaced.opened)));
-      const slow = outcomeOf(
-        recordFileInBatch(
-          connection.db,
-          fileInput(packageId, 'slow.bin', async () => {
-            slowStarted.open();
-            await slowPlaced.opened;
-          }),
-        ),
-      );
+      const slow = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'slow.bin', slowPlace.placeBlob)));
       const failing = outcomeOf(recordFileInBatch(connection.db, fileInput(packageId, 'insert-failure.bin', () => Promise.resolve())));
       firstPlaced.open();
       await first.result;
-      await slowStarted.opened;
+      await slowPlace.started;
 
-      // The insert has failed by now, and with it the database has released the batch's locks, but the batch still waits
-      // for the slow placement, so nothing that it started runs after its requests got their responses.
+      // The insert has failed by now, and the database has released the batch's locks with it. The batch
+      // still waits for the slow placement, so nothing it started runs after its requests got their responses.
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(slow.settled).toBe(false);
       expect(failing.settled).toBe(false);
 
-      slowPlaced.open();
+      slowPlace.release();
       expect(messagesOf(await slow.result)).toContain('injected insert failure');
       expect(messagesOf(await failing.result)).toContain('injected insert failure');
       expect(await stored(packageId)).toEqual({ files: 1, events: 1 });
     } finally {
       // A failed check above must not leave the batch waiting for its placements when the database closes.
       firstPlaced.open();
-      slowPlaced.open();
+      slowPlace.release();
       await connection.db.execute(sql.raw('DROP TRIGGER IF EXISTS reject_injected_path ON files'));
       await connection.db.execute(sql.raw('DROP FUNCTION IF EXISTS reject_injected_path()'));
     }

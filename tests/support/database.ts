@@ -35,7 +35,7 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
 /** A migrated database of one test file, on PostgreSQL with TEST_DATABASE_URL and on PGlite without it. */
 export interface ScratchDatabase {
   connection: DatabaseConnection;
-  /** The PostgreSQL URL, for a second connection; undefined on PGlite, which allows only one. */
+  /** The PostgreSQL URL, for a second connection, or undefined on PGlite, which allows only one. */
   url: string | undefined;
   /** Closes the connection and drops the database. */
   close(): Promise<void>;
