@@ -61,6 +61,18 @@ function toolDigest(tool: string, file: string): string {
   return execFileSync(tool, [file], { encoding: 'utf8' }).split(/\s+/)[0];
 }
 
+/**
+ * Sums the sizes of the files in a directory, 0 if it does not exist. A pull renames finished files out of its
+ * partial directory and removes its lock file, so an entry may vanish between the listing and its stat.
+ */
+function directorySize(directory: string): number {
+  let total = 0;
+  for (const name of fs.existsSync(directory) ? fs.readdirSync(directory) : []) {
+    total += fs.statSync(path.join(directory, name), { throwIfNoEntry: false })?.size ?? 0;
+  }
+  return total;
+}
+
 async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
@@ -402,18 +414,9 @@ describe('cli pull and verify', () => {
     const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
     try {
       const partialDirectory = path.join(target, '.artifact-store-partial');
-      // The pull's lock files come and go while the directory is read, so an entry may vanish before its stat.
-      const partialSize = () => {
-        if (!fs.existsSync(partialDirectory)) return 0;
-        let total = 0;
-        for (const name of fs.readdirSync(partialDirectory)) {
-          total += fs.statSync(path.join(partialDirectory, name), { throwIfNoEntry: false })?.size ?? 0;
-        }
-        return total;
-      };
       const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
       const result = collect(child);
-      await waitFor(() => partialSize() >= largeSize / 2 || child.exitCode !== null, 'half of large.bin on disk');
+      await waitFor(() => directorySize(partialDirectory) >= largeSize / 2 || child.exitCode !== null, 'half of large.bin on disk');
       child.kill('SIGKILL');
       expect((await result).code).toBeNull();
       expect(fs.existsSync(path.join(target, 'large.bin'))).toBe(false);
@@ -446,18 +449,9 @@ describe('cli pull and verify', () => {
     const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
     try {
       const partialDirectory = path.join(target, '.artifact-store-partial');
-      // The pull's lock files come and go while the directory is read, so an entry may vanish before its stat.
-      const partialSize = () => {
-        if (!fs.existsSync(partialDirectory)) return 0;
-        let total = 0;
-        for (const name of fs.readdirSync(partialDirectory)) {
-          total += fs.statSync(path.join(partialDirectory, name), { throwIfNoEntry: false })?.size ?? 0;
-        }
-        return total;
-      };
       const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
       const result = collect(child);
-      await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
+      await waitFor(() => directorySize(partialDirectory) >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
       child.kill('SIGKILL');
       expect((await result).code).toBeNull();
 
@@ -487,10 +481,9 @@ describe('cli pull and verify', () => {
     try {
       const partialDirectory = path.join(target, '.artifact-store-partial');
       const partialFiles = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).filter((name) => name !== 'pull.lock') : []);
-      const partialSize = () => partialFiles().reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0);
       const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
       const result = collect(child);
-      await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
+      await waitFor(() => directorySize(partialDirectory) >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
       // Another writer appends to the partial file; the streamed bytes still match the manifest.
       expect(partialFiles()).toHaveLength(1);
       fs.appendFileSync(path.join(partialDirectory, partialFiles()[0]), Buffer.alloc(largeSize));
@@ -527,11 +520,10 @@ describe('cli pull and verify', () => {
     const target = path.join(environment.dir, 'pulled-dropped');
     const proxy = await startRecordingProxy(server.url, { bytesPerSecond: 8 * MiB });
     const partialDirectory = path.join(target, '.artifact-store-partial');
-    const partialSize = () => (fs.existsSync(partialDirectory) ? fs.readdirSync(partialDirectory).reduce((sum, name) => sum + fs.statSync(path.join(partialDirectory, name)).size, 0) : 0);
     const child = spawnCli(['pull', packageId, target, '--url', proxy.url, '--parallel', '1']);
     const result = collect(child);
     try {
-      await waitFor(() => partialSize() >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
+      await waitFor(() => directorySize(partialDirectory) >= largeSize / 4 || child.exitCode !== null, 'a quarter of large.bin on disk');
     } finally {
       await proxy.close();
     }
