@@ -38,6 +38,23 @@ async function writeCommitted(backend: Backend, bytes: Buffer): Promise<{ object
 }
 
 /**
+ * Records the path of each descriptor passed to FileHandle.sync until `restore`, so a test can check which
+ * files and directories were made durable.
+ */
+async function recordSyncedPaths(): Promise<{ syncedPaths: string[]; restore: () => void }> {
+  const probe = await open(tmpdir(), 'r');
+  const fileHandlePrototype = Object.getPrototypeOf(probe) as FileHandle;
+  await probe.close();
+  const originalSync = fileHandlePrototype.sync;
+  const syncedPaths: string[] = [];
+  const spy = vi.spyOn(fileHandlePrototype, 'sync').mockImplementation(async function (this: FileHandle) {
+    syncedPaths.push(await readlink(`/proc/self/fd/${this.fd}`));
+    return originalSync.call(this);
+  });
+  return { syncedPaths, restore: () => spy.mockRestore() };
+}
+
+/**
  * Starts a separate Node process that opens a writer on `root`, writes 4 KiB without committing and
  * then idles until killed. Resolves once the bytes are written.
  */
@@ -203,16 +220,7 @@ describe('FilesystemBackend', () => {
   });
 
   it('fsyncs the file and then its directory', async () => {
-    // Records the path of each descriptor passed to fsync, so the test can check which file each fsync made durable.
-    const probe = await open(root, 'r');
-    const fileHandlePrototype = Object.getPrototypeOf(probe) as FileHandle;
-    await probe.close();
-    const originalSync = fileHandlePrototype.sync;
-    const syncedPaths: string[] = [];
-    const spy = vi.spyOn(fileHandlePrototype, 'sync').mockImplementation(async function (this: FileHandle) {
-      syncedPaths.push(await readlink(`/proc/self/fd/${this.fd}`));
-      return originalSync.call(this);
-    });
+    const { syncedPaths, restore } = await recordSyncedPaths();
     try {
       const bytes = randomBytes(10_000);
       const writer = await backend.createWriter();
@@ -225,8 +233,25 @@ describe('FilesystemBackend', () => {
       await writer.commit(objectKey);
       expect(syncedPaths).toContain(path.dirname(backend.pathForKey(objectKey)));
     } finally {
-      spy.mockRestore();
+      restore();
     }
+  });
+
+  it('fsyncs the parents of directories made by another writer', async () => {
+    // Another writer made the object's directories and may have died before it fsynced their parents.
+    const bytes = randomBytes(1_000);
+    const objectKey = objectKeyForBlake3(blake3(bytes).toString('hex'));
+    const leafDirectory = path.dirname(backend.pathForKey(objectKey));
+    await mkdir(leafDirectory, { recursive: true });
+    const { syncedPaths, restore } = await recordSyncedPaths();
+    try {
+      expect(await writeCommitted(backend, bytes)).toEqual({ objectKey, created: true });
+    } finally {
+      restore();
+    }
+    expect(syncedPaths).toContain(path.dirname(leafDirectory));
+    expect(syncedPaths).toContain(path.join(root, 'blake3'));
+    expect(syncedPaths).toContain(root);
   });
 
   it('removes an ended writer on cancel', async () => {

@@ -376,7 +376,7 @@ export class FilesystemBackend implements Backend {
   }
 
   /**
-   * Creates the missing directories between <root> and `directory`, fsyncing the parent of each new one.
+   * Creates the missing directories between <root> and `directory`, fsyncing the parent of each one not yet known.
    * Every level is remembered once it exists, so a new object directory below a known one costs one
    * mkdir, not a failing mkdir (EEXIST) for each level above it.
    */
@@ -401,10 +401,12 @@ export class FilesystemBackend implements Backend {
       if (this.#knownDirectories.has(current)) continue;
       try {
         await fs.mkdir(current);
-        await fsyncDirectory(parent);
       } catch (error) {
         if (errorCode(error) !== 'EEXIST') throw error;
       }
+      // The parent is fsynced on EEXIST too, because the writer that made the directory (in this process or
+      // another) may not have fsynced it yet, and a file placed below is durable only once every entry above it is.
+      await fsyncDirectory(parent);
       this.#knownDirectories.add(current);
     }
   }
