@@ -48,8 +48,8 @@ export class ApiClient {
     return (await this.send('GET', apiPath, { headers: { Accept: 'application/json' } })).json() as Promise<T>;
   }
 
-  async postJson<T>(apiPath: string, json: unknown = {}): Promise<T> {
-    return (await this.send('POST', apiPath, { json, headers: { Accept: 'application/json' } })).json() as Promise<T>;
+  async postJson<T>(apiPath: string, json: unknown = {}, headers: Record<string, string> = {}): Promise<T> {
+    return (await this.send('POST', apiPath, { json, headers: { ...headers, Accept: 'application/json' } })).json() as Promise<T>;
   }
 
   /** Follows `next_cursor` through every page of a list endpoint and returns the items under `key`. */

@@ -14,6 +14,15 @@ export interface PushState {
   uploads: Record<string, StartedUpload>;
 }
 
+/**
+ * State of a push whose package is being created: the Idempotency-Key of the create request, saved
+ * before the request, so a run killed before the response gets that package on the next run.
+ */
+export interface PendingPushState {
+  version: 2;
+  idempotency_key: string;
+}
+
 /** A tus upload and the local file it was sending, so a changed file is not resumed with other bytes. */
 export interface StartedUpload {
   url: string;
@@ -39,7 +48,7 @@ export function stateFilePath(key: Record<string, unknown>): string {
 }
 
 /** Reads a state file; returns undefined when it does not exist or is not a state of this version. */
-export function readPushState(file: string): PushState | undefined {
+export function readPushState(file: string): PushState | PendingPushState | undefined {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -48,8 +57,10 @@ export function readPushState(file: string): PushState | undefined {
     throw error;
   }
   try {
-    const parsed = JSON.parse(text) as PushState;
-    if (parsed.version === 2 && typeof parsed.package_id === 'string' && parsed.uploads && typeof parsed.uploads === 'object') return parsed;
+    const parsed = JSON.parse(text) as Partial<PushState & PendingPushState>;
+    if (parsed.version !== 2) return undefined;
+    if (typeof parsed.package_id === 'string' && parsed.uploads && typeof parsed.uploads === 'object') return parsed as PushState;
+    if (typeof parsed.idempotency_key === 'string' && parsed.package_id === undefined) return { version: 2, idempotency_key: parsed.idempotency_key };
   } catch {
     // A torn or foreign file is ignored; the push starts a new package.
   }
@@ -60,7 +71,7 @@ export function readPushState(file: string): PushState | undefined {
  * Writes the state atomically (temporary file, fsync, rename), so a kill at any moment leaves either
  * the old or the new state. Synchronous so that concurrent uploads cannot interleave two writes.
  */
-export function writePushState(file: string, state: PushState): void {
+export function writePushState(file: string, state: PushState | PendingPushState): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const temporary = `${file}.${process.pid}.tmp`;
   const handle = fs.openSync(temporary, 'w', 0o600);

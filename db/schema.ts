@@ -8,6 +8,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   smallint,
   text,
   timestamp,
@@ -73,6 +74,26 @@ export const packages = pgTable(
     index('packages_manifest_json_idx').on(table.manifestJsonAddress).where(sql`${table.manifestJsonAddress} IS NOT NULL`),
     check('packages_status_check', sql`${table.status} in ('open', 'finalized', 'deleted')`),
   ],
+);
+
+/**
+ * An Idempotency-Key sent with POST /packages: a retry with the same key and caller returns the package
+ * that the first request created, instead of creating another. Removed with the package when an open
+ * package is deleted.
+ */
+export const packageIdempotencyKeys = pgTable(
+  'package_idempotency_keys',
+  {
+    createdBy: text('created_by').notNull(),
+    idempotencyKey: text('idempotency_key').notNull(),
+    /** SHA-256 hex of the RFC 8785 JSON of the validated request body, to reject the key with another body. */
+    requestSha256Hex: text('request_sha256_hex').notNull(),
+    packageId: uuid('package_id')
+      .notNull()
+      .references(() => packages.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+  },
+  (table) => [primaryKey({ columns: [table.createdBy, table.idempotencyKey] }), index('package_idempotency_keys_package_idx').on(table.packageId)],
 );
 
 export const blobs = pgTable('blobs', {

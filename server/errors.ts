@@ -74,6 +74,13 @@ export class GoneError extends DomainError {
   }
 }
 
+export class UnprocessableContentError extends DomainError {
+  override name = 'UnprocessableContentError';
+  constructor(detail: string, fields: ProblemFields = {}) {
+    super(422, 'Unprocessable content', detail, fields);
+  }
+}
+
 export class PayloadTooLargeError extends DomainError {
   override name = 'PayloadTooLargeError';
   constructor(detail: string, fields: ProblemFields = {}) {

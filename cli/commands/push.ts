@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { digestFile, type DigestResult } from '../../server/digest';
@@ -67,7 +68,7 @@ function assertSameContent(file: LocalFile, local: DigestResult, remote: FileDig
 /** Finds the package of an earlier run of the same push, or creates one and records it in the state file. */
 async function openPackage(client: ApiClient, stateFile: string, body: Record<string, unknown>, log: (line: string) => void): Promise<{ pkg: PackageRecord; state: PushState; created: boolean }> {
   const saved = readPushState(stateFile);
-  if (saved) {
+  if (saved && 'package_id' in saved) {
     try {
       const pkg = await client.getJson<PackageRecord>(`/packages/${encodeURIComponent(saved.package_id)}`);
       if (pkg.status === 'deleted') {
@@ -81,9 +82,11 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
       log(`package ${saved.package_id} from ${stateFile} is unknown to this server; creating a new package`);
     }
   }
-  // NOTE: a kill between this request and the state write leaves an empty open package behind, and
-  // the next run creates another; DELETE /packages/{id} removes it.
-  const pkg = await client.postJson<PackageRecord>('/packages', body);
+  // The key is saved before the request, so a run killed before it saves the response repeats the
+  // request with the same key and gets the package that the first request created.
+  const idempotencyKey = saved && 'idempotency_key' in saved ? saved.idempotency_key : crypto.randomUUID();
+  if (saved === undefined || 'package_id' in saved) writePushState(stateFile, { version: 2, idempotency_key: idempotencyKey });
+  const pkg = await client.postJson<PackageRecord>('/packages', body, { 'Idempotency-Key': `"${idempotencyKey}"` });
   const state: PushState = { version: 2, package_id: pkg.id, uploads: {} };
   writePushState(stateFile, state);
   log(`created package ${pkg.id}`);

@@ -2,10 +2,10 @@ import crypto from 'node:crypto';
 import { and, eq, getTableColumns, lt, or, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { queryInteger } from '../http/body';
-import type { Executor } from '@/db/client';
-import { events, files, holds, packages, retentionClasses, uploads } from '@/db/schema';
-import { ConflictError, NotFoundError, ValidationError } from '../errors';
-import { assertCanonicalizable } from '../encoding/jcs';
+import { rowsOf, type Executor } from '@/db/client';
+import { events, files, holds, packageIdempotencyKeys, packages, retentionClasses, uploads } from '@/db/schema';
+import { ConflictError, NotFoundError, UnprocessableContentError, ValidationError } from '../errors';
+import { assertCanonicalizable, canonicalJson } from '../encoding/jcs';
 import { metadataSizeIssue } from '../http/json-limits';
 import { appendEvent } from './events';
 import { validateMetadata } from './metadata-schemas';
@@ -99,8 +99,19 @@ export function parsePackageId(id: string): string {
   return parsed.data.toLowerCase();
 }
 
-/** Creates an open package after checking its class, schema and metadata; writes `package.created`. */
-export async function createPackage(db: Executor, input: CreatePackage, actor: string, maxMetadataBytes: number): Promise<PackageRecord> {
+/**
+ * Creates an open package after checking its class, schema and metadata; writes `package.created`. With
+ * an idempotency key, a request that repeats an earlier one of the same actor and key returns the
+ * package that the earlier one created, and one with another body throws 422. A request
+ * whose key is in use by a transaction that has not yet committed throws 409.
+ */
+export async function createPackage(
+  db: Executor,
+  input: CreatePackage,
+  actor: string,
+  maxMetadataBytes: number,
+  idempotencyKey?: string,
+): Promise<PackageRecord> {
   assertCanonicalizable(input.metadata, 'metadata');
   const tooLarge = metadataSizeIssue(input.metadata, maxMetadataBytes);
   if (tooLarge) throw new ValidationError(tooLarge.detail, [tooLarge.issue]);
@@ -115,7 +126,23 @@ export async function createPackage(db: Executor, input: CreatePackage, actor: s
 
   const id = crypto.randomUUID();
   const createdAt = new Date();
+  const requestSha256Hex = crypto
+    .createHash('sha256')
+    .update(canonicalJson({ ...input, metadata_schema: input.metadata_schema ?? null }))
+    .digest('hex');
   return db.transaction(async (tx) => {
+    if (idempotencyKey !== undefined) {
+      const earlier = await findIdempotentRequest(tx, actor, idempotencyKey);
+      if (earlier !== undefined) {
+        if (earlier.requestSha256Hex !== requestSha256Hex) {
+          throw new UnprocessableContentError(
+            `The Idempotency-Key ${JSON.stringify(idempotencyKey)} was used for package ${earlier.packageId} with another request body; send a new key for a new package.`,
+            { package_id: earlier.packageId },
+          );
+        }
+        return getPackage(tx, earlier.packageId);
+      }
+    }
     await tx.insert(packages).values({
       id,
       name: input.name,
@@ -143,8 +170,33 @@ export async function createPackage(db: Executor, input: CreatePackage, actor: s
       },
     });
     const [row] = await tx.update(packages).set({ lastEventSequence: sequence }).where(eq(packages.id, id)).returning();
+    if (idempotencyKey !== undefined) {
+      await tx.insert(packageIdempotencyKeys).values({ createdBy: actor, idempotencyKey, requestSha256Hex, packageId: id, createdAt });
+    }
     return toPackageRecord(row);
   });
+}
+
+/**
+ * Takes the advisory lock of an actor's idempotency key for the rest of the transaction and returns the
+ * earlier request with that key, if any. Throws 409 while another transaction holds the lock, because
+ * the request that it records may still fail.
+ */
+async function findIdempotentRequest(
+  tx: Executor,
+  actor: string,
+  idempotencyKey: string,
+): Promise<{ requestSha256Hex: string; packageId: string } | undefined> {
+  const lockName = `artifact-store:idempotency-key:${actor}/${idempotencyKey}`;
+  const [lock] = rowsOf<{ taken: boolean }>(await tx.execute(sql`SELECT pg_try_advisory_xact_lock(hashtextextended(${lockName}, 0)) AS taken`));
+  if (!lock.taken) {
+    throw new ConflictError(`A request with the Idempotency-Key ${JSON.stringify(idempotencyKey)} is still being processed; retry once it has completed.`);
+  }
+  const [earlier] = await tx
+    .select({ requestSha256Hex: packageIdempotencyKeys.requestSha256Hex, packageId: packageIdempotencyKeys.packageId })
+    .from(packageIdempotencyKeys)
+    .where(and(eq(packageIdempotencyKeys.createdBy, actor), eq(packageIdempotencyKeys.idempotencyKey, idempotencyKey)));
+  return earlier;
 }
 
 export async function getPackage(db: Executor, id: string): Promise<PackageRecord> {

@@ -276,6 +276,34 @@ describe('cli push', () => {
     }
   });
 
+  it('push reuses the package of a lost create response', async () => {
+    const source = path.join(environment.dir, 'push-lost-create');
+    writeRandomFile(path.join(source, 'one.bin'), 64 * 1024);
+    const proxy = await startRecordingProxy(server.url, { dropResponse: { method: 'POST', path: '/api/v1/packages', count: 1 } });
+    const packagesNamed = async () => (await (await api.get('/packages?name=cli-lost-create')).json()).packages.map((pkg: any) => pkg.id);
+    try {
+      const pushArgs = ['push', source, '--name', 'cli-lost-create', '--producer', 'ci', '--subject', 's', '--class', 'standard', '--url', proxy.url];
+      const lost = await runCli(pushArgs);
+      expect(lost.code).toBe(1);
+      expect(lost.stderr).toContain(`POST ${proxy.url}/api/v1/packages failed`);
+      const createdByServer = await packagesNamed();
+      expect(createdByServer).toHaveLength(1);
+
+      const again = await runCli(pushArgs);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout.trim().split('\n')[0]).toBe(createdByServer[0]);
+      expect(await packagesNamed()).toEqual(createdByServer);
+      const creates = proxy.exchanges.filter((exchange) => exchange.method === 'POST' && exchange.path === '/api/v1/packages');
+      expect(creates).toHaveLength(2);
+      expect(creates[0].requestHeaders['idempotency-key']).toMatch(/^"[0-9a-f-]{36}"$/);
+      expect(creates[1].requestHeaders['idempotency-key']).toBe(creates[0].requestHeaders['idempotency-key']);
+      const files = (await (await api.get(`/packages/${createdByServer[0]}/files`)).json()).files;
+      expect(files.map((file: any) => file.relative_path)).toEqual(['one.bin']);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('second concurrent push exits 1', { timeout: 300_000 }, async () => {
     const source = path.join(environment.dir, 'push-concurrent');
     writeRandomFile(path.join(source, 'big.bin'), 16 * MiB);

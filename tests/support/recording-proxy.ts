@@ -24,6 +24,11 @@ export interface RecordingProxyOptions {
   corruptResponse?: { pathIncludes: string; offset: number };
   /** Loopback port to listen on, such as the port of a closed proxy to bring back; a free port when unset. */
   port?: number;
+  /**
+   * Reads the upstream response of the first `count` requests with this method and path, then closes the
+   * client's connection instead of forwarding it: a response lost after the server acted on the request.
+   */
+  dropResponse?: { method: string; path: string; count: number };
 }
 
 export interface RecordingProxy {
@@ -91,6 +96,7 @@ function meter(bytesPerSecond: number | undefined, onBytes: (count: number) => v
 export async function startRecordingProxy(upstream: string, options: RecordingProxyOptions = {}): Promise<RecordingProxy> {
   const target = new URL(upstream);
   const exchanges: RecordedExchange[] = [];
+  let droppedResponses = 0;
 
   const server = http.createServer((request, response) => {
     const exchange: RecordedExchange = { method: request.method!, path: request.url!, requestHeaders: request.headers, requestBytes: 0, responseBytes: 0, completed: false };
@@ -109,6 +115,13 @@ export async function startRecordingProxy(upstream: string, options: RecordingPr
     upstreamRequest.on('response', (upstreamResponse) => {
       exchange.status = upstreamResponse.statusCode;
       exchange.responseHeaders = upstreamResponse.headers;
+      const drop = options.dropResponse;
+      if (drop && request.method === drop.method && request.url === drop.path && droppedResponses < drop.count) {
+        droppedResponses += 1;
+        upstreamResponse.on('end', () => response.socket?.destroy());
+        upstreamResponse.resume();
+        return;
+      }
       response.writeHead(upstreamResponse.statusCode!, upstreamResponse.headers);
       const corrupt = options.corruptResponse && request.method === 'GET' && request.url!.includes(options.corruptResponse.pathIncludes) ? options.corruptResponse : undefined;
       let seen = 0;

@@ -105,7 +105,7 @@ describe('OpenAPI document', () => {
 
   it('lists the problem statuses of a scoped JSON operation', () => {
     const statuses = Object.keys(document.paths['/packages'].post.responses as object);
-    expect(statuses).toEqual(['201', '400', '401', '403', '413', '415', '500', '503']);
+    expect(statuses).toEqual(['201', '400', '401', '403', '409', '413', '415', '422', '500', '503']);
   });
 });
 

@@ -97,6 +97,11 @@ const integer = { type: 'integer', minimum: 0 };
 
 /** Request headers an operation can name; the builder inlines each one as a header parameter. */
 export const REQUEST_HEADERS: Record<string, HeaderObject> = {
+  'Idempotency-Key': {
+    description:
+      'A key of 1 to 255 printable ASCII characters, as an sf-string (`"8e03978e-…"`) or bare. A repeated request of the same caller with the same key and body gets the package the first one created; the key is kept as long as that package exists.',
+    schema: text,
+  },
   'If-Match': { description: 'Serve only when the ETag matches (RFC 9110 §13.1.1); 412 otherwise.', schema: text },
   'If-Modified-Since': { description: 'Answer 304 when the representation has not changed since this HTTP date.', schema: text },
   'If-None-Match': { description: 'Answer 304 when one of these ETags matches (weak comparison, RFC 9110 §13.1.2).', schema: text },

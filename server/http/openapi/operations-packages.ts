@@ -56,14 +56,18 @@ export const PACKAGE_OPERATIONS: OperationSpec[] = [
     path: '/packages',
     operationId: 'createPackage',
     summary: 'Create a package',
-    description: 'Creates an open package. `metadata` must be valid against the named metadata schema, when one is named.',
+    description:
+      'Creates an open package. `metadata` must be valid against the named metadata schema, when one is named. With an `Idempotency-Key`, a client can repeat the request after a lost response and get the package that the first request created, instead of a second one.',
     tag: 'Packages',
     scope: 'write',
+    requestHeaders: ['Idempotency-Key'],
     requestBody: { required: true, content: { 'application/json': CreatePackage } },
     responses: {
-      201: json('The created package.', PackageRecord, ['Location']),
-      400: problem('An invalid field, an unknown retention class or schema, or metadata that fails its schema; `errors` lists the reasons.'),
+      201: json('The created package, or the package an earlier request with the same Idempotency-Key and body created.', PackageRecord, ['Location']),
+      400: problem('An invalid field, Idempotency-Key, an unknown retention class or schema, or metadata that fails its schema; `errors` lists the reasons.'),
+      409: problem('A request with the same Idempotency-Key is still being processed; retry once it has completed.'),
       413: problem('The metadata is larger than MAX_METADATA_BYTES.'),
+      422: problem('The Idempotency-Key was used with another request body; `package_id` names the package it created.'),
     },
   },
   {
