@@ -237,6 +237,20 @@ describe('FilesystemBackend', () => {
     }
   });
 
+  it('fsyncs the parents of a root it creates', async () => {
+    const createdRoot = path.join(root, 'store', 'blobs');
+    const newBackend = new FilesystemBackend({ id: 'fs-new-root', root: createdRoot });
+    const { syncedPaths, restore } = await recordSyncedPaths();
+    try {
+      expect((await writeCommitted(newBackend, randomBytes(1_000))).created).toBe(true);
+    } finally {
+      restore();
+    }
+    expect(syncedPaths).toContain(createdRoot);
+    expect(syncedPaths).toContain(path.join(root, 'store'));
+    expect(syncedPaths).toContain(root);
+  });
+
   it('fsyncs the parents of directories made by another writer', async () => {
     // Another writer made the object's directories and may have died before it fsynced their parents.
     const bytes = randomBytes(1_000);

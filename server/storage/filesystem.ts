@@ -18,6 +18,7 @@ import {
   reserveTemporaryFile,
 } from './filesystem-temporary-files';
 import { FilesystemBlobWriter } from './filesystem-writer';
+import { getLogger } from '../logger';
 
 export interface FilesystemBackendOptions {
   id: string;
@@ -419,14 +420,41 @@ export class FilesystemBackend implements Backend {
   }
 
   async #ensureLayout(): Promise<void> {
-    this.#layoutReady ??= fs.mkdir(this.#temporaryDirectory, { recursive: true }).then(
-      () => undefined,
-      (error: unknown) => {
-        this.#layoutReady = undefined;
-        throw this.#translateError(error, 'create the storage directories');
-      },
-    );
+    this.#layoutReady ??= this.#createLayout().catch((error: unknown) => {
+      this.#layoutReady = undefined;
+      throw this.#translateError(error, 'create the storage directories');
+    });
     return this.#layoutReady;
+  }
+
+  /**
+   * Creates the root and tmp/. When mkdir makes the root, or directories above it, each one's entry in
+   * its parent is fsynced, so a crash cannot take the root away from the objects placed below it. The
+   * placements fsync the directories below the root.
+   */
+  async #createLayout(): Promise<void> {
+    const firstCreated = await fs.mkdir(this.root, { recursive: true });
+    if (firstCreated !== undefined) {
+      for (let directory = this.root; ; directory = path.dirname(directory)) {
+        await this.#fsyncParentOfCreated(directory);
+        if (directory === path.resolve(firstCreated) || directory === path.dirname(directory)) break;
+      }
+    }
+    await fs.mkdir(this.#temporaryDirectory, { recursive: true });
+  }
+
+  /** Fsyncs the parent of a directory that this process created; a parent it may not read is logged and skipped. */
+  async #fsyncParentOfCreated(directory: string): Promise<void> {
+    try {
+      await fsyncDirectory(path.dirname(directory));
+    } catch (error) {
+      const code = errorCode(error);
+      if (code !== 'EACCES' && code !== 'EPERM') throw error;
+      getLogger().warn(
+        { err: error, backend_id: this.id, path: path.dirname(directory) },
+        'cannot open the parent of a new storage directory to fsync it; a crash soon after may lose the directory',
+      );
+    }
   }
 
   async #probeWrite(): Promise<void> {

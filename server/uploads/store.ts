@@ -166,6 +166,8 @@ export class RegistryFileStore extends FileStore {
     }
     // The offset this PATCH reports must survive a crash, so the chunk is flushed before the response.
     // Flushing per chunk also keeps completion from waiting for the whole file's dirty pages.
+    // NOTE: the entries of the staging file and of @tus/file-store's JSON sidecar, and the sidecar's
+    // bytes, are not fsynced, so a power loss can still lose an unfinished upload (a 404 on resume).
     try {
       await syncFile(this.stagingPath(id));
     } catch (error) {

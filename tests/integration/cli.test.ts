@@ -63,13 +63,18 @@ function toolDigest(tool: string, file: string): string {
 
 /**
  * Sums the sizes of the files in a directory, 0 if it does not exist. A pull renames finished files out of its
- * partial directory and removes its lock file, so an entry may vanish between the listing and its stat.
+ * partial directory, removes its lock file and at the end the directory, so any of them may vanish while it is read.
  */
 function directorySize(directory: string): number {
-  let total = 0;
-  for (const name of fs.existsSync(directory) ? fs.readdirSync(directory) : []) {
-    total += fs.statSync(path.join(directory, name), { throwIfNoEntry: false })?.size ?? 0;
+  let names: string[];
+  try {
+    names = fs.readdirSync(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
   }
+  let total = 0;
+  for (const name of names) total += fs.statSync(path.join(directory, name), { throwIfNoEntry: false })?.size ?? 0;
   return total;
 }
 
