@@ -306,3 +306,11 @@ async function connectPglite(dataDir: string, migrationsFolder: string): Promise
 export function rowsOf<Row>(result: unknown): Row[] {
   return (result as { rows: Row[] }).rows;
 }
+
+/** Returns true when the error, or an error it wraps, is a PostgreSQL unique violation (SQLSTATE 23505). */
+export function isUniqueViolation(error: unknown): boolean {
+  for (let current = error; current; current = (current as { cause?: unknown }).cause) {
+    if ((current as { code?: string }).code === '23505') return true;
+  }
+  return false;
+}

@@ -48,6 +48,37 @@ test('create form rejects invalid metadata', async ({ console: ui, page, tokens 
   await expect(page.getByTestId('metadata-check')).toContainText('must be a JSON object');
 });
 
+test('create form repeats a lost request', async ({ console: ui, page, tokens, adminApi }) => {
+  const name = `e2e-lost-create-${crypto.randomUUID()}`;
+  await ui.signIn(tokens.admin);
+  await page.goto('/packages/new');
+  // The first POST reaches the server, which creates the package, and its response is lost on the way back.
+  const sentKeys: (string | undefined)[] = [];
+  await page.route('**/api/v1/packages', async (route) => {
+    if (route.request().method() !== 'POST') return route.fallback();
+    sentKeys.push(route.request().headers()['idempotency-key']);
+    if (sentKeys.length > 1) return route.continue();
+    await route.fetch();
+    await route.abort('connectionreset');
+  });
+  await page.getByTestId('package-name').fill(name);
+  await page.getByTestId('package-producer').fill('e2e');
+  await page.getByTestId('package-subject').fill('lost-response');
+  await expect(page.getByTestId('package-class').locator('option')).not.toHaveCount(0);
+  await page.getByTestId('create-package-submit').click();
+  await expect(page.getByTestId('create-package-error')).toBeVisible();
+
+  await page.getByTestId('create-package-submit').click();
+  const detail = page.getByTestId('package-detail');
+  await expect(detail).toBeVisible();
+  const listed = await adminApi.get(`/api/v1/packages?name=${encodeURIComponent(name)}`);
+  const packages = ((await listed.json()) as { packages: { id: string }[] }).packages;
+  expect(packages.map((pkg) => pkg.id)).toEqual([await detail.getAttribute('data-package-id')]);
+  expect(sentKeys).toHaveLength(2);
+  expect(sentKeys[0]).toMatch(/^"[0-9a-f]{32}"$/);
+  expect(sentKeys[1]).toBe(sentKeys[0]);
+});
+
 test('finalize shows manifest and digests', async ({ console: ui, page, tokens, adminApi }) => {
   const files = new Map<string, Buffer>([
     ['a/readme.txt', Buffer.from('top-level file\n')],

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { digestFile, type DigestResult } from '../../server/digest';
 import type { FileRecord } from '../../server/registry/files';
 import type { PackageRecord } from '../../server/registry/packages';
@@ -86,11 +87,34 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
   // request with the same key and gets the package that the first request created.
   const idempotencyKey = saved && 'idempotency_key' in saved ? saved.idempotency_key : crypto.randomUUID();
   if (saved === undefined || 'package_id' in saved) writePushState(stateFile, { version: 2, idempotency_key: idempotencyKey });
-  const pkg = await client.postJson<PackageRecord>('/packages', body, { 'Idempotency-Key': `"${idempotencyKey}"` });
+  let pkg: PackageRecord;
+  try {
+    pkg = await createPackage(client, body, idempotencyKey);
+  } catch (error) {
+    // The server stores a key only with the package it created, so after a rejected body the key is
+    // of no use, and a stale key would turn the next run's request into a 422.
+    if (error instanceof ApiError && (error.status === 400 || error.status === 422)) removePushState(stateFile);
+    throw error;
+  }
   const state: PushState = { version: 2, package_id: pkg.id, uploads: {} };
   writePushState(stateFile, state);
   log(`created package ${pkg.id}`);
   return { pkg, state, created: true };
+}
+
+/** Attempts at most of a create request that gets 409 because an earlier run's request with its key is still running. */
+const CREATE_ATTEMPTS = 5;
+
+/** Sends the create request, and again after a second while the server reports the key's first request as running. */
+async function createPackage(client: ApiClient, body: Record<string, unknown>, idempotencyKey: string): Promise<PackageRecord> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await client.postJson<PackageRecord>('/packages', body, { 'Idempotency-Key': `"${idempotencyKey}"` });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 409) || attempt === CREATE_ATTEMPTS) throw error;
+      await sleep(1000);
+    }
+  }
 }
 
 /**

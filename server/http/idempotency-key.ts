@@ -1,12 +1,12 @@
 import { ValidationError } from '../errors';
 
-/** Characters of a key at most, after the quotes of an sf-string are removed. */
+/** Characters of a key at most, after the quotes and escapes of an sf-string are removed. */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 
 /** An sf-string (RFC 8941 §3.3.3): printable ASCII in double quotes, where only `"` and `\` are escaped. */
 const SF_STRING = /^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$/;
-/** A key without the quotes of an sf-string: visible ASCII without quotes or backslashes. */
-const BARE_KEY = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+/** A key without the quotes of an sf-string: the characters of an sf-token (RFC 8941 §3.3.4), in any order. */
+const BARE_KEY = /^[!#$%&'*+\-.^_`|~0-9A-Za-z:/]+$/;
 
 /**
  * Returns the key of an `Idempotency-Key` request header, or undefined when the header is absent. The
@@ -16,9 +16,11 @@ const BARE_KEY = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
  */
 export function parseIdempotencyKey(header: string | null): string | undefined {
   if (header === null) return undefined;
-  const value = header.trim();
-  const quoted = SF_STRING.exec(value);
-  const key = quoted ? quoted[1].replace(/\\(["\\])/g, '$1') : BARE_KEY.test(value) ? value : undefined;
+  // Headers.get has already removed the spaces and tabs around the value, as HTTP does.
+  let key: string | undefined;
+  const quoted = SF_STRING.exec(header);
+  if (quoted) key = quoted[1].replace(/\\(["\\])/g, '$1');
+  else if (BARE_KEY.test(header)) key = header;
   if (key === undefined) {
     throw new ValidationError('The Idempotency-Key header must be a quoted string of printable ASCII, such as "8e03978e-40d5-43e8-bc93-6894a57f9324".', [
       { field: 'Idempotency-Key', rule: 'sf_string', message: `invalid value ${JSON.stringify(header)}` },

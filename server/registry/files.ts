@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { queryInteger } from '../http/body';
-import { rowsOf, type Database, type Executor } from '@/db/client';
+import { isUniqueViolation, rowsOf, type Database, type Executor } from '@/db/client';
 import { PreparedSql } from '@/db/prepared';
 import { blobs, files, packages, storageLocations } from '@/db/schema';
 import { NotFoundError, PayloadTooLargeError, ValidationError } from '../errors';
@@ -299,13 +299,6 @@ const lockBlobsStatement = new PreparedSql(
  */
 export async function lockBlobs(tx: Executor, contentAddresses: string[]): Promise<void> {
   await lockBlobsStatement.execute(tx, { content_addresses: contentAddresses });
-}
-
-export function isUniqueViolation(error: unknown): boolean {
-  for (let current = error; current; current = (current as { cause?: unknown }).cause) {
-    if ((current as { code?: string }).code === '23505') return true;
-  }
-  return false;
 }
 
 export interface AddFileInput {

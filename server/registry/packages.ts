@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { and, eq, getTableColumns, lt, or, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { queryInteger } from '../http/body';
-import { rowsOf, type Executor } from '@/db/client';
+import { isUniqueViolation, rowsOf, type Executor } from '@/db/client';
 import { events, files, holds, packageIdempotencyKeys, packages, retentionClasses, uploads } from '@/db/schema';
 import { ConflictError, NotFoundError, UnprocessableContentError, ValidationError } from '../errors';
 import { assertCanonicalizable, canonicalJson } from '../encoding/jcs';
@@ -132,16 +132,12 @@ export async function createPackage(
     .digest('hex');
   return db.transaction(async (tx) => {
     if (idempotencyKey !== undefined) {
-      const earlier = await findIdempotentRequest(tx, actor, idempotencyKey);
-      if (earlier !== undefined) {
-        if (earlier.requestSha256Hex !== requestSha256Hex) {
-          throw new UnprocessableContentError(
-            `The Idempotency-Key ${JSON.stringify(idempotencyKey)} was used for package ${earlier.packageId} with another request body; send a new key for a new package.`,
-            { package_id: earlier.packageId },
-          );
-        }
-        return getPackage(tx, earlier.packageId);
-      }
+      const repeated = await packageOfIdempotencyKey(tx, actor, idempotencyKey, requestSha256Hex);
+      if (repeated !== undefined) return repeated;
+      await lockIdempotencyKey(tx, actor, idempotencyKey);
+      // The request that held the lock may have committed between the lookup and the lock.
+      const committedMeanwhile = await packageOfIdempotencyKey(tx, actor, idempotencyKey, requestSha256Hex);
+      if (committedMeanwhile !== undefined) return committedMeanwhile;
     }
     await tx.insert(packages).values({
       id,
@@ -171,32 +167,56 @@ export async function createPackage(
     });
     const [row] = await tx.update(packages).set({ lastEventSequence: sequence }).where(eq(packages.id, id)).returning();
     if (idempotencyKey !== undefined) {
-      await tx.insert(packageIdempotencyKeys).values({ createdBy: actor, idempotencyKey, requestSha256Hex, packageId: id, createdAt });
+      try {
+        await tx.insert(packageIdempotencyKeys).values({ createdBy: actor, idempotencyKey, requestSha256Hex, packageId: id, createdAt });
+      } catch (error) {
+        // Only under an isolation level above READ COMMITTED can the lookup miss a key committed meanwhile.
+        if (isUniqueViolation(error)) throw keyInUseError(idempotencyKey);
+        throw error;
+      }
     }
     return toPackageRecord(row);
   });
 }
 
 /**
- * Takes the advisory lock of an actor's idempotency key for the rest of the transaction and returns the
- * earlier request with that key, if any. Throws 409 while another transaction holds the lock, because
- * the request that it records may still fail.
+ * Returns the package that an earlier request of the actor created with this key, as it is now, or
+ * undefined when there is none. Throws 422 when that request had another body. A package deleted
+ * since frees its key, so it counts as none.
  */
-async function findIdempotentRequest(
-  tx: Executor,
-  actor: string,
-  idempotencyKey: string,
-): Promise<{ requestSha256Hex: string; packageId: string } | undefined> {
-  const lockName = `artifact-store:idempotency-key:${actor}/${idempotencyKey}`;
-  const [lock] = rowsOf<{ taken: boolean }>(await tx.execute(sql`SELECT pg_try_advisory_xact_lock(hashtextextended(${lockName}, 0)) AS taken`));
-  if (!lock.taken) {
-    throw new ConflictError(`A request with the Idempotency-Key ${JSON.stringify(idempotencyKey)} is still being processed; retry once it has completed.`);
-  }
+async function packageOfIdempotencyKey(tx: Executor, actor: string, idempotencyKey: string, requestSha256Hex: string): Promise<PackageRecord | undefined> {
   const [earlier] = await tx
     .select({ requestSha256Hex: packageIdempotencyKeys.requestSha256Hex, packageId: packageIdempotencyKeys.packageId })
     .from(packageIdempotencyKeys)
     .where(and(eq(packageIdempotencyKeys.createdBy, actor), eq(packageIdempotencyKeys.idempotencyKey, idempotencyKey)));
-  return earlier;
+  if (earlier === undefined) return undefined;
+  if (earlier.requestSha256Hex !== requestSha256Hex) {
+    throw new UnprocessableContentError(
+      `The Idempotency-Key ${JSON.stringify(idempotencyKey)} was used for package ${earlier.packageId} with another request body; send a new key for a new package.`,
+      { package_id: earlier.packageId },
+    );
+  }
+  try {
+    return await getPackage(tx, earlier.packageId);
+  } catch (error) {
+    // An open package deleted between the two statements takes its key row with it.
+    if (error instanceof NotFoundError) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Takes the advisory lock of an actor's idempotency key for the rest of the transaction. Throws 409
+ * while another transaction has it, because the request of that transaction may still fail.
+ */
+async function lockIdempotencyKey(tx: Executor, actor: string, idempotencyKey: string): Promise<void> {
+  const lockName = `artifact-store:idempotency-key:${actor}/${idempotencyKey}`;
+  const [lock] = rowsOf<{ taken: boolean }>(await tx.execute(sql`SELECT pg_try_advisory_xact_lock(hashtextextended(${lockName}, 0)) AS taken`));
+  if (!lock.taken) throw keyInUseError(idempotencyKey);
+}
+
+function keyInUseError(idempotencyKey: string): ConflictError {
+  return new ConflictError(`A request with the Idempotency-Key ${JSON.stringify(idempotencyKey)} is still being processed; retry once it has completed.`);
 }
 
 export async function getPackage(db: Executor, id: string): Promise<PackageRecord> {

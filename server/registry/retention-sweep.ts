@@ -1,6 +1,6 @@
 import { and, asc, count, eq, isNull, lte, notExists } from 'drizzle-orm';
 import type { Database, Executor } from '@/db/client';
-import { files, holds, packages, retentionClasses } from '@/db/schema';
+import { files, holds, packageIdempotencyKeys, packages, retentionClasses } from '@/db/schema';
 import type { AppContext } from '../app-context';
 import { getMetrics } from '../metrics/registry';
 import { appendEvent } from './events';
@@ -172,6 +172,8 @@ async function deletePackageIfEligible(db: Database, id: string, now: Date, acto
       payload: { ...deletion },
     });
     await tx.update(packages).set({ status: 'deleted', deletedAt, lastEventSequence: sequence }).where(eq(packages.id, row.id));
+    // The package's Idempotency-Key is freed as it would be by deleting an open package.
+    await tx.delete(packageIdempotencyKeys).where(eq(packageIdempotencyKeys.packageId, row.id));
     return deletion;
   });
 }

@@ -1,9 +1,9 @@
 import { and, eq, isNull, lt } from 'drizzle-orm';
-import type { Database } from '@/db/client';
+import { isUniqueViolation, type Database } from '@/db/client';
 import { uploads } from '@/db/schema';
 import { ConflictError } from '../errors';
 import { appendEvent } from '../registry/events';
-import { isUniqueViolation, normalizeMediaType } from '../registry/files';
+import { normalizeMediaType } from '../registry/files';
 import { assertNoObstacles, getPackageWithPathObstacles } from '../registry/path-checks';
 import { assertOpen } from '../registry/packages';
 import { normalizeRelativePath } from '../registry/relative-path';

@@ -309,6 +309,16 @@ describe('cli push', () => {
     }
   });
 
+  it('push forgets the key of a rejected create', async () => {
+    const source = path.join(environment.dir, 'push-rejected-create');
+    writeRandomFile(path.join(source, 'one.bin'), 1024);
+    const earlierStateFiles = fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [];
+    const result = await runCli(['push', source, '--name', 'cli-rejected-create', '--producer', 'ci', '--subject', 's', '--class', 'no-such-class']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('Unknown retention class "no-such-class"');
+    expect(fs.readdirSync(stateDir).filter((name) => !earlierStateFiles.includes(name))).toEqual([]);
+  });
+
   it('second concurrent push exits 1', { timeout: 300_000 }, async () => {
     const source = path.join(environment.dir, 'push-concurrent');
     writeRandomFile(path.join(source, 'big.bin'), 16 * MiB);

@@ -1,10 +1,12 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient, problemOf } from '../support/client';
 import { ON_POSTGRES } from '../support/database';
-import { createTestEnvironment, startServer, type TestEnvironment, type TestServer } from '../support/server';
+import { createTestEnvironment, startServer, useRetentionClasses, type TestEnvironment, type TestServer } from '../support/server';
 
 const PACKAGE = { name: 'build-7', producer: 'ci', subject: 'app@7.0.0', retention_class: 'standard' };
+const SHORT_SECONDS = 1;
 
 let environment: TestEnvironment;
 let server: TestServer;
@@ -12,7 +14,11 @@ let admin: ApiClient;
 let writer: ApiClient;
 
 beforeAll(async () => {
-  environment = await createTestEnvironment();
+  environment = await createTestEnvironment({ SWEEP_INTERVAL_SECONDS: '0' });
+  useRetentionClasses(environment, [
+    { class_id: 'short', default_duration_seconds: SHORT_SECONDS, deletion_strategy: 'delete' },
+    { class_id: 'standard', default_duration_seconds: 365 * 24 * 3600, deletion_strategy: 'delete' },
+  ]);
   const writerToken = await environment.createToken('idempotency-writer', ['read', 'write']);
   server = await startServer(environment);
   admin = new ApiClient(server.url, environment.adminToken);
@@ -96,6 +102,26 @@ describe('Idempotency-Key on POST /packages', () => {
     expect(created.created_by).toBe('idempotency-writer');
   });
 
+  it('returns 201 to parallel repeats', async () => {
+    const created = await (await createWithKey(admin, '"parallel-repeat"')).json();
+    const repeats = await Promise.all(Array.from({ length: 8 }, () => createWithKey(admin, '"parallel-repeat"')));
+    expect(repeats.map((response) => response.status)).toEqual(Array(8).fill(201));
+    const ids = await Promise.all(repeats.map(async (response) => (await response.json()).id));
+    expect(new Set(ids)).toEqual(new Set([created.id]));
+  });
+
+  it('creates one package for parallel first requests', async () => {
+    const body = { ...PACKAGE, name: 'parallel-first' };
+    const responses = await Promise.all(Array.from({ length: 20 }, () => createWithKey(admin, '"parallel-first"', body)));
+    const statuses = responses.map((response) => response.status);
+    expect(statuses.filter((status) => status !== 201 && status !== 409)).toEqual([]);
+    const created = responses.filter((response) => response.status === 201);
+    const ids = new Set(await Promise.all(created.map(async (response) => (await response.json()).id)));
+    expect(ids.size).toBe(1);
+    const listed = (await (await admin.get('/packages?name=parallel-first')).json()).packages;
+    expect(listed.map((pkg: { id: string }) => pkg.id)).toEqual([...ids]);
+  });
+
   it('frees the key of a deleted package', async () => {
     const created = await (await createWithKey(admin, '"deleted-1"')).json();
     expect((await admin.request('DELETE', `/packages/${created.id}`)).status).toBe(204);
@@ -104,12 +130,30 @@ describe('Idempotency-Key on POST /packages', () => {
     expect((await again.json()).id).not.toBe(created.id);
   });
 
+  it('frees the key of a package the sweep deleted', async () => {
+    const body = { ...PACKAGE, retention_class: 'short' };
+    const created = await (await createWithKey(admin, '"swept-1"', body)).json();
+    expect((await admin.post(`/packages/${created.id}/finalize`)).status).toBe(200);
+    await sleep(SHORT_SECONDS * 1000 + 300);
+    const sweep = await (await admin.post('/retention/sweep', { dry_run: false })).json();
+    expect(sweep.deleted.map((deletion: { package_id: string }) => deletion.package_id)).toContain(created.id);
+
+    const again = await createWithKey(admin, '"swept-1"', body);
+    expect(again.status).toBe(201);
+    const record = await again.json();
+    expect(record.id).not.toBe(created.id);
+    expect(record.status).toBe('open');
+  });
+
   it.each([
     ['empty quotes', '""', 'length'],
     ['a missing closing quote', '"open', 'sf_string'],
     ['a space in a bare key', 'two words', 'sf_string'],
     ['a lone backslash', '"a\\b"', 'sf_string'],
     ['a parameter', '"key";a=1', 'sf_string'],
+    ['a bare parameter', 'key;a=1', 'sf_string'],
+    ['two joined bare keys', 'k1,k1', 'sf_string'],
+    ['a no-break space', 'k1\u00a0', 'sf_string'],
     ['256 characters', `"${'k'.repeat(256)}"`, 'length'],
   ])('rejects %s', async (_case, value, rule) => {
     const response = await createWithKey(admin, value);

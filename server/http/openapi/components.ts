@@ -99,7 +99,7 @@ const integer = { type: 'integer', minimum: 0 };
 export const REQUEST_HEADERS: Record<string, HeaderObject> = {
   'Idempotency-Key': {
     description:
-      'A key of 1 to 255 printable ASCII characters, as an sf-string (`"8e03978e-…"`) or bare. A repeated request of the same caller with the same key and body gets the package the first one created; the key is kept as long as that package exists.',
+      'A key of 1 to 255 printable ASCII characters as an sf-string (`"8e03978e-…"`), or without the quotes when it has only sf-token characters. A repeated request of the same caller with the same key and body gets the package the first one created, as it is now. The key is freed when that package is deleted.',
     schema: text,
   },
   'If-Match': { description: 'Serve only when the ETag matches (RFC 9110 §13.1.1); 412 otherwise.', schema: text },

@@ -21,8 +21,12 @@ export default function NewPackagePage() {
   // Until the session loads, the default limit applies; the server checks again either way.
   const metadata = useMetadataCheck(form.metadata, chosenSchema, session.data?.max_metadata_bytes ?? DEFAULT_MAX_METADATA_BYTES);
   const metadataInvalid = metadata.value === undefined || metadata.issues.length > 0;
+  // One key for every submit of this form, so a submit repeated after a lost response gets the package
+  // the first one created instead of a second one.
+  const [idempotencyKey] = useState(randomKey);
   const create = useMutation({
-    mutationFn: (body: unknown) => apiJson<PackageRecord>('/api/v1/packages', { method: 'POST', json: body }),
+    mutationFn: (body: unknown) =>
+      apiJson<PackageRecord>('/api/v1/packages', { method: 'POST', json: body, headers: { 'Idempotency-Key': `"${idempotencyKey}"` } }),
     onSuccess: (record) => router.push(`/packages/${record.id}`),
   });
 
@@ -117,6 +121,11 @@ export default function NewPackagePage() {
       </form>
     </section>
   );
+}
+
+/** Returns 128 random bits as hex. crypto.randomUUID exists only in secure contexts, and the console may be served over plain HTTP. */
+function randomKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, '0')).join('');
 }
 
 /** Shows whether the metadata parses and, with a schema chosen, each violation with its path and keyword. */

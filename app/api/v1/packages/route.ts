@@ -8,7 +8,7 @@ export const dynamic = 'force-dynamic';
 export const POST = apiRoute({ scope: 'write' }, async ({ request, app, principal }) => {
   const idempotencyKey = parseIdempotencyKey(request.headers.get('idempotency-key'));
   const input = await parseJsonBody(request, CreatePackage, app.settings.MAX_METADATA_BYTES + 16 * 1024);
-  // A repeated request gets the response of the first one again: 201 and the package it created.
+  // A repeated request gets 201 again, with the package the first one created as it is now.
   const record = await createPackage(app.db, input, principal.name, app.settings.MAX_METADATA_BYTES, idempotencyKey);
   return jsonResponse(record, 201, { Location: `/api/v1/packages/${record.id}` });
 });
