@@ -78,8 +78,8 @@ export const packages = pgTable(
 
 /**
  * An Idempotency-Key sent with POST /packages: a retry with the same key and caller returns the package
- * that the first request created, instead of creating another. Removed with the package when an open
- * package is deleted.
+ * that the first request created, instead of creating another. Removed when the package is deleted, by
+ * the cascade when an open package is deleted and by the retention sweep.
  */
 export const packageIdempotencyKeys = pgTable(
   'package_idempotency_keys',

@@ -1,6 +1,7 @@
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import crypto from 'node:crypto';
-import { expect, test } from './support/fixtures';
+import type { Page } from '@playwright/test';
+import { expect, test, type ApiClient } from './support/fixtures';
 
 function blake3Hex(bytes: Buffer): string {
   const hasher = new Blake3Hasher();
@@ -48,11 +49,11 @@ test('create form rejects invalid metadata', async ({ console: ui, page, tokens 
   await expect(page.getByTestId('metadata-check')).toContainText('must be a JSON object');
 });
 
-test('create form repeats a lost request', async ({ console: ui, page, tokens, adminApi }) => {
-  const name = `e2e-lost-create-${crypto.randomUUID()}`;
-  await ui.signIn(tokens.admin);
-  await page.goto('/packages/new');
-  // The first POST reaches the server, which creates the package, and its response is lost on the way back.
+/**
+ * Lets the first POST /api/v1/packages reach the server, which creates the package, and then drops its
+ * response. Returns the Idempotency-Key of each POST, filled in as they are sent.
+ */
+async function loseFirstCreateResponse(page: Page): Promise<(string | undefined)[]> {
   const sentKeys: (string | undefined)[] = [];
   await page.route('**/api/v1/packages', async (route) => {
     if (route.request().method() !== 'POST') return route.fallback();
@@ -61,22 +62,57 @@ test('create form repeats a lost request', async ({ console: ui, page, tokens, a
     await route.fetch();
     await route.abort('connectionreset');
   });
+  return sentKeys;
+}
+
+/** Fills the new package form and submits it. */
+async function submitPackageForm(page: Page, name: string): Promise<void> {
   await page.getByTestId('package-name').fill(name);
   await page.getByTestId('package-producer').fill('e2e');
   await page.getByTestId('package-subject').fill('lost-response');
   await expect(page.getByTestId('package-class').locator('option')).not.toHaveCount(0);
   await page.getByTestId('create-package-submit').click();
+}
+
+/** Returns the ids of the packages named `name`, and the id the package page shows. */
+async function createdIds(page: Page, adminApi: ApiClient, name: string): Promise<{ listed: string[]; shown: string | null }> {
+  const detail = page.getByTestId('package-detail');
+  await expect(detail).toBeVisible();
+  const response = await adminApi.get(`/api/v1/packages?name=${encodeURIComponent(name)}`);
+  const packages = ((await response.json()) as { packages: { id: string }[] }).packages;
+  return { listed: packages.map((pkg) => pkg.id), shown: await detail.getAttribute('data-package-id') };
+}
+
+test('create form repeats a lost request', async ({ console: ui, page, tokens, adminApi }) => {
+  const name = `e2e-lost-create-${crypto.randomUUID()}`;
+  await ui.signIn(tokens.admin);
+  await page.goto('/packages/new');
+  const sentKeys = await loseFirstCreateResponse(page);
+  await submitPackageForm(page, name);
   await expect(page.getByTestId('create-package-error')).toBeVisible();
 
   await page.getByTestId('create-package-submit').click();
-  const detail = page.getByTestId('package-detail');
-  await expect(detail).toBeVisible();
-  const listed = await adminApi.get(`/api/v1/packages?name=${encodeURIComponent(name)}`);
-  const packages = ((await listed.json()) as { packages: { id: string }[] }).packages;
-  expect(packages.map((pkg) => pkg.id)).toEqual([await detail.getAttribute('data-package-id')]);
+  const { listed, shown } = await createdIds(page, adminApi, name);
+  expect(listed).toEqual([shown]);
   expect(sentKeys).toHaveLength(2);
   expect(sentKeys[0]).toMatch(/^"[0-9a-f]{32}"$/);
   expect(sentKeys[1]).toBe(sentKeys[0]);
+});
+
+test('create form sends a new key after an edit', async ({ console: ui, page, tokens, adminApi }) => {
+  const name = `e2e-edited-create-${crypto.randomUUID()}`;
+  await ui.signIn(tokens.admin);
+  await page.goto('/packages/new');
+  const sentKeys = await loseFirstCreateResponse(page);
+  await submitPackageForm(page, `${name}-first`);
+  await expect(page.getByTestId('create-package-error')).toBeVisible();
+
+  // The edited form is another request: it gets its own package instead of a 422 for the first key.
+  await submitPackageForm(page, `${name}-second`);
+  const { listed, shown } = await createdIds(page, adminApi, `${name}-second`);
+  expect(listed).toEqual([shown]);
+  expect(sentKeys).toHaveLength(2);
+  expect(sentKeys[1]).not.toBe(sentKeys[0]);
 });
 
 test('finalize shows manifest and digests', async ({ console: ui, page, tokens, adminApi }) => {

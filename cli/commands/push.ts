@@ -91,8 +91,8 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
   try {
     pkg = await createPackage(client, body, idempotencyKey);
   } catch (error) {
-    // The server stores a key only with the package it created, so after a rejected body the key is
-    // of no use, and a stale key would turn the next run's request into a 422.
+    // A rejected body created no package, so its pending state is removed, as a run that created
+    // nothing leaves none. After a 422 the next run starts with a new key instead of repeating the 422.
     if (error instanceof ApiError && (error.status === 400 || error.status === 422)) removePushState(stateFile);
     throw error;
   }

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { and, eq, getTableColumns, lt, or, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { queryInteger } from '../http/body';
-import { isUniqueViolation, rowsOf, type Executor } from '@/db/client';
+import { rowsOf, type Executor } from '@/db/client';
 import { events, files, holds, packageIdempotencyKeys, packages, retentionClasses, uploads } from '@/db/schema';
 import { ConflictError, NotFoundError, UnprocessableContentError, ValidationError } from '../errors';
 import { assertCanonicalizable, canonicalJson } from '../encoding/jcs';
@@ -113,6 +113,16 @@ export async function createPackage(
   idempotencyKey?: string,
 ): Promise<PackageRecord> {
   assertCanonicalizable(input.metadata, 'metadata');
+  const requestSha256Hex = crypto
+    .createHash('sha256')
+    .update(canonicalJson({ ...input, metadata_schema: input.metadata_schema ?? null }))
+    .digest('hex');
+  // A repeat returns before the checks run, so a limit or schema changed since cannot reject it.
+  if (idempotencyKey !== undefined) {
+    const repeated = await packageOfIdempotencyKey(db, actor, idempotencyKey, requestSha256Hex);
+    if (repeated !== undefined) return repeated;
+  }
+
   const tooLarge = metadataSizeIssue(input.metadata, maxMetadataBytes);
   if (tooLarge) throw new ValidationError(tooLarge.detail, [tooLarge.issue]);
   const classRows = await db.select().from(retentionClasses).where(eq(retentionClasses.classId, input.retention_class));
@@ -126,16 +136,11 @@ export async function createPackage(
 
   const id = crypto.randomUUID();
   const createdAt = new Date();
-  const requestSha256Hex = crypto
-    .createHash('sha256')
-    .update(canonicalJson({ ...input, metadata_schema: input.metadata_schema ?? null }))
-    .digest('hex');
+  // READ COMMITTED, whatever the database's default: each statement's snapshot then includes what
+  // committed before it, so the lookup after the key's lock finds a key that the lock's previous holder stored.
   return db.transaction(async (tx) => {
     if (idempotencyKey !== undefined) {
-      const repeated = await packageOfIdempotencyKey(tx, actor, idempotencyKey, requestSha256Hex);
-      if (repeated !== undefined) return repeated;
       await lockIdempotencyKey(tx, actor, idempotencyKey);
-      // The request that held the lock may have committed between the lookup and the lock.
       const committedMeanwhile = await packageOfIdempotencyKey(tx, actor, idempotencyKey, requestSha256Hex);
       if (committedMeanwhile !== undefined) return committedMeanwhile;
     }
@@ -167,16 +172,10 @@ export async function createPackage(
     });
     const [row] = await tx.update(packages).set({ lastEventSequence: sequence }).where(eq(packages.id, id)).returning();
     if (idempotencyKey !== undefined) {
-      try {
-        await tx.insert(packageIdempotencyKeys).values({ createdBy: actor, idempotencyKey, requestSha256Hex, packageId: id, createdAt });
-      } catch (error) {
-        // Only under an isolation level above READ COMMITTED can the lookup miss a key committed meanwhile.
-        if (isUniqueViolation(error)) throw keyInUseError(idempotencyKey);
-        throw error;
-      }
+      await tx.insert(packageIdempotencyKeys).values({ createdBy: actor, idempotencyKey, requestSha256Hex, packageId: id, createdAt });
     }
     return toPackageRecord(row);
-  });
+  }, { isolationLevel: 'read committed' });
 }
 
 /**
@@ -196,13 +195,16 @@ async function packageOfIdempotencyKey(tx: Executor, actor: string, idempotencyK
       { package_id: earlier.packageId },
     );
   }
+  let record: PackageRecord;
   try {
-    return await getPackage(tx, earlier.packageId);
+    record = await getPackage(tx, earlier.packageId);
   } catch (error) {
     // An open package deleted between the two statements takes its key row with it.
     if (error instanceof NotFoundError) return undefined;
     throw error;
   }
+  // The retention sweep may have deleted the package, and its key, between the two statements.
+  return record.status === 'deleted' ? undefined : record;
 }
 
 /**
@@ -212,11 +214,9 @@ async function packageOfIdempotencyKey(tx: Executor, actor: string, idempotencyK
 async function lockIdempotencyKey(tx: Executor, actor: string, idempotencyKey: string): Promise<void> {
   const lockName = `artifact-store:idempotency-key:${actor}/${idempotencyKey}`;
   const [lock] = rowsOf<{ taken: boolean }>(await tx.execute(sql`SELECT pg_try_advisory_xact_lock(hashtextextended(${lockName}, 0)) AS taken`));
-  if (!lock.taken) throw keyInUseError(idempotencyKey);
-}
-
-function keyInUseError(idempotencyKey: string): ConflictError {
-  return new ConflictError(`A request with the Idempotency-Key ${JSON.stringify(idempotencyKey)} is still being processed; retry once it has completed.`);
+  if (!lock.taken) {
+    throw new ConflictError(`A request with the Idempotency-Key ${JSON.stringify(idempotencyKey)} is still being processed; retry once it has completed.`);
+  }
 }
 
 export async function getPackage(db: Executor, id: string): Promise<PackageRecord> {

@@ -2,7 +2,7 @@
 
 import { useMutation } from '@tanstack/react-query';
 import { useRouter } from 'next/navigation';
-import { useState, type FormEvent } from 'react';
+import { useRef, useState, type FormEvent } from 'react';
 import { apiJson, errorMessage, formatClassDuration, type PackageRecord } from '../../../_components/api';
 import { GatedSubmit } from '../../../_components/gated-submit';
 import { useMetadataCheck, type MetadataCheck } from '../../../_components/metadata-check';
@@ -21,12 +21,15 @@ export default function NewPackagePage() {
   // Until the session loads, the default limit applies; the server checks again either way.
   const metadata = useMetadataCheck(form.metadata, chosenSchema, session.data?.max_metadata_bytes ?? DEFAULT_MAX_METADATA_BYTES);
   const metadataInvalid = metadata.value === undefined || metadata.issues.length > 0;
-  // One key for every submit of this form, so a submit repeated after a lost response gets the package
-  // the first one created instead of a second one.
-  const [idempotencyKey] = useState(randomKey);
+  // A submit of the same body as the last one sends the same key, so a submit repeated after a lost
+  // response gets the package the first one created. An edited body is a new request with a new key.
+  const idempotency = useRef<{ key: string; body: string } | undefined>(undefined);
   const create = useMutation({
-    mutationFn: (body: unknown) =>
-      apiJson<PackageRecord>('/api/v1/packages', { method: 'POST', json: body, headers: { 'Idempotency-Key': `"${idempotencyKey}"` } }),
+    mutationFn: (body: unknown) => {
+      const sent = JSON.stringify(body);
+      if (idempotency.current?.body !== sent) idempotency.current = { key: randomKey(), body: sent };
+      return apiJson<PackageRecord>('/api/v1/packages', { method: 'POST', json: body, headers: { 'Idempotency-Key': `"${idempotency.current.key}"` } });
+    },
     onSuccess: (record) => router.push(`/packages/${record.id}`),
   });
 
