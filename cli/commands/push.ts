@@ -102,7 +102,7 @@ async function openPackage(client: ApiClient, stateFile: string, body: Record<st
   return { pkg, state, created: true };
 }
 
-/** Attempts at most of a create request that gets 409 because an earlier run's request with its key is still running. */
+/** Maximum attempts of a create request that gets 409 while an earlier run's request with the same key is still running. */
 const CREATE_ATTEMPTS = 5;
 
 /** Sends the create request, and again after a second while the server reports the key's first request as running. */

@@ -22,12 +22,15 @@ export function parseIdempotencyKey(header: string | null): string | undefined {
   if (quoted) key = quoted[1].replace(/\\(["\\])/g, '$1');
   else if (BARE_KEY.test(header)) key = header;
   if (key === undefined) {
-    throw new ValidationError('The Idempotency-Key header must be a quoted string of printable ASCII, such as "8e03978e-40d5-43e8-bc93-6894a57f9324".', [
-      { field: 'Idempotency-Key', rule: 'sf_string', message: `invalid value ${JSON.stringify(header)}` },
-    ]);
+    throw new ValidationError(
+      'The Idempotency-Key header must be a quoted string of printable ASCII, such as "8e03978e-40d5-43e8-bc93-6894a57f9324", or the same without quotes when it has only letters, digits and !#$%&\'*+-.^_`|~:/.',
+      [
+        { field: 'Idempotency-Key', rule: 'sf_string', message: `invalid value ${JSON.stringify(header)}` },
+      ],
+    );
   }
   if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
-    throw new ValidationError(`The Idempotency-Key must have 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters; a random UUID is a good key.`, [
+    throw new ValidationError(`The Idempotency-Key must have 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters. A random UUID is a good key.`, [
       { field: 'Idempotency-Key', rule: 'length', message: `${key.length} characters` },
     ]);
   }

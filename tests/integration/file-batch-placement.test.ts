@@ -1,7 +1,4 @@
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDatabase, rowsOf, type DatabaseConnection } from '@/db/client';
@@ -9,29 +6,27 @@ import { blobs, events, files } from '@/db/schema';
 import { recordFileInBatch, type BatchedFileInput } from '@/server/registry/file-batches';
 import type { FileRecord } from '@/server/registry/files';
 import { CreatePackage, createPackage } from '@/server/registry/packages';
-import { FilesystemBackend } from '@/server/storage/filesystem';
-import { connectScratchDatabase, ON_POSTGRES, type ScratchDatabase } from '../support/database';
+import type { FilesystemBackend } from '@/server/storage/filesystem';
+import { ON_POSTGRES, type ScratchDatabase } from '../support/database';
+import { openScratchStore, type ScratchStore } from '../support/scratch-store';
 
 // A batch of small files places its blobs while its insert runs, and commits only when every blob is in
 // place. A blob that cannot be placed fails the whole batch, and the batch keeps its locks until every
 // other placement has settled.
 
-let directory: string;
+let store: ScratchStore;
 let database: ScratchDatabase;
 let connection: DatabaseConnection;
 let backend: FilesystemBackend;
 
 beforeAll(async () => {
-  directory = fs.mkdtempSync(path.join(os.tmpdir(), 'file-batch-placement-'));
-  database = await connectScratchDatabase(directory);
+  store = await openScratchStore('file-batch-placement-');
+  ({ database, backend } = store);
   connection = database.connection;
-  await connection.db.execute(sql`INSERT INTO retention_classes (class_id, deletion_strategy) VALUES ('test', 'delete') ON CONFLICT DO NOTHING`);
-  backend = new FilesystemBackend({ id: 'fs', root: path.join(directory, 'store') });
 }, 60_000);
 
 afterAll(async () => {
-  await database?.close();
-  fs.rmSync(directory, { recursive: true, force: true });
+  await store?.close();
 });
 
 /** Returns a promise and the function that resolves it. */

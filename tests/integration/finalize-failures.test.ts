@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,28 +7,24 @@ import { blobs, packages } from '@/db/schema';
 import { finalizePackage } from '@/server/registry/finalize';
 import { CreatePackage, createPackage } from '@/server/registry/packages';
 import type { Backend, BlobWriter } from '@/server/storage/backend';
-import { FilesystemBackend } from '@/server/storage/filesystem';
-import { connectScratchDatabase, type ScratchDatabase } from '../support/database';
+import type { FilesystemBackend } from '@/server/storage/filesystem';
+import { openScratchStore, type ScratchStore } from '../support/scratch-store';
 
 // Finalize stages both manifests before it places either. A failure at any step must leave no staged
 // temporary file behind, no blob row, and the package open, so that a retry succeeds.
 
-let directory: string;
-let database: ScratchDatabase;
+let store: ScratchStore;
 let connection: DatabaseConnection;
 let backend: FilesystemBackend;
 
 beforeAll(async () => {
-  directory = fs.mkdtempSync(path.join(os.tmpdir(), 'finalize-failures-'));
-  database = await connectScratchDatabase(directory);
-  connection = database.connection;
-  await connection.db.execute(sql`INSERT INTO retention_classes (class_id, deletion_strategy) VALUES ('test', 'delete') ON CONFLICT DO NOTHING`);
-  backend = new FilesystemBackend({ id: 'fs', root: path.join(directory, 'store') });
+  store = await openScratchStore('finalize-failures-');
+  connection = store.database.connection;
+  backend = store.backend;
 }, 60_000);
 
 afterAll(async () => {
-  await database?.close();
-  fs.rmSync(directory, { recursive: true, force: true });
+  await store?.close();
 });
 
 type Failure = 'create' | 'commit';

@@ -1,12 +1,9 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '@/db/client';
 import { CreatePackage, createPackage } from '@/server/registry/packages';
-import { connectScratchDatabase, ON_POSTGRES, type ScratchDatabase } from '../support/database';
+import { ON_POSTGRES, type ScratchDatabase } from '../support/database';
+import { openScratchStore, type ScratchStore } from '../support/scratch-store';
 
 // createPackage is paused after its first query, the lookup of the key, so that another connection can
 // commit in that window. PGlite allows one connection, so these run on PostgreSQL only.
@@ -14,19 +11,17 @@ import { connectScratchDatabase, ON_POSTGRES, type ScratchDatabase } from '../su
 const ACTOR = 'race-actor';
 const MAX_METADATA_BYTES = 65_536;
 
-let directory: string;
+let store: ScratchStore;
 let database: ScratchDatabase;
 
 beforeAll(async () => {
   if (!ON_POSTGRES) return;
-  directory = fs.mkdtempSync(path.join(os.tmpdir(), 'idempotency-races-'));
-  database = await connectScratchDatabase(directory);
-  await database.connection.db.execute(sql`INSERT INTO retention_classes (class_id, deletion_strategy) VALUES ('test', 'delete') ON CONFLICT DO NOTHING`);
+  store = await openScratchStore('idempotency-races-');
+  database = store.database;
 }, 60_000);
 
 afterAll(async () => {
-  await database?.close();
-  if (directory) fs.rmSync(directory, { recursive: true, force: true });
+  await store?.close();
 });
 
 function body(name: string): CreatePackage {
